@@ -1,0 +1,2 @@
+"""kpdesk training toolkit: data, augmentation, networks, losses, engine, distillation,
+pruning, evaluation and export (PyTorch). May import kpdesk.vision; kpdesk never imports this."""

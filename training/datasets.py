@@ -1,0 +1,305 @@
+"""Landmark datasets: the shared data packs, 300W folders, CelebA, WFLW and CSV.
+
+Every loader returns a list of ``Sample`` (image path + (K, 2) points in 0-based pixel
+centres) and the keypoint schema. A bad label line, a missing image or a wrong point
+count raises ``LabelError`` naming the file and line, or is skipped with a warning
+when ``on_error="skip"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kpdesk.vision.schema import KeypointSchema, custom_schema, get_schema
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("face68", "face5", "300w", "celeba", "wflw", "csv")
+
+
+class LabelError(ValueError):
+    """A label file, line or image is unusable. The message names file and line."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how to read it.
+
+    Attributes:
+        format: one of ``FORMATS``.
+        root: dataset folder.
+        train_list / val_list: list files relative to root (pack formats), or for
+            ``300w`` sub-folders; for ``celeba`` the partition ids ("0", "1", "2").
+        points_base: 1 for 1-based label files (genuine 300W .pts), else 0.
+        on_error: ``skip`` (warn and drop the sample) or ``fatal``.
+        num_points: for ``csv``: K (0 = infer from the header).
+    """
+
+    format: str = "face68"
+    root: str = ""
+    train_list: str = "train.txt"
+    val_list: str = "val.txt"
+    points_base: int = 0
+    on_error: str = "skip"
+    num_points: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    path: str
+    pts: np.ndarray  # (K, 2) 0-based pixel centres in the image
+    source: str = ""  # sub-set name, e.g. "afw", "helen", "ytf" (for per-source metrics)
+    attrs: tuple[int, ...] = ()
+
+
+class _Collector:
+    def __init__(self, on_error: str) -> None:
+        if on_error not in ("skip", "fatal"):
+            raise ValueError(f"on_error must be 'skip' or 'fatal', got {on_error!r}")
+        self.on_error = on_error
+        self.samples: list[Sample] = []
+        self.skipped: list[str] = []
+
+    def bad(self, msg: str) -> None:
+        if self.on_error == "fatal":
+            raise LabelError(msg)
+        log.warning("skipping: %s", msg)
+        self.skipped.append(msg)
+
+
+def read_pts(path: Path, base: int = 0) -> np.ndarray:
+    """Read a 300W ``.pts`` file -> (K, 2) 0-based. Raises LabelError with file:line."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise LabelError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        start = next(i for i, ln in enumerate(lines) if ln.strip() == "{")
+        end = next(i for i, ln in enumerate(lines) if ln.strip() == "}")
+    except StopIteration:
+        raise LabelError(f"{path}: no '{{ ... }}' block") from None
+    n_decl = None
+    for ln in lines[:start]:
+        if ln.strip().startswith("n_points"):
+            try:
+                n_decl = int(ln.split(":")[1])
+            except (IndexError, ValueError):
+                raise LabelError(f"{path}:{lines.index(ln) + 1}: bad n_points line {ln!r}") from None
+    pts = []
+    for i in range(start + 1, end):
+        parts = lines[i].split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            pts.append((float(parts[0]), float(parts[1])))
+        except ValueError:
+            raise LabelError(f"{path}:{i + 1}: expected 'x y', got {lines[i]!r}") from None
+    arr = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    if n_decl is not None and len(arr) != n_decl:
+        raise LabelError(f"{path}: n_points says {n_decl}, found {len(arr)}")
+    if not np.all(np.isfinite(arr)):
+        raise LabelError(f"{path}: non-finite coordinates")
+    return arr - base
+
+
+def _check_count(col: _Collector, pts: np.ndarray, k: int, where: str) -> bool:
+    if len(pts) != k:
+        col.bad(f"{where}: {len(pts)} points, schema expects {k}")
+        return False
+    return True
+
+
+def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: int, col: _Collector) -> None:
+    try:
+        lines = list_file.read_text().splitlines()
+    except OSError as exc:
+        raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
+    for ln_no, ln in enumerate(lines, 1):
+        rel = ln.strip()
+        if not rel or rel.startswith("#"):
+            continue
+        img = root / rel
+        if not img.is_file():
+            col.bad(f"{list_file}:{ln_no}: image not found: {img}")
+            continue
+        try:
+            pts = read_pts(img.with_suffix(".pts"), base)
+        except LabelError as exc:
+            col.bad(f"{list_file}:{ln_no}: {exc}")
+            continue
+        if _check_count(col, pts, schema.num_points, f"{img.with_suffix('.pts')}"):
+            parts = Path(rel).parts
+            source = parts[1] if len(parts) > 2 and parts[0] == "images" else (parts[0] if len(parts) > 1 else "")
+            col.samples.append(Sample(str(img), pts, source))
+
+
+def _load_mtfl(root: Path, list_file: Path, col: _Collector) -> None:
+    try:
+        lines = list_file.read_text().splitlines()
+    except OSError as exc:
+        raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
+    for ln_no, ln in enumerate(lines, 1):
+        parts = ln.split()
+        if not parts:
+            continue
+        where = f"{list_file}:{ln_no}"
+        if len(parts) < 11:
+            col.bad(f"{where}: expected 'path x1..x5 y1..y5 [attrs]', got {len(parts)} fields")
+            continue
+        try:
+            vals = np.asarray([float(v) for v in parts[1:11]])
+            attrs = tuple(int(v) for v in parts[11:15])
+        except ValueError:
+            col.bad(f"{where}: non-numeric coordinate in {ln!r}")
+            continue
+        img = root / parts[0].replace("\\", "/")
+        if not img.is_file():
+            col.bad(f"{where}: image not found: {img}")
+            continue
+        pts = np.stack([vals[:5], vals[5:]], axis=1)
+        source = Path(parts[0]).parts[1] if len(Path(parts[0]).parts) > 2 else ""
+        col.samples.append(Sample(str(img), pts, source, attrs))
+
+
+def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
+    lm_file = root / "list_landmarks_align_celeba.txt"
+    part_file = root / "list_eval_partition.txt"
+    img_dir = root / "img_align_celeba"
+    for f in (lm_file, part_file):
+        if not f.is_file():
+            raise LabelError(f"{f}: not found (CelebA needs list_landmarks_align_celeba.txt and list_eval_partition.txt)")
+    parts = {}
+    for ln_no, ln in enumerate(part_file.read_text().splitlines(), 1):
+        p = ln.split()
+        if len(p) == 2:
+            parts[p[0]] = p[1]
+        elif p:
+            col.bad(f"{part_file}:{ln_no}: expected 'image partition', got {ln!r}")
+    lines = lm_file.read_text().splitlines()
+    for ln_no, ln in enumerate(lines[2:], 3):
+        p = ln.split()
+        if not p:
+            continue
+        if parts.get(p[0]) != partition:
+            continue
+        where = f"{lm_file}:{ln_no}"
+        if len(p) != 11:
+            col.bad(f"{where}: expected image + 10 numbers, got {len(p)} fields")
+            continue
+        try:
+            v = np.asarray([float(x) for x in p[1:]]).reshape(5, 2)
+        except ValueError:
+            col.bad(f"{where}: non-numeric value in {ln!r}")
+            continue
+        img = img_dir / p[0]
+        if not img.is_file():
+            col.bad(f"{where}: image not found: {img}")
+            continue
+        col.samples.append(Sample(str(img), v, "celeba"))
+
+
+def _load_wflw(root: Path, list_file: Path, col: _Collector) -> None:
+    """WFLW annotation lines: 196 coords, 4 box values, 6 attributes, image path."""
+    try:
+        lines = list_file.read_text().splitlines()
+    except OSError as exc:
+        raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
+    for ln_no, ln in enumerate(lines, 1):
+        p = ln.split()
+        if not p:
+            continue
+        where = f"{list_file}:{ln_no}"
+        if len(p) != 207:
+            col.bad(f"{where}: expected 207 fields (196 coords, box, 6 attrs, path), got {len(p)}")
+            continue
+        try:
+            v = np.asarray([float(x) for x in p[:196]]).reshape(98, 2)
+            attrs = tuple(int(x) for x in p[200:206])
+        except ValueError:
+            col.bad(f"{where}: non-numeric value")
+            continue
+        img = root / "WFLW_images" / p[206]
+        if not img.is_file():
+            img = root / p[206]
+        if not img.is_file():
+            col.bad(f"{where}: image not found: {p[206]}")
+            continue
+        col.samples.append(Sample(str(img), v, p[206].split("/")[0], attrs))
+
+
+def _load_csv(root: Path, list_file: Path, k: int, base: int, col: _Collector) -> int:
+    """CSV: header ``image,x0,y0,x1,y1,...``; image paths relative to root."""
+    try:
+        fh = list_file.open(newline="")
+    except OSError as exc:
+        raise LabelError(f"{list_file}: cannot read: {exc.strerror}") from None
+    with fh:
+        rows = csv.reader(fh)
+        header = next(rows, None)
+        if not header or len(header) < 3 or (len(header) - 1) % 2:
+            raise LabelError(f"{list_file}:1: header must be 'image,x0,y0,x1,y1,...'")
+        k = k or (len(header) - 1) // 2
+        for ln_no, row in enumerate(rows, 2):
+            if not row:
+                continue
+            where = f"{list_file}:{ln_no}"
+            if len(row) != 1 + 2 * k:
+                col.bad(f"{where}: {(len(row) - 1) / 2:g} points, expected {k}")
+                continue
+            try:
+                v = np.asarray([float(x) for x in row[1:]]).reshape(k, 2) - base
+            except ValueError:
+                col.bad(f"{where}: non-numeric coordinate")
+                continue
+            img = root / row[0]
+            if not img.is_file():
+                col.bad(f"{where}: image not found: {img}")
+                continue
+            col.samples.append(Sample(str(img), v, ""))
+    return k
+
+
+def load_split(cfg: DataConfig, split: str) -> tuple[list[Sample], KeypointSchema]:
+    """Read the ``train`` or ``val`` split. Raises LabelError on a fatal problem, and
+    when nothing usable is left."""
+    if cfg.format not in FORMATS:
+        raise LabelError(f"unknown data format {cfg.format!r}; known: {FORMATS}")
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise LabelError(f"{root}: data folder not found")
+    lst = cfg.train_list if split == "train" else cfg.val_list
+    col = _Collector(cfg.on_error)
+    if cfg.format in ("face68", "300w"):
+        schema = get_schema("ibug68")
+        if cfg.format == "300w" and (root / lst).is_dir():
+            tmp = sorted(p.relative_to(root) for p in (root / lst).rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+            listing = root / f".kpdesk_{split}_list.txt"
+            listing.write_text("\n".join(str(p) for p in tmp) + "\n")
+            _load_pts_list(root, listing, schema, cfg.points_base, col)
+        else:
+            _load_pts_list(root, root / lst, schema, cfg.points_base, col)
+    elif cfg.format == "face5":
+        schema = get_schema("mtfl5")
+        _load_mtfl(root, root / lst, col)
+    elif cfg.format == "celeba":
+        schema = get_schema("mtfl5")
+        _load_celeba(root, lst, col)
+    elif cfg.format == "wflw":
+        schema = get_schema("wflw98")
+        _load_wflw(root, root / lst, col)
+    else:
+        k = _load_csv(root, root / lst, cfg.num_points, cfg.points_base, col)
+        schema = get_schema("ibug68") if k == 68 else (get_schema("mtfl5") if k == 5 else custom_schema(k))
+    if not col.samples:
+        raise LabelError(f"{root / lst}: no usable samples ({len(col.skipped)} skipped)")
+    if col.skipped:
+        log.warning("%s split %s: %d samples skipped", root, split, len(col.skipped))
+    return col.samples, schema

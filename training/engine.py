@@ -1,0 +1,404 @@
+"""The training engine: one loop for train, distill and prune fine-tuning.
+
+Checkpoints every epoch (and on cancel, mid-epoch, with the position inside the epoch),
+``--resume`` continues exactly there; a non-finite loss stops the run with a clear error
+and leaves the last good checkpoint untouched; under ``torchrun`` it runs data-parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from kpdesk.vision.codecs import LandmarkDecoder
+from kpdesk.vision.schema import KeypointSchema
+from training.config import RunConfig, TrainConfig
+from training.datasets import LabelError, Sample, load_split
+from training.events import EventStream
+from training.losses import landmark_loss
+from training.metrics import summarize
+from training.torchdata import LandmarkDataset
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TrainingError(RuntimeError):
+    """A run cannot continue (bad data, diverged loss, bad checkpoint)."""
+
+
+class DivergedError(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+class Cancelled(Exception):
+    """The user asked the job to stop; a resumable checkpoint was written."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return info
+
+
+class CancelFlag:
+    """Set by a line ``cancel`` on stdin (the GUI) or by SIGTERM / SIGINT."""
+
+    def __init__(self) -> None:
+        self._ev = threading.Event()
+
+    def set(self) -> None:
+        self._ev.set()
+
+    def is_set(self) -> bool:
+        return self._ev.is_set()
+
+    def listen(self) -> None:
+        def handler(_sig, _frm) -> None:
+            self.set()
+
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(s, handler)
+            except ValueError:  # not the main thread (tests)
+                pass
+        if not sys.stdin or sys.stdin.closed or sys.stdin.isatty():
+            return
+
+        def reader() -> None:
+            try:
+                for line in sys.stdin:
+                    if line.strip().lower() == "cancel":
+                        self.set()
+                        return
+            except (OSError, ValueError):
+                return
+
+        threading.Thread(target=reader, name="cancel-listener", daemon=True).start()
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def batches_for_epoch(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                      max_steps: int = 0) -> list[list[int]]:
+    """Deterministic shuffled batches for one epoch (a rank's share under DDP); the last,
+    incomplete batch is dropped so BatchNorm never sees a batch of one."""
+    perm = np.random.default_rng((seed, epoch, 7)).permutation(n)
+    perm = perm[rank::world]
+    nb = len(perm) // batch_size
+    if max_steps:
+        nb = min(nb, max_steps)
+    return [perm[i * batch_size:(i + 1) * batch_size].tolist() for i in range(nb)]
+
+
+def load_data(cfg: RunConfig, schema_check: int | None = None) -> tuple[list[Sample], list[Sample], KeypointSchema]:
+    try:
+        train, schema = load_split(cfg.data, "train")
+        val, _ = load_split(cfg.data, "val")
+    except LabelError as exc:
+        raise TrainingError(str(exc)) from None
+    if cfg.train.max_train_samples:
+        train = train[: cfg.train.max_train_samples]
+    if cfg.train.max_val_samples:
+        val = val[: cfg.train.max_val_samples]
+    k = schema_check or cfg.model.num_points
+    if schema.num_points != k:
+        raise TrainingError(f"data {cfg.data.root} has {schema.num_points} points, model config says {k}")
+    return train, val, schema
+
+
+def make_datasets(cfg: RunConfig, train: list[Sample], val: list[Sample], schema: KeypointSchema,
+                  ) -> tuple[LandmarkDataset, LandmarkDataset]:
+    m, t = cfg.model, cfg.train
+    tr = LandmarkDataset(train, schema, m.input_size, m.heatmap_size, t.sigma, cfg.augment, seed=t.seed)
+    va = LandmarkDataset(val, schema, m.input_size, m.heatmap_size, t.sigma, replace(cfg.augment, enabled=False),
+                         seed=t.seed)
+    return tr, va
+
+
+@torch.no_grad()
+def predict(model: nn.Module, ds: LandmarkDataset, device: torch.device, batch_size: int = 64,
+            num_workers: int = 0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Run a model over a dataset: coords (N, 2K), heatmaps (N, K, H, H) or None, gt pts_crop (N, K, 2)."""
+    was = model.training
+    model.eval()
+    coords, hms, gts = [], [], []
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    try:
+        for b in loader:
+            out = model(b["image"].to(device))
+            coords.append(out["coords"].float().cpu().numpy())
+            if "heatmaps" in out:
+                hms.append(out["heatmaps"].float().cpu().numpy())
+            gts.append(b["pts_crop"].numpy())
+    finally:
+        model.train(was)
+    return np.concatenate(coords), (np.concatenate(hms) if hms else None), np.concatenate(gts)
+
+
+def evaluate(model: nn.Module, ds: LandmarkDataset, device: torch.device, modes: tuple[str, ...],
+             heatmap_size: int, sigma: float) -> dict[str, dict]:
+    """Validation metrics for each decode mode, overall and per data source."""
+    coords, hms, gt = predict(model, ds, device)
+    sources = [s.source for s in ds.samples]
+    res = {}
+    for mode in modes:
+        if mode != "regression" and hms is None:
+            continue
+        dec = LandmarkDecoder(ds.input_size, mode, heatmap_size if hms is not None else None, sigma)
+        pts, _ = dec.decode(coords, hms)
+        res[mode] = summarize(pts, gt, ds.schema, sources)
+    return res
+
+
+class Trainer:
+    """Fits ``model`` (+ ``aux`` trainable modules, e.g. distillation projections) with
+    ``loss_fn`` on the run's data, writing checkpoints and events into ``run_dir``.
+
+    ``extra_state()`` / ``load_extra_state()`` let a job (distill, prune) save what it
+    needs to resume beside the model.
+    """
+
+    def __init__(self, cfg: RunConfig, model: nn.Module, run_dir: Path, events: EventStream,
+                 train_ds: LandmarkDataset, val_ds: LandmarkDataset, loss_fn: LossFn | None = None,
+                 aux: nn.Module | None = None, cancel: CancelFlag | None = None, device: torch.device | None = None,
+                 dist_info: DistInfo | None = None, checkpoint_extra: Callable[[], dict] | None = None,
+                 save_whole_model: bool = False, tag: str = "") -> None:
+        self.cfg = cfg
+        self.t: TrainConfig = cfg.train
+        self.device = device or pick_device(self.t.device)
+        self.dist = dist_info or DistInfo()
+        self.model = model.to(self.device)
+        self.aux = aux.to(self.device) if aux is not None else None
+        self.run_dir = run_dir
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.events = events
+        self.train_ds, self.val_ds = train_ds, val_ds
+        self.loss_fn = loss_fn or (lambda out, b: landmark_loss(out, b, self.t.lambda_rh))
+        self.cancel = cancel or CancelFlag()
+        self.checkpoint_extra = checkpoint_extra
+        self.save_whole_model = save_whole_model
+        self.tag = tag
+        params = list(self.model.parameters()) + (list(self.aux.parameters()) if self.aux is not None else [])
+        if self.t.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=self.t.lr, momentum=self.t.momentum,
+                                       weight_decay=self.t.weight_decay, nesterov=True)
+        elif self.t.optimizer == "adamw":
+            self.opt = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay)
+        else:
+            raise TrainingError(f"train.optimizer must be 'sgd' or 'adamw', got {self.t.optimizer!r}")
+        self.use_amp = self.t.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ddp_model: nn.Module = self.model
+        if self.dist.world > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0  # completed steps of the epoch in progress
+        self.best: dict[str, Any] = {}
+        self.history: list[dict] = []
+
+    # -- learning rate ----------------------------------------------------------------
+    def lr_at(self, epoch: int) -> float:
+        drops = sum(1 for f in self.t.lr_steps if epoch >= round(f * self.t.epochs))
+        return self.t.lr * (0.1**drops)
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        st = {
+            "format": "kpdesk-ckpt/1",
+            "run_config": self.cfg.to_dict(),
+            "model_config": self.cfg.model.to_dict(),
+            "model_state": self.model.state_dict(),
+            "aux_state": self.aux.state_dict() if self.aux is not None else None,
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "best": self.best,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "tag": self.tag,
+        }
+        if self.save_whole_model:
+            st["model_object"] = self.model
+        if self.checkpoint_extra is not None:
+            st["extra"] = self.checkpoint_extra()
+        return st
+
+    def save(self, name: str = "last.pt") -> Path:
+        path = self.ckpt_dir / name
+        if self.dist.main:
+            atomic_save(self.state(), path)
+            self.events.emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step_in_epoch)
+        return path
+
+    def resume(self, path: Path) -> None:
+        try:
+            st = torch.load(path, map_location=self.device, weights_only=False)
+        except (OSError, RuntimeError, EOFError) as exc:
+            raise TrainingError(f"{path}: cannot load checkpoint: {exc}") from None
+        if st.get("format") != "kpdesk-ckpt/1":
+            raise TrainingError(f"{path}: not a kpdesk checkpoint")
+        if self.save_whole_model and "model_object" in st:
+            self.model.load_state_dict(st["model_object"].state_dict())
+        else:
+            self.model.load_state_dict(st["model_state"])
+        if self.aux is not None and st.get("aux_state") is not None:
+            self.aux.load_state_dict(st["aux_state"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.scaler.load_state_dict(st["scaler"])
+        self.epoch, self.step_in_epoch = int(st["epoch"]), int(st["step_in_epoch"])
+        self.best, self.history = st.get("best", {}), st.get("history", [])
+        torch.set_rng_state(st["torch_rng"].cpu())
+
+    # -- the loop ---------------------------------------------------------------------
+    def _batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        items = [self.train_ds[i] for i in idx]
+        return {k: torch.stack([it[k] for it in items]).to(self.device, non_blocking=True) for k in items[0]}
+
+    def _loader(self, batches: list[list[int]]):
+        if self.t.num_workers > 0:
+            dl = DataLoader(self.train_ds, batch_sampler=batches, num_workers=self.t.num_workers,
+                            persistent_workers=False)
+            for b in dl:
+                yield {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
+        else:
+            for idx in batches:
+                yield self._batch(idx)
+
+    def train_epoch(self) -> dict[str, float]:
+        e = self.epoch
+        self.train_ds.set_epoch(e)
+        batches = batches_for_epoch(len(self.train_ds), self.t.batch_size, self.t.seed, e, self.dist.rank,
+                                    self.dist.world, self.t.max_steps_per_epoch)
+        if not batches:
+            raise TrainingError(f"training set of {len(self.train_ds)} samples is smaller than one batch "
+                                f"({self.t.batch_size})")
+        steps = len(batches)
+        lr = self.lr_at(e)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.ddp_model.train()
+        if self.aux is not None:
+            self.aux.train()
+        t0 = time.time()
+        done_at_start = self.step_in_epoch
+        sums: dict[str, float] = {}
+        n = 0
+        for s, batch in enumerate(self._loader(batches[self.step_in_epoch:]), start=self.step_in_epoch):
+            if self.cancel.is_set():
+                raise Cancelled()
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                out = self.ddp_model(batch["image"])
+                loss, parts = self.loss_fn(out, batch)
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"loss became {float(loss)} at epoch {e + 1} step {s + 1}; the last good checkpoint "
+                    f"{self.ckpt_dir / 'last.pt'} is kept (lower train.lr, or check the data)")
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.t.grad_clip > 0:
+                self.scaler.unscale_(self.opt)
+                params = [p for g in self.opt.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.t.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.step_in_epoch = s + 1
+            n += 1
+            lv = float(loss.detach())
+            for k, v in {"loss": lv, **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            el = time.time() - t0
+            per_step = el / max(self.step_in_epoch - done_at_start, 1)
+            remaining = (steps - self.step_in_epoch) + steps * (self.t.epochs - e - 1)
+            if s % 5 == 0 or s + 1 == steps:
+                self.events.emit("progress", epoch=e + 1, epochs=self.t.epochs, step=s + 1, steps=steps, loss=lv,
+                                 lr=lr, img_s=self.t.batch_size * self.dist.world / max(per_step, 1e-9),
+                                 eta_s=per_step * remaining, **parts)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        return {k: v / max(n, 1) for k, v in sums.items()} | {"epoch_time_s": time.time() - t0}
+
+    def validate(self) -> dict[str, Any]:
+        m = self.cfg.model
+        res = evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
+        return res
+
+    def fit(self, epochs: int | None = None) -> dict[str, Any]:
+        """Train until ``epochs`` (default: config) are complete. Returns the best record."""
+        total = epochs or self.t.epochs
+        self.events.emit("start", run_dir=str(self.run_dir), epochs=total, start_epoch=self.epoch,
+                         train_samples=len(self.train_ds), val_samples=len(self.val_ds), device=str(self.device),
+                         world=self.dist.world, tag=self.tag)
+        try:
+            while self.epoch < total:
+                tr = self.train_epoch()
+                rec: dict[str, Any] = {"epoch": self.epoch, "train": tr}
+                if self.dist.main:
+                    val = self.validate()
+                    rec["val"] = val
+                    mode, score = min(((k, v[self.t.select]) for k, v in val.items()), key=lambda kv: kv[1])
+                    self.events.emit("metric", epoch=self.epoch, epochs=total, split="val", decode=mode,
+                                     **{k: v for k, v in val[mode].items() if k != "by_source"},
+                                     by_source=val[mode].get("by_source"), train_loss=tr.get("loss"),
+                                     all_modes={k: v[self.t.select] for k, v in val.items()})
+                    self.history.append(rec)
+                    improved = not self.best or score < self.best["score"]
+                    if improved:
+                        self.best = {"score": score, "epoch": self.epoch, "decode": mode, "metrics": val}
+                    self.save("last.pt")
+                    if improved:
+                        self.save("best.pt")
+                if self.dist.world > 1:
+                    dist.barrier()
+        except Cancelled:
+            self.save("last.pt")
+            self.events.emit("cancelled", epoch=self.epoch, step=self.step_in_epoch,
+                             checkpoint=str(self.ckpt_dir / "last.pt"))
+            raise
+        return self.best

@@ -1,0 +1,148 @@
+"""Export a trained network to ``NAME.onnx`` + ``NAME.json`` (the kpdesk model format),
+checked against PyTorch on random and real inputs, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from kpdesk.vision.manifest import Manifest
+from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from kpdesk.vision.schema import KeypointSchema
+from training.networks import ExportWrapper, count_macs, count_params
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """Export failed or the ONNX graph disagrees with PyTorch."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_to_fp16(path_in: Path, path_out: Path) -> None:
+    """Store float weights (>= 1024 values) as float16 followed by a Cast back to float32.
+
+    onnxruntime folds the casts when it loads the model, so the model still computes in
+    float32 (same speed); only the weights are rounded to float16 (half the file size).
+    """
+    m = onnx.load(str(path_in))
+    g = m.graph
+    new_nodes = []
+    for init in g.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < 1024:
+            continue
+        name = init.name
+        half = numpy_helper.from_array(arr.astype(np.float16), name + "__fp16")
+        init.CopyFrom(half)
+        new_nodes.append(onnx.helper.make_node("Cast", [name + "__fp16"], [name], to=onnx.TensorProto.FLOAT,
+                                               name=name + "__cast"))
+    for n in reversed(new_nodes):
+        g.node.insert(0, n)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path_out))
+
+
+def _onnx_export(model: nn.Module, x: torch.Tensor, path: Path, outputs: list[str]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"], output_names=outputs,
+            dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}, do_constant_folding=True,
+        )
+
+
+def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x})
+
+
+def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, input_size: int, heatmap_size: int,
+                 sigma: float, decode: str, arch: str, info: dict[str, Any] | None = None,
+                 real_inputs: np.ndarray | None = None, fp16_weights: bool = False, tol: float = 1e-3) -> Manifest:
+    """Export ``model`` (forward -> dict with coords[, heatmaps]) and its manifest.
+
+    Parity: the ONNX outputs are compared with PyTorch on 4 random inputs and on
+    ``real_inputs`` (B, 3, S, S) when given; the max abs differences go into the
+    manifest, and a difference over ``tol`` raises ``ExportError``. Files are written
+    to temporary names, verified, then renamed, so a reader never sees half a model.
+    """
+    out_onnx = Path(out_onnx)
+    out_onnx.parent.mkdir(parents=True, exist_ok=True)
+    name = out_onnx.stem
+    model = model.eval().cpu()
+    wrapper = ExportWrapper(model).eval()
+    has_hm = getattr(model, "hm_head", None) is not None
+    outputs = ["coords", "heatmaps"] if has_hm else ["coords"]
+    tmp = out_onnx.with_name(f".{name}.tmp.onnx")
+    tmp_json = out_onnx.with_name(f".{name}.tmp.json")
+    try:
+        x = torch.randn(1, 3, input_size, input_size)
+        _onnx_export(wrapper, x, tmp, outputs)
+        if fp16_weights:
+            weights_to_fp16(tmp, tmp)
+        onnx.checker.check_model(str(tmp))
+        checks = {"random": np.random.default_rng(0).standard_normal((4, 3, input_size, input_size)).astype(np.float32)}
+        if real_inputs is not None and len(real_inputs):
+            checks["real"] = np.asarray(real_inputs[:16], dtype=np.float32)
+        parity = {}
+        for key, xin in checks.items():
+            with torch.no_grad():
+                ref = model(torch.from_numpy(xin))
+            got = run_onnx(tmp, xin)
+            diffs = [float(np.abs(got[0] - ref["coords"].numpy()).max())]
+            if has_hm:
+                diffs.append(float(np.abs(got[1] - ref["heatmaps"].numpy()).max()))
+            parity[key] = max(diffs)
+        worst = max(parity.values())
+        if worst > tol:
+            raise ExportError(f"{out_onnx}: ONNX differs from PyTorch by {worst:.2e} (> {tol:g}): {parity}")
+        params = count_params(model)
+        card = {
+            "params": params,
+            "macs": count_macs(model, input_size),
+            "file_size_bytes": tmp.stat().st_size,
+            "onnx_sha256": sha256(tmp),
+            "weights_dtype": "float16 (computed in float32)" if fp16_weights else "float32",
+            "parity_max_abs_diff": parity,
+            **(info or {}),
+        }
+        manifest = Manifest(
+            name=name, schema=schema, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            crop_scale=schema.crop_scale, coords_output="coords", heatmaps_output="heatmaps" if has_hm else None,
+            heatmap_size=heatmap_size if has_hm else None, sigma=sigma, decode=decode if has_hm else "regression",
+            arch=arch, info=card,
+        )
+        manifest.save(tmp_json)
+        Manifest.load(tmp_json)  # verify it reads back
+        os.replace(tmp, out_onnx)
+        os.replace(tmp_json, out_onnx.with_suffix(".json"))
+        log.info("exported %s (%.2f MB, parity %s)", out_onnx, card["file_size_bytes"] / 1e6, parity)
+        return manifest
+    finally:
+        for p in (tmp, tmp_json):
+            if p.exists():
+                p.unlink()

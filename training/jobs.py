@@ -1,0 +1,154 @@
+"""Jobs behind ``python -m training``: each builds its pieces from a RunConfig and runs the
+shared engine. The GUI runs exactly these, in a child process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.backbones import load_imagenet
+from training.config import RunConfig
+from training.engine import (
+    CancelFlag,
+    Trainer,
+    TrainingError,
+    init_distributed,
+    load_data,
+    make_datasets,
+    pick_device,
+)
+from training.events import EventStream
+from training.export import export_model
+from training.networks import LandmarkNet, build_model
+
+log = logging.getLogger(__name__)
+
+LICENCE_NOTE = ("Trained on research-only, non-commercial data (300W/AFW/HELEN, YouTube Faces, MTFL); "
+                "the weights inherit those terms: research and non-commercial use only.")
+
+
+def imagenet_weights_path() -> Path:
+    """The offline torchvision MobileNetV2 weights fetched by set-up (kpdesk.assets)."""
+    from kpdesk import assets  # local import: the asset cache is only needed for ImageNet init
+
+    return Path(assets.asset_path("mobilenet_v2-b0353104.pth"))
+
+
+def init_model(cfg: RunConfig, events: EventStream) -> LandmarkNet:
+    model = build_model(cfg.model)
+    t = cfg.train
+    if t.init_checkpoint:
+        from training.checkpoints import read_checkpoint
+
+        st = read_checkpoint(t.init_checkpoint)
+        own = model.state_dict()
+        take = {k: v for k, v in st["model_state"].items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(take, strict=False)
+        events.emit("log", message=f"initialised {len(take)}/{len(own)} tensors from {t.init_checkpoint}")
+    elif t.pretrained == "imagenet":
+        if cfg.model.arch == "mobilenetv2":
+            path = imagenet_weights_path()
+            load_imagenet(model.backbone, str(path))
+            events.emit("log", message=f"backbone initialised from ImageNet weights {path.name}")
+        else:
+            events.emit("log", message=f"no offline ImageNet weights for {cfg.model.arch}: training from scratch")
+    elif t.pretrained not in ("", "none"):
+        load_imagenet(model.backbone, t.pretrained)
+        events.emit("log", message=f"backbone initialised from {t.pretrained}")
+    return model
+
+
+def real_batch(ds, n: int = 16) -> np.ndarray:
+    return np.stack([ds[i]["image"].numpy() for i in range(min(n, len(ds)))])
+
+
+def export_best(trainer: Trainer, run_dir: Path, name: str, info: dict, model: torch.nn.Module | None = None,
+                events: EventStream | None = None) -> Path:
+    """Export best.pt's weights (or ``model``) to run_dir/export/NAME.onnx."""
+    cfg = trainer.cfg
+    best = trainer.best
+    if model is None:
+        st = torch.load(trainer.ckpt_dir / "best.pt", map_location="cpu", weights_only=False)
+        model = st.get("model_object") or LandmarkNet(cfg.model)
+        model.load_state_dict(st["model_state"])
+    out = run_dir / "export" / f"{name}.onnx"
+    metrics = best.get("metrics", {}).get(best.get("decode", ""), {})
+    manifest = export_model(
+        model, trainer.val_ds.schema, out, input_size=cfg.model.input_size, heatmap_size=cfg.model.heatmap_size,
+        sigma=cfg.train.sigma, decode=best.get("decode", "regression"), arch=cfg.model.arch,
+        real_inputs=real_batch(trainer.val_ds),
+        info={"val_metrics": metrics, "val_by_decode": {k: v.get(cfg.train.select) for k, v in
+                                                           best.get("metrics", {}).items()},
+              "best_epoch": best.get("epoch"), "licence": LICENCE_NOTE,
+              "data": {"format": cfg.data.format, "root_name": Path(cfg.data.root).name,
+                       "train_samples": len(trainer.train_ds), "val_samples": len(trainer.val_ds)},
+              "run_config": cfg.to_dict(), **info},
+    )
+    ev = events or trainer.events
+    ev.emit("exported", onnx=str(out), manifest=str(out.with_suffix(".json")), name=manifest.name)
+    return out
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.json"
+    if resume:
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise TrainingError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+    elif (run_dir / "checkpoints" / "last.pt").is_file():
+        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --run-dir")
+    cfg.save(cfg_path)
+
+
+def run_train(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: CancelFlag | None = None,
+              events: EventStream | None = None, export: bool = True) -> dict:
+    """Train one landmark network (teacher or student) with LOSS = lambda_rh*loss1 + loss2."""
+    t0 = time.time()
+    device = pick_device(cfg.train.device)
+    dinfo = init_distributed(device)
+    if device.type == "cuda" and dinfo.world > 1:
+        device = torch.device("cuda", dinfo.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed + dinfo.rank)
+    if dinfo.main:
+        prepare_run_dir(run_dir, cfg, resume)
+    events = events or EventStream(run_dir, enabled=dinfo.main)
+    train, val, schema = load_data(cfg)
+    tr_ds, va_ds = make_datasets(cfg, train, val, schema)
+    model = init_model(cfg, events)
+    trainer = Trainer(cfg, model, run_dir, events, tr_ds, va_ds, cancel=cancel, device=device, dist_info=dinfo,
+                      tag="train")
+    prior_wall = 0.0
+    if resume:
+        trainer.resume(run_dir / "checkpoints" / "last.pt")
+        prior_wall = float(json.loads((run_dir / "wall_time.json").read_text())["seconds"]) \
+            if (run_dir / "wall_time.json").is_file() else 0.0
+    try:
+        best = trainer.fit()
+    finally:
+        if dinfo.main:
+            (run_dir / "wall_time.json").write_text(json.dumps({"seconds": prior_wall + time.time() - t0}))
+    wall = prior_wall + time.time() - t0
+    result = {"best": {k: v for k, v in best.items() if k != "metrics"}, "wall_time_s": wall,
+              "best_metrics": best.get("metrics", {}).get(best.get("decode"), {})}
+    if dinfo.main and export:
+        name = cfg.train.export_name or f"{cfg.model.arch}-{schema.name}"
+        out = export_best(trainer, run_dir, name, {"epochs": cfg.train.epochs, "wall_time_s": round(wall, 1)})
+        result["onnx"] = str(out)
+    if dinfo.main:
+        events.emit("done", **result)
+    if dinfo.world > 1:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+def replace_cfg(cfg: RunConfig, **sections) -> RunConfig:
+    return dataclasses.replace(cfg, **sections)

@@ -1,0 +1,37 @@
+"""The paper's losses: coordinate MSE (eq. 1), heatmap MSE (eq. 3), feature distillation (eq. 6)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def regression_loss(coords: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """loss1: MSE between (B, 2K) predicted and target coordinates in [0, 1]."""
+    return F.mse_loss(coords, target)
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """loss2: MSE between (B, K, H, W) heatmaps; points with weight 0 (off the map) are ignored."""
+    se = (pred - target) ** 2
+    if weight is not None:
+        se = se * weight[:, :, None, None]
+    return se.mean()
+
+
+def landmark_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], lambda_rh: float,
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """LOSS = lambda_rh * loss1 + loss2 (loss2 only when the model has a heatmap head)."""
+    l1 = regression_loss(out["coords"], batch["coords"])
+    total = lambda_rh * l1
+    parts = {"loss_reg": float(l1.detach())}
+    if "heatmaps" in out:
+        l2 = heatmap_loss(out["heatmaps"], batch["heatmaps"], batch.get("hm_weight"))
+        total = total + l2
+        parts["loss_hm"] = float(l2.detach())
+    return total, parts
+
+
+def distill_loss(student_vec: torch.Tensor, teacher_vec: torch.Tensor) -> torch.Tensor:
+    """loss3: MSE between projected, pooled student and teacher features (B, D)."""
+    return F.mse_loss(student_vec, teacher_vec)
