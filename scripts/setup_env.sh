@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: .venv, editable install with dev extras, assets.
 # Fast when nothing changed: the install is skipped while the stamp in .venv matches
-# the hash of pyproject.toml; assets are only re-checked (sha256 of cached files).
+# pyproject.toml (and the package list); assets are only re-checked (sha256 of cached files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +15,18 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.kpdesk-setup"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# Keyed on pyproject.toml and on which top-level packages exist (the editable install
+# maps packages found at install time, so a new package needs a re-install).
+want=$( (cat pyproject.toml; ls -d -- */__init__.py 2>/dev/null) | sha256sum | cut -d' ' -f1)
 have=$(cat "$stamp" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
     echo "setup: installing kpdesk[dev] into $VENV (pyproject.toml changed or first run)"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+    log="$VENV/pip-install.log"
+    if ! "$VENV/bin/python" -m pip install -e '.[dev]' >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        echo "setup: pip install failed (full log: $log)" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi
 

@@ -1,0 +1,74 @@
+"""The model folder: every ``NAME.onnx`` with its ``NAME.json`` manifest."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kpdesk.inference.model import LandmarkModel, ModelLoadError
+from kpdesk.vision.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One model file. A broken model is listed with ``error`` set instead of raising."""
+
+    name: str
+    onnx_path: Path
+    manifest: Manifest | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def default_models_dir() -> Path:
+    """``$KPDESK_MODELS``, else the repository's ``models/`` folder."""
+    env = os.environ.get("KPDESK_MODELS")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def scan_models(folder: str | Path | None = None, validate: bool = True) -> list[CatalogEntry]:
+    """List the models in ``folder`` (default ``default_models_dir()``), sorted by name.
+
+    With ``validate`` each graph is opened (without optimisation) and checked against its
+    manifest, so a corrupt or inconsistent file shows its error here, not at switch time.
+    A missing folder gives an empty list.
+    """
+    root = Path(folder) if folder is not None else default_models_dir()
+    if not root.is_dir():
+        return []
+    entries = []
+    for p in sorted(root.glob("*.onnx")):
+        try:
+            if validate:
+                manifest = LandmarkModel.load(p, threads=1, optimize=False).manifest
+            else:
+                manifest = Manifest.load(p.with_suffix(".json"))
+            entries.append(CatalogEntry(p.stem, p, manifest))
+        except (ModelLoadError, ValueError) as exc:  # ManifestError is a ValueError
+            entries.append(CatalogEntry(p.stem, p, None, str(exc)))
+    return entries
+
+
+def resolve_model(name_or_path: str | Path, folder: str | Path | None = None) -> Path:
+    """A model argument -> its ``.onnx`` path: an existing file, or ``NAME`` in the folder.
+
+    Raises:
+        ModelLoadError: no such file / no model of that name (listing the known names).
+    """
+    p = Path(name_or_path).expanduser()
+    if p.suffix == ".onnx" or p.is_file() or os.sep in str(name_or_path):
+        if p.is_file():
+            return p
+        raise ModelLoadError(f"{p}: model file not found")
+    root = Path(folder) if folder is not None else default_models_dir()
+    cand = root / f"{name_or_path}.onnx"
+    if cand.is_file():
+        return cand
+    known = sorted(q.stem for q in root.glob("*.onnx")) if root.is_dir() else []
+    raise ModelLoadError(f"{name_or_path}: no such model in {root} (known: {', '.join(known) or 'none'})")

@@ -1,0 +1,243 @@
+"""Face detectors and the calibration from their boxes to the landmark models' crops.
+
+Landmark models are trained on crops centred on the landmark bounding box, side
+``crop_scale`` x its longer side (``crop_params_from_points``). A detector's box is
+placed and sized differently, so each detector carries a ``BoxCalibration`` measured on
+faces with ground-truth landmarks by ``benchmarks/calibrate_detectors.py``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import weakref
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from kpdesk.vision.transforms import CropSpec
+
+log = logging.getLogger(__name__)
+
+DETECTOR_NAMES = ("blazeface", "haar")
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One detected face.
+
+    Attributes:
+        box_xyxy: axis-aligned box in image pixels.
+        score: detector confidence in [0, 1] (Haar has none: 1.0).
+        keypoints: (N, 2) image pixels, or None. BlazeFace: image-left eye, image-right
+            eye, nose tip, mouth centre, image-left ear, image-right ear.
+    """
+
+    box_xyxy: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray | None = None
+
+    @property
+    def roll_deg(self) -> float | None:
+        """Angle of the eye line (``CropSpec.angle_deg`` convention), from the keypoints."""
+        if self.keypoints is None or len(self.keypoints) < 2:
+            return None
+        d = self.keypoints[1] - self.keypoints[0]
+        return float(math.degrees(math.atan2(d[1], d[0])))
+
+
+@dataclass(frozen=True)
+class BoxCalibration:
+    """Detector box -> landmark box, in units of the detector box's longer side D.
+
+    landmark-box centre = detector-box centre + (dx, dy) * D (in the face's own frame,
+    i.e. turned by the roll when it is known); landmark-box longer side = ratio * D.
+    """
+
+    dx: float = 0.0
+    dy: float = 0.0
+    ratio: float = 1.0
+
+    def crop(self, box_xyxy: tuple[float, float, float, float], crop_scale: float,
+             roll_deg: float | None = None) -> CropSpec:
+        x0, y0, x1, y1 = box_xyxy
+        d = max(x1 - x0, y1 - y0)
+        if d <= 0:
+            raise ValueError(f"degenerate face box {box_xyxy}")
+        a = math.radians(roll_deg or 0.0)
+        ox, oy = self.dx * d, self.dy * d
+        # The face's right is (cos a, sin a) and its down is (-sin a, cos a) in the image.
+        cx = (x0 + x1) / 2 + ox * math.cos(a) - oy * math.sin(a)
+        cy = (y0 + y1) / 2 + ox * math.sin(a) + oy * math.cos(a)
+        return CropSpec(cx, cy, crop_scale * self.ratio * d, roll_deg or 0.0)
+
+
+# Measured by benchmarks/calibrate_detectors.py on face68/val (913 faces x 2 scales):
+#   blazeface 1826/1826 found; dx -0.003 (std 0.033), dy +0.047 (0.042), ratio 1.008 (0.074)
+#   haar      1523/1826 found; dx +0.010 (std 0.092), dy +0.159 (0.039), ratio 0.881 (0.088)
+# Haar boxes sit high on the face (brows to upper lip) and are smaller than the landmark box.
+CALIBRATION = {
+    "blazeface": BoxCalibration(dx=-0.003, dy=0.047, ratio=1.008),
+    "haar": BoxCalibration(dx=0.010, dy=0.159, ratio=0.881),
+}
+
+
+class FaceDetector(ABC):
+    """Finds faces in a BGR frame. Use one instance per thread; ``close`` releases it."""
+
+    name: str = "detector"
+
+    def __init__(self, calibration: BoxCalibration | None = None, use_roll: bool = True) -> None:
+        self.calibration = calibration or CALIBRATION.get(self.name, BoxCalibration())
+        self.use_roll = use_roll
+
+    @abstractmethod
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        """Faces in ``frame_bgr`` (H, W, 3) uint8, highest score first."""
+
+    def box_to_crop(self, det: Detection, crop_scale: float) -> CropSpec:
+        """The landmark model's crop for a detection (calibrated, levelled by the eye roll)."""
+        roll = det.roll_deg if self.use_roll else None
+        return self.calibration.crop(det.box_xyxy, crop_scale, roll)
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most detectors hold nothing
+        """Release native resources. Idempotent."""
+
+    def __enter__(self) -> FaceDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class HaarDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade: always available, upright faces only.
+
+    Frames are shrunk so the longer side is at most ``max_side`` before detection
+    (cost grows with area; faces below ~40 px at that scale are missed).
+    """
+
+    name = "haar"
+
+    def __init__(self, max_side: int = 480, min_size: int = 32, calibration: BoxCalibration | None = None) -> None:
+        super().__init__(calibration, use_roll=False)
+        path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise RuntimeError(f"cannot load Haar cascade {path}")
+        self.max_side = max_side
+        self.min_size = min_size
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY) if frame_bgr.ndim == 3 else frame_bgr
+        s = min(1.0, self.max_side / max(gray.shape[:2]))
+        if s < 1.0:
+            gray = cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        gray = cv2.equalizeHist(gray)
+        boxes = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                               minSize=(self.min_size, self.min_size))
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / s
+        dets = [Detection((x, y, x + w, y + h), 1.0) for x, y, w, h in boxes]
+        # No score: the larger face first.
+        return sorted(dets, key=lambda d: -(d.box_xyxy[2] - d.box_xyxy[0]))
+
+
+def _close_ref(ref: weakref.ref) -> None:
+    obj = ref()
+    if obj is not None:
+        obj.close()
+
+
+class BlazeFaceDetector(FaceDetector):
+    """MediaPipe tasks ``FaceDetector`` running the BlazeFace short-range model that ships
+    inside the Face Landmarker bundle (asset ``face_detector.tflite``). Gives 6 keypoints,
+    so crops are levelled by the eye roll."""
+
+    name = "blazeface"
+
+    def __init__(self, model_path: str | os.PathLike | None = None, min_score: float = 0.5,
+                 calibration: BoxCalibration | None = None, use_roll: bool = True) -> None:
+        super().__init__(calibration, use_roll=use_roll)
+        from kpdesk.assets import asset_path
+
+        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ INFO lines
+        import mediapipe as mp
+        from mediapipe.tasks import python as mp_tasks
+        from mediapipe.tasks.python import vision as mp_vision
+
+        path = str(model_path or asset_path("face_detector.tflite"))
+        opts = mp_vision.FaceDetectorOptions(base_options=mp_tasks.BaseOptions(model_asset_path=path),
+                                             min_detection_confidence=min_score)
+        self._mp = mp
+        self._det = mp_vision.FaceDetector.create_from_options(opts)
+        # Its destructor fails during interpreter shutdown: close explicitly before that.
+        atexit.register(_close_ref, weakref.ref(self))
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        if self._det is None:
+            raise RuntimeError("BlazeFaceDetector is closed")
+        h, w = frame_bgr.shape[:2]
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        res = self._det.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
+        out = []
+        for d in res.detections:
+            b = d.bounding_box
+            kp = np.array([[k.x * w, k.y * h] for k in d.keypoints], dtype=np.float64) if d.keypoints else None
+            score = float(d.categories[0].score) if d.categories else 1.0
+            box = (float(b.origin_x), float(b.origin_y), float(b.origin_x + b.width), float(b.origin_y + b.height))
+            out.append(Detection(box, score, kp))
+        return sorted(out, key=lambda d: -d.score)
+
+    def close(self) -> None:
+        det, self._det = getattr(self, "_det", None), None
+        if det is not None:
+            det.close()
+
+
+def available_detectors() -> list[str]:
+    """Detector names usable now, best first."""
+    from kpdesk.assets import is_available
+
+    names = []
+    if is_available("face_detector.tflite"):
+        try:
+            import mediapipe  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            names.append("blazeface")
+    names.append("haar")
+    return names
+
+
+def create_detector(kind: str = "auto") -> FaceDetector:
+    """``auto`` (the best available), ``blazeface`` or ``haar``.
+
+    Raises:
+        ValueError: unknown kind.
+        kpdesk.assets.AssetMissingError: ``blazeface`` asked for but its model is not fetched.
+    """
+    if kind not in ("auto", *DETECTOR_NAMES):
+        raise ValueError(f"unknown detector {kind!r}; choose from auto, {', '.join(DETECTOR_NAMES)}")
+    if kind == "haar":
+        return HaarDetector()
+    if kind == "blazeface":
+        return BlazeFaceDetector()
+    if "blazeface" in available_detectors():
+        try:
+            det: FaceDetector = BlazeFaceDetector()
+        except (RuntimeError, OSError, ValueError) as exc:
+            log.warning("BlazeFace unavailable (%s); using the Haar cascade", exc)
+            det = HaarDetector()
+    else:
+        log.warning("BlazeFace model not fetched (run `python -m kpdesk.assets fetch`); using the Haar cascade")
+        det = HaarDetector()
+    log.info("face detector: %s", det.name)
+    return det

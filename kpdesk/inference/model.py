@@ -1,0 +1,216 @@
+"""A landmark model: an ONNX graph plus the manifest that says how to feed and decode it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from kpdesk.vision.codecs import DECODE_MODES, LandmarkDecoder
+from kpdesk.vision.manifest import Manifest, ManifestError
+from kpdesk.vision.preprocess import to_input
+from kpdesk.vision.schema import KeypointSchema
+
+
+class ModelLoadError(Exception):
+    """A model file is missing, corrupt, or disagrees with its manifest. Names the file."""
+
+
+@dataclass(frozen=True, eq=False)
+class ModelOutput:
+    """One batch through the model.
+
+    Attributes:
+        pts_crop: (B, K, 2) keypoints in crop pixels.
+        conf: (B, K) per-point confidence in [0, 1].
+        heatmaps: (B, K, H, H) raw heatmaps, or None when the graph has none.
+        coords: (B, 2K) raw normalised coordinates, or None when the graph has none.
+    """
+
+    pts_crop: np.ndarray
+    conf: np.ndarray
+    heatmaps: np.ndarray | None
+    coords: np.ndarray | None
+
+
+def _dim(d: object) -> int | None:
+    """A concrete graph dimension, or None for a symbolic / unknown one."""
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def manifest_path_for(onnx_path: str | Path) -> Path:
+    return Path(onnx_path).with_suffix(".json")
+
+
+def _check_graph(path: Path, m: Manifest, sess: ort.InferenceSession) -> None:
+    """Raise ModelLoadError where the graph's inputs / outputs disagree with the manifest."""
+    inputs = {i.name: i.shape for i in sess.get_inputs()}
+    outputs = {o.name: o.shape for o in sess.get_outputs()}
+    if m.input_name not in inputs:
+        raise ModelLoadError(f"{path}: manifest says input {m.input_name!r}, graph has {sorted(inputs)}")
+    shape = inputs[m.input_name]
+    if len(shape) != 4 or _dim(shape[1]) not in (3, None):
+        raise ModelLoadError(f"{path}: graph input {m.input_name!r} has shape {shape}, expected (B, 3, S, S)")
+    for d in shape[2:]:
+        if _dim(d) not in (m.input_size, None):
+            raise ModelLoadError(f"{path}: manifest says input size {m.input_size}, graph takes {shape[2]}x{shape[3]}")
+    k = m.schema.num_points
+    for out in (m.coords_output, m.heatmaps_output):
+        if out is not None and out not in outputs:
+            raise ModelLoadError(f"{path}: manifest names output {out!r}, graph has {sorted(outputs)}")
+    if m.coords_output is not None:
+        shape = outputs[m.coords_output]
+        if len(shape) != 2:
+            raise ModelLoadError(f"{path}: coords output has shape {shape}, expected (B, {2 * k})")
+        n = _dim(shape[1])
+        if n is not None and n != 2 * k:
+            pts = f"{n // 2}" if n % 2 == 0 else f"{n} values (odd)"
+            raise ModelLoadError(f"{path}: manifest says {k} points, graph outputs {pts}")
+    if m.heatmaps_output is not None:
+        shape = outputs[m.heatmaps_output]
+        if len(shape) != 4:
+            raise ModelLoadError(f"{path}: heatmaps output has shape {shape}, expected (B, {k}, H, H)")
+        n = _dim(shape[1])
+        if n is not None and n != k:
+            raise ModelLoadError(f"{path}: manifest says {k} points, graph outputs {n} heatmaps")
+        for d in shape[2:]:
+            if m.heatmap_size and _dim(d) not in (m.heatmap_size, None):
+                raise ModelLoadError(
+                    f"{path}: manifest says heatmap size {m.heatmap_size}, graph outputs {shape[2]}x{shape[3]}")
+
+
+class LandmarkModel:
+    """An ONNX landmark model ready to run on BGR crops.
+
+    Not thread-safe for concurrent ``run`` calls on one instance from several threads
+    (onnxruntime sessions are, but ``decode_mode`` is plain state): use one per thread.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, session: ort.InferenceSession) -> None:
+        self.path = path
+        self._manifest = manifest
+        self._session = session
+        batch = session.get_inputs()[[i.name for i in session.get_inputs()].index(manifest.input_name)].shape[0]
+        self._fixed_batch = _dim(batch)
+        self._outputs = [o for o in (manifest.coords_output, manifest.heatmaps_output) if o is not None]
+        self._decode_mode = manifest.decode
+        self._decoders: dict[str, LandmarkDecoder] = {}
+
+    @classmethod
+    def load(cls, onnx_path: str | Path, threads: int = 0, providers: list[str] | None = None,
+             optimize: bool = True) -> LandmarkModel:
+        """Open ``NAME.onnx`` and its manifest ``NAME.json``; check that they agree.
+
+        Args:
+            onnx_path: the graph file.
+            threads: intra-op threads for onnxruntime; 0 lets onnxruntime choose.
+            providers: execution providers; default CPU.
+            optimize: graph optimisations on (off only makes loading faster, e.g. to validate).
+
+        Raises:
+            ModelLoadError: naming the file, for a missing / corrupt graph or manifest,
+                or a manifest that disagrees with the graph.
+        """
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: model file not found")
+        try:
+            manifest = Manifest.load(manifest_path_for(path))
+        except ManifestError as exc:
+            raise ModelLoadError(str(exc)) from None
+        opts = ort.SessionOptions()
+        if threads < 0:
+            raise ModelLoadError(f"{path}: threads must be >= 0, got {threads}")
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        if not optimize:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts,
+                                           providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several private exception types
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"{path}: cannot load ONNX graph: {msg}") from None
+        _check_graph(path, manifest, session)
+        return cls(path, manifest, session)
+
+    # -- properties -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._manifest.name
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def schema(self) -> KeypointSchema:
+        return self._manifest.schema
+
+    @property
+    def input_size(self) -> int:
+        return self._manifest.input_size
+
+    @property
+    def has_heatmaps(self) -> bool:
+        return self._manifest.heatmaps_output is not None and bool(self._manifest.heatmap_size)
+
+    @property
+    def decode_mode(self) -> str:
+        return self._decode_mode
+
+    @decode_mode.setter
+    def decode_mode(self, mode: str | None) -> None:
+        mode = mode or self._manifest.decode
+        if mode not in DECODE_MODES:
+            raise ValueError(f"decode mode {mode!r} not in {DECODE_MODES}")
+        if mode != "regression" and not self.has_heatmaps:
+            raise ValueError(f"model {self.name} has no heatmap output: decode mode {mode!r} impossible")
+        if mode == "regression" and self._manifest.coords_output is None:
+            raise ValueError(f"model {self.name} has no coordinate output: decode mode 'regression' impossible")
+        self._decode_mode = mode
+
+    def decoder(self) -> LandmarkDecoder:
+        mode = self._decode_mode
+        if mode not in self._decoders:
+            self._decoders[mode] = self._manifest.decoder(mode)
+        return self._decoders[mode]
+
+    # -- running ----------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Normalised input (B, 3, S, S) float32 -> raw (coords (B, 2K), heatmaps (B, K, H, H))."""
+        if self._fixed_batch is not None and x.shape[0] != self._fixed_batch:
+            parts = [self.forward(x[i:i + 1]) for i in range(x.shape[0])]
+            cat = [np.concatenate([p[j] for p in parts]) if parts[0][j] is not None else None for j in (0, 1)]
+            return cat[0], cat[1]
+        res = dict(zip(self._outputs, self._session.run(self._outputs, {self._manifest.input_name: x})))
+        m = self._manifest
+        coords = res[m.coords_output] if m.coords_output else None
+        heatmaps = res[m.heatmaps_output] if m.heatmaps_output else None
+        return coords, heatmaps
+
+    def preprocess(self, crops_bgr: np.ndarray) -> np.ndarray:
+        """BGR uint8 crops (B, S, S, 3) -> normalised float32 input (B, 3, S, S)."""
+        x = np.asarray(crops_bgr)
+        s = self.input_size
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1:3] != (s, s):
+            raise ValueError(f"model {self.name} takes {s}x{s} crops, got {x.shape}")
+        return to_input(x, self._manifest.mean, self._manifest.std)
+
+    def decode(self, coords: np.ndarray | None, heatmaps: np.ndarray | None) -> ModelOutput:
+        pts, conf = self.decoder().decode(coords, heatmaps)
+        return ModelOutput(pts_crop=pts, conf=np.asarray(conf, dtype=np.float32), heatmaps=heatmaps, coords=coords)
+
+    def run(self, crops_bgr: np.ndarray) -> ModelOutput:
+        """BGR uint8 crops (B, S, S, 3) -> keypoints in crop pixels and confidences."""
+        coords, heatmaps = self.forward(self.preprocess(crops_bgr))
+        return self.decode(coords, heatmaps)
+
+    def __repr__(self) -> str:
+        k, s = self.schema.num_points, self.input_size
+        return f"LandmarkModel({self.name!r}, K={k}, S={s}, decode={self.decode_mode})"

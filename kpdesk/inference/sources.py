@@ -1,0 +1,331 @@
+"""Frame sources without Qt: cameras, video files, images, folders of images, and a
+built-in synthetic demo. Each yields ``(frame_bgr, timestamp_seconds)``.
+
+Sources never sleep: a consumer that wants real-time pacing of a file or the demo uses
+``fps``. One thread per source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+class SourceError(Exception):
+    """A source cannot be opened or stopped delivering frames; the message names it."""
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (e.g. V4L2 "can't open camera by index") while
+    opening: failures are reported through SourceError instead."""
+    lg = cv2.utils.logging
+    old = lg.getLogLevel()
+    lg.setLogLevel(lg.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        lg.setLogLevel(old)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any image file -> BGR uint8 (H, W, 3). Raises SourceError if it cannot be decoded."""
+    p = Path(path)
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise SourceError(f"{p}: cannot read image: {exc.strerror or exc}") from None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise SourceError(f"{p}: cannot read image (not a supported or intact image file)")
+    return img
+
+
+class FrameSource(ABC):
+    """Base class: ``read()`` returns the next ``(frame_bgr, timestamp)`` or None at the end."""
+
+    name: str = "source"
+    fps: float | None = None
+    is_live: bool = False
+
+    @property
+    def frame_count(self) -> int | None:
+        """Number of frames, or None when unknown / unbounded."""
+        return None
+
+    @abstractmethod
+    def read(self) -> tuple[np.ndarray, float] | None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the source. Idempotent."""
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float]]:
+        while (item := self.read()) is not None:
+            yield item
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class CameraSource(FrameSource):
+    """A camera by index. Timestamps are seconds since it was opened (monotonic)."""
+
+    is_live = True
+
+    def __init__(self, index: int, width: int | None = None, height: int | None = None, retries: int = 5) -> None:
+        self.index = index
+        self.name = f"camera {index}"
+        self.retries = retries
+        with _quiet_opencv():
+            self._cap = cv2.VideoCapture(index)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(f"camera {index} cannot be opened")
+        if width:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height:
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and fps > 0 else None
+        self._t0 = time.monotonic()
+
+    def read(self) -> tuple[np.ndarray, float]:
+        if self._cap is None:
+            raise SourceError(f"camera {self.index} is closed")
+        for attempt in range(self.retries):
+            ok, frame = self._cap.read()
+            if ok and frame is not None:
+                return frame, time.monotonic() - self._t0
+            time.sleep(0.02 * (attempt + 1))
+        raise SourceError(f"camera {self.index} stopped delivering frames")
+
+    def close(self) -> None:
+        cap, self._cap = getattr(self, "_cap", None), None
+        if cap is not None:
+            cap.release()
+
+
+class VideoSource(FrameSource):
+    """A video file. Timestamps are frame index / fps (stable, unlike decoder clocks)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.name = str(self.path)
+        with _quiet_opencv():
+            self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(f"{self.path}: cannot open video (not a supported video file)")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self._count = n if n > 0 else None
+        self._index = 0
+
+    @property
+    def frame_count(self) -> int | None:
+        return self._count
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            if self._index == 0:
+                raise SourceError(f"{self.path}: no frame could be decoded")
+            return None
+        t = self._index / self.fps
+        self._index += 1
+        return frame, t
+
+    def close(self) -> None:
+        cap, self._cap = getattr(self, "_cap", None), None
+        if cap is not None:
+            cap.release()
+
+
+class ImageSource(FrameSource):
+    """One image file, delivered once, at time 0."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.name = str(self.path)
+        self._frame: np.ndarray | None = read_image(self.path)
+
+    @property
+    def frame_count(self) -> int:
+        return 1
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        frame, self._frame = self._frame, None
+        return None if frame is None else (frame, 0.0)
+
+
+class FolderSource(FrameSource):
+    """The images of a folder in name order; unreadable ones are skipped with a warning.
+    Timestamps are index / ``fps`` (default 1 frame per second: unrelated stills)."""
+
+    def __init__(self, path: str | Path, fps: float = 1.0) -> None:
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.fps = fps
+        self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self._files:
+            raise SourceError(f"{self.path}: folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._pos = 0
+        self._delivered = 0
+        self.skipped: list[Path] = []
+
+    @property
+    def frame_count(self) -> int:
+        return len(self._files)
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        while self._pos < len(self._files):
+            p = self._files[self._pos]
+            self._pos += 1
+            try:
+                frame = read_image(p)
+            except SourceError as exc:
+                log.warning("skipping %s", exc)
+                self.skipped.append(p)
+                continue
+            t = self._delivered / self.fps
+            self._delivered += 1
+            return frame, t
+        if self._delivered == 0:
+            raise SourceError(f"{self.path}: none of its {len(self._files)} images could be read")
+        return None
+
+
+class DemoSource(FrameSource):
+    """A synthetic camera: scikit-image's astronaut photo on a 640 x 480 canvas, drifting,
+    zooming, rolling up to +-35 degrees, and partly covered by a moving bar some of the
+    time. Frame ``i`` depends only on ``i`` (``frame(i)``), so tests are reproducible."""
+
+    FACE_CENTER = (224.0, 132.0)  # face centre in the astronaut photo (x, y)
+    MAX_ROLL_DEG = 35.0
+
+    def __init__(self, num_frames: int | None = None, fps: float = 30.0, size: tuple[int, int] = (640, 480)) -> None:
+        import skimage.data  # lazy: only the demo needs scikit-image
+
+        self.name = "demo"
+        self.fps = fps
+        self.size = size
+        self.num_frames = num_frames
+        self._photo = np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])  # RGB -> BGR
+        w, h = size
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        bg = np.stack([60 + 50 * yy / h, 70 + 30 * xx / w, 90 + 40 * (1 - yy / h)], axis=-1)
+        self._background = np.clip(bg, 0, 255).astype(np.uint8)
+        self._index = 0
+
+    @property
+    def frame_count(self) -> int | None:
+        return self.num_frames
+
+    def pose(self, i: int) -> tuple[float, float, float, float]:
+        """(face centre x, y on the canvas, roll in degrees, scale) of frame i."""
+        t = i / self.fps
+        w, h = self.size
+        cx = w / 2 + 0.18 * w * math.sin(2 * math.pi * t / 7.0)
+        cy = h * 0.42 + 0.08 * h * math.sin(2 * math.pi * t / 5.0)
+        roll = self.MAX_ROLL_DEG * math.sin(2 * math.pi * t / 8.0)
+        scale = 0.95 + 0.2 * math.sin(2 * math.pi * t / 11.0)
+        return cx, cy, roll, scale
+
+    def occluder(self, i: int) -> tuple[int, int, int, int] | None:
+        """The occluding bar (x0, y0, x1, y1) of frame i, or None (covered 2 s out of 6)."""
+        t = i / self.fps
+        phase = (t % 6.0) - 3.5
+        if not 0.0 <= phase < 2.0:
+            return None
+        cx, cy, _, scale = self.pose(i)
+        half_w, half_h = int(28 * scale), int(120 * scale)
+        x = int(cx - 110 * scale + 220 * scale * phase / 2.0)
+        return (x - half_w, int(cy) - half_h, x + half_w, int(cy) + half_h)
+
+    def frame(self, i: int) -> np.ndarray:
+        cx, cy, roll, scale = self.pose(i)
+        m = cv2.getRotationMatrix2D(self.FACE_CENTER, roll, scale)
+        m[:, 2] += (cx - self.FACE_CENTER[0], cy - self.FACE_CENTER[1])
+        out = self._background.copy()
+        cv2.warpAffine(self._photo, m, self.size, dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+        bar = self.occluder(i)
+        if bar is not None:
+            cv2.rectangle(out, bar[:2], bar[2:], (40, 40, 40), thickness=-1)
+        return out
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        if self.num_frames is not None and self._index >= self.num_frames:
+            return None
+        i = self._index
+        self._index += 1
+        return self.frame(i), i / self.fps
+
+
+def _camera_index(spec: str | int) -> int | None:
+    if isinstance(spec, int):
+        return spec
+    s = spec.strip().lower()
+    if s.startswith("cam:"):
+        s = s[4:]
+    return int(s) if s.isdigit() else None
+
+
+def open_source(spec: str | int | os.PathLike) -> FrameSource:
+    """``0`` / ``"cam:0"`` camera, ``"demo"``, an image, a video file, or a folder of images.
+
+    Raises:
+        SourceError: the file is missing or unreadable, the camera cannot be opened.
+    """
+    if not isinstance(spec, os.PathLike):
+        if str(spec).strip().lower() == "demo":
+            return DemoSource()
+        idx = _camera_index(spec)
+        if idx is not None:
+            return CameraSource(idx)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return FolderSource(p)
+    if not p.exists():
+        raise SourceError(f"{p}: no such file or directory")
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(p)
+    return VideoSource(p)
+
+
+def list_cameras(max_index: int = 5) -> list[int]:
+    """Indexes 0..max_index-1 that open as cameras. On Linux only existing /dev/videoN
+    are probed (probing absent devices is slow and noisy)."""
+    found = []
+    for i in range(max_index):
+        if sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{i}"):
+            continue
+        with _quiet_opencv():
+            cap = cv2.VideoCapture(i)
+            ok = cap.isOpened()
+            cap.release()
+        if ok:
+            found.append(i)
+    return found
