@@ -52,7 +52,9 @@ class TrainConfig:
     sigma: float = 1.0
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: bool = True  # float16 autocast on CUDA
+    cpu_bf16: bool = False  # bfloat16 autocast of the backbone on CPU (AVX512-BF16 / AMX CPUs)
+    channels_last: bool = True
     threads: int = 0
     num_workers: int = 0
     max_steps_per_epoch: int = 0

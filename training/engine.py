@@ -233,6 +233,11 @@ class Trainer:
             raise TrainingError(f"train.optimizer must be 'sgd' or 'adamw', got {self.t.optimizer!r}")
         self.use_amp = self.t.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.autocast_dtype = torch.float16
+        if self.device.type == "cpu" and self.t.cpu_bf16:
+            self.use_amp, self.autocast_dtype = True, torch.bfloat16  # no scaler needed for bf16
+        if self.t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.ddp_model: nn.Module = self.model
         if self.dist.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -333,9 +338,12 @@ class Trainer:
         for s, batch in enumerate(self._loader(batches[self.step_in_epoch:]), start=self.step_in_epoch):
             if self.cancel.is_set():
                 raise Cancelled()
-            with torch.autocast(self.device.type, enabled=self.use_amp):
-                out = self.ddp_model(batch["image"])
-                loss, parts = self.loss_fn(out, batch)
+            img = batch["image"]
+            if self.t.channels_last:
+                img = img.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.use_amp):
+                out = self.ddp_model(img)
+            loss, parts = self.loss_fn(out, batch)
             if not torch.isfinite(loss):
                 raise DivergedError(
                     f"loss became {float(loss)} at epoch {e + 1} step {s + 1}; the last good checkpoint "

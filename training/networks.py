@@ -106,9 +106,13 @@ class LandmarkNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         s8, feat = self.backbone(x)
-        out = {"coords": self.reg_head(feat), "feat": feat}
-        if self.hm_head is not None:
-            out["heatmaps"] = self.hm_head(s8, feat)
+        # The heads always run in float32: under bf16 autocast (CPU training) only the
+        # backbone is reduced-precision, so sub-pixel coordinates keep full precision.
+        with torch.autocast(x.device.type, enabled=False):
+            s8, feat = s8.float(), feat.float()
+            out = {"coords": self.reg_head(feat), "feat": feat}
+            if self.hm_head is not None:
+                out["heatmaps"] = self.hm_head(s8, feat)
         return out
 
 
