@@ -1,0 +1,39 @@
+"""Shared test set-up: repository paths, the ``data`` marker's skip, the tiny ONNX model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """The face data packs: ``$KPDESK_DATA`` or ``../shared/data`` beside the repository."""
+    env = os.environ.get("KPDESK_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("data") and not data_root().is_dir():
+        pytest.skip(f"needs the face data packs at {data_root()} (set KPDESK_DATA); not present here")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny.onnx`` + ``tiny.json``: an untrained 68-point regression + heatmap network,
+    64 px input, 16 px heatmaps, decode ``fusion`` (see tests/fixtures.py)."""
+    from fixtures import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("models"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def astronaut_bgr():
+    """scikit-image's astronaut photo (512 x 512), BGR; face centre near (224, 132)."""
+    import numpy as np
+    import skimage.data
+
+    return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
