@@ -1,0 +1,179 @@
+"""Capture thread: reads a frame source into a latest-wins mailbox.
+
+The source is opened inside the thread (opening a camera or a video can take a while),
+frames are paced by their timestamps so files and the demo play in real time, and any
+failure is reported through ``failed`` before the thread ends on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from PySide6.QtCore import QThread, Signal
+
+from kpdesk.workers.mailbox import LatestMailbox
+from kpdesk.workers.messages import FramePacket, frozen_array
+
+log = logging.getLogger(__name__)
+
+AUTO_SOURCE = "auto"
+
+
+def describe_source(spec: str | int) -> str:
+    s = str(spec)
+    if s.isdigit():
+        return f"camera {s}"
+    if s == "demo":
+        return "demo face"
+    return s
+
+
+def _open(spec: str | int) -> tuple[Any, str | int]:
+    """Open ``spec``; ``"auto"`` means the first camera that opens, else the demo source."""
+    from kpdesk.inference import sources
+
+    if str(spec) == AUTO_SOURCE:
+        try:
+            cams = list(sources.list_cameras())
+        except Exception:  # noqa: BLE001 - probing is best effort; fall back to the demo
+            log.exception("camera probe failed")
+            cams = []
+        for cam in cams:
+            idx = _camera_index(cam)
+            try:
+                return sources.open_source(idx), idx
+            except Exception as exc:  # noqa: BLE001
+                log.warning("camera %s listed but failed to open: %s", idx, exc)
+        return sources.open_source("demo"), "demo"
+    return sources.open_source(spec), spec
+
+
+def _camera_index(cam: Any) -> int:
+    if isinstance(cam, int):
+        return cam
+    for attr in ("index", "id"):
+        if hasattr(cam, attr):
+            return int(getattr(cam, attr))
+    if isinstance(cam, tuple | list):
+        return int(cam[0])
+    return int(cam)
+
+
+class CaptureWorker(QThread):
+    """Reads ``spec`` until stopped or the source fails.
+
+    Files and the demo are paced by their timestamps (sources never sleep); a live
+    camera is read as fast as it delivers. At the end of a video it starts again
+    (``loop``); after the last still image (an image, or a folder) that image is
+    re-sent a few times a second so model, overlay and occlusion changes still show.
+
+    Signals:
+        opened(str spec, str description): the source is open; ``spec`` is the resolved one.
+        failed(str message): the source could not be opened or stopped delivering.
+        ended(str message): a finite source reached its end (it loops or holds its last frame).
+    """
+
+    opened = Signal(str, str)
+    failed = Signal(str)
+    ended = Signal(str)
+
+    HOLD_FPS = 5.0
+
+    def __init__(self, spec: str | int, mailbox: LatestMailbox[FramePacket], source_id: int,
+                 realtime: bool = True, loop: bool = True, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self.mailbox = mailbox
+        self.source_id = source_id
+        self.realtime = realtime
+        self.loop = loop
+        self.frames_read = 0
+        self._stop = threading.Event()
+        self.setObjectName(f"capture-{source_id}")
+
+    def stop(self) -> None:
+        """Ask the thread to end after the current read; never blocks."""
+        self._stop.set()
+
+    def run(self) -> None:
+        name = describe_source(self.spec)
+        try:
+            source, resolved = _open(self.spec)
+        except Exception as exc:  # noqa: BLE001 - reported to the GUI, thread ends cleanly
+            log.warning("cannot open source %s: %s", self.spec, exc)
+            self.failed.emit(f"Cannot open {name}: {exc}")
+            return
+        name = describe_source(resolved)
+        self.opened.emit(str(resolved), name)
+        try:
+            self._loop(source, resolved, name)
+        except Exception as exc:  # noqa: BLE001 - never raise into Qt
+            from kpdesk.inference.sources import SourceError
+
+            if isinstance(exc, SourceError):
+                self.failed.emit(f"{name} stopped delivering frames: {exc}")
+            else:
+                log.exception("capture thread crashed")
+                self.failed.emit(f"{name}: capture failed: {exc!r}")
+        finally:
+            self._close(source, name)
+
+    def _loop(self, source: Any, resolved: str | int, name: str) -> None:
+        live = bool(getattr(source, "is_live", False))
+        t_wall0: float | None = None
+        t_src0 = 0.0
+        ts_offset = 0.0  # keeps timestamps increasing across video loops (smoothing needs it)
+        last: tuple[Any, float] | None = None
+        while not self._stop.is_set():
+            item = source.read()
+            if item is None:
+                if last is None:
+                    self.failed.emit(f"{name}: delivered no frames")
+                    return
+                if self.loop and _is_video(source):
+                    self.ended.emit(f"{name}: end of video, playing again")
+                    self._close(source, name)
+                    source, _ = _open(resolved)
+                    ts_offset = last[1] + 1.0 / float(getattr(source, "fps", None) or 30.0)
+                    t_wall0 = None
+                    continue
+                self.ended.emit(f"{name}: last frame reached, holding it")
+                self._hold(last[0], last[1])
+                return
+            frame, ts = item
+            ts = float(ts) + ts_offset
+            if self.realtime and not live:
+                now = time.monotonic()
+                if t_wall0 is None or ts < t_src0 or (ts - t_src0) - (now - t_wall0) > 2.0:
+                    t_wall0, t_src0 = now, ts
+                ahead = (ts - t_src0) - (now - t_wall0)
+                if ahead > 0 and self._stop.wait(ahead):
+                    return
+            last = (frame, ts)
+            self._put(frame, ts)
+
+    def _hold(self, frame: Any, ts: float) -> None:
+        dt = 1.0 / self.HOLD_FPS
+        while not self._stop.wait(dt):
+            ts += dt
+            self._put(frame, ts)
+
+    def _put(self, frame: Any, ts: float) -> None:
+        self.mailbox.put(FramePacket(self.source_id, self.frames_read, ts, frozen_array(frame)))
+        self.frames_read += 1
+
+    @staticmethod
+    def _close(source: Any, name: str) -> None:
+        try:
+            source.close()
+        except Exception:  # noqa: BLE001
+            log.exception("closing source %s", name)
+
+
+def _is_video(source: Any) -> bool:
+    from kpdesk.inference.sources import VideoSource
+
+    return isinstance(source, VideoSource)

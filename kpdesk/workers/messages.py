@@ -1,0 +1,100 @@
+"""Immutable messages that cross the capture -> inference -> GUI thread boundaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kpdesk.vision.results import FrameResult
+from kpdesk.vision.schema import KeypointSchema
+
+
+def frozen_array(a: np.ndarray) -> np.ndarray:
+    """Mark an array read-only so a message that carries it cannot be changed in place."""
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class FramePacket:
+    """One captured frame.
+
+    Attributes:
+        source_id: which capture session produced it (stale sources are ignored).
+        frame_index: 0-based index within that source.
+        timestamp: seconds, from the source.
+        frame_bgr: (H, W, 3) uint8, read-only.
+    """
+
+    source_id: int
+    frame_index: int
+    timestamp: float
+    frame_bgr: np.ndarray
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One (model, detector, decode mode) combination to run on every frame."""
+
+    label: str
+    model_path: Path
+    detector: str = "auto"
+    decode_mode: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (str(self.model_path), self.detector, self.decode_mode)
+
+
+@dataclass(frozen=True, eq=False)
+class VariantResult:
+    """What one variant made of one frame.
+
+    Attributes:
+        spec: the variant.
+        result: the pipeline's output, or None if it failed on this frame.
+        error: why it failed, or None.
+        model_name: name of the model actually in use (may lag a pending switch).
+        schema: keypoint schema of that model.
+        input_size: S of the model's crops (heatmaps are drawn through the S x S crop).
+        ort_threads: onnxruntime intra-op threads of the session (0 = onnxruntime's choice).
+        wall_ms: wall time of the whole ``Pipeline.process`` call.
+    """
+
+    spec: VariantSpec
+    result: FrameResult | None
+    error: str | None = None
+    model_name: str = ""
+    schema: KeypointSchema | None = None
+    input_size: int = 0
+    ort_threads: int = 0
+    wall_ms: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class InferenceResult:
+    """Everything the GUI needs to draw one processed frame.
+
+    Attributes:
+        frame: the frame as the models saw it (occluder painted in), read-only.
+        variants: one result per running variant, in the requested order.
+        fps: frames processed per second by the inference thread (smoothed).
+        capture_dropped: frames the capture thread overwrote before inference took them.
+        display_dropped: results the GUI never drew because a newer one replaced them.
+        occluder_box: (x0, y0, x1, y1) image pixels of the painted occluder, if any.
+    """
+
+    frame: FramePacket
+    variants: tuple[VariantResult, ...]
+    fps: float = 0.0
+    capture_dropped: int = 0
+    display_dropped: int = 0
+    occluder_box: tuple[int, int, int, int] | None = None
+    processed_at: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def primary(self) -> VariantResult | None:
+        return self.variants[0] if self.variants else None

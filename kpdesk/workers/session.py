@@ -1,0 +1,131 @@
+"""The live session: one capture thread and one inference thread joined by a mailbox.
+
+Switching sources starts a new capture thread with a new source id and asks the old one
+to stop; the mailbox ignores frames from anything but the active source, so the GUI
+never waits for a camera read to return.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from kpdesk.workers.capture import CaptureWorker, describe_source
+from kpdesk.workers.inference import InferenceSettings, InferenceWorker
+from kpdesk.workers.mailbox import LatestMailbox
+from kpdesk.workers.messages import FramePacket
+
+log = logging.getLogger(__name__)
+
+
+class _SourceGate(LatestMailbox[FramePacket]):
+    """A mailbox that only accepts frames from the active source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active_source = -1
+
+    def put(self, item: FramePacket) -> bool:
+        if item.source_id != self.active_source:
+            return True
+        return super().put(item)
+
+
+class LiveSession(QObject):
+    """Owns the capture and inference threads.
+
+    Signals:
+        source_opened(str spec, str description)
+        source_failed(str message): could not open, or stopped delivering (thread ended).
+        source_ended(str message): a finite source reached its end.
+    The inference worker's own signals (``result_available``, ``error``) are on ``.inference``.
+    """
+
+    source_opened = Signal(str, str)
+    source_failed = Signal(str)
+    source_ended = Signal(str)
+
+    def __init__(self, settings: InferenceSettings | None = None, realtime: bool = True,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.mailbox = _SourceGate()
+        self.inference = InferenceWorker(self.mailbox, settings)
+        self.realtime = realtime
+        self.capture: CaptureWorker | None = None
+        self.source_spec: str | int | None = None
+        self._next_id = 0
+        self._retired: list[CaptureWorker] = []
+
+    def start(self) -> None:
+        if not self.inference.isRunning():
+            self.inference.start()
+
+    def open_source(self, spec: str | int) -> None:
+        """Switch to ``spec`` (camera index, file, folder, ``"demo"`` or ``"auto"``); never blocks."""
+        self._retire_capture()
+        self._next_id += 1
+        sid = self._next_id
+        self.mailbox.active_source = sid
+        self.source_spec = spec
+        cap = CaptureWorker(spec, self.mailbox, sid, realtime=self.realtime)
+        cap.opened.connect(self._on_opened)
+        cap.failed.connect(self._on_failed)
+        cap.ended.connect(self._on_ended)
+        self.capture = cap
+        log.info("opening source %s (id %d)", describe_source(spec), sid)
+        cap.start()
+
+    def stop_source(self) -> None:
+        self._retire_capture()
+        self.mailbox.active_source = -1
+        self.source_spec = None
+
+    def _retire_capture(self) -> None:
+        cap = self.capture
+        self.capture = None
+        if cap is None:
+            return
+        for sig in (cap.opened, cap.failed, cap.ended):
+            try:
+                sig.disconnect()
+            except (RuntimeError, TypeError):
+                pass
+        cap.stop()
+        self._retired.append(cap)
+        cap.finished.connect(self._reap)
+        self._reap()
+
+    def _reap(self) -> None:
+        alive = []
+        for cap in self._retired:
+            if cap.isFinished():
+                cap.deleteLater()
+            else:
+                alive.append(cap)
+        self._retired = alive
+
+    def _on_opened(self, spec: str, description: str) -> None:
+        self.source_opened.emit(spec, description)
+
+    def _on_failed(self, message: str) -> None:
+        self.source_failed.emit(message)
+
+    def _on_ended(self, message: str) -> None:
+        self.source_ended.emit(message)
+
+    def shutdown(self, timeout_ms: int = 3000) -> None:
+        """Stop everything; the only place that waits for threads (application exit)."""
+        caps: list[Any] = [c for c in [self.capture, *self._retired] if c is not None]
+        for c in caps:
+            c.stop()
+        self.inference.stop()
+        self.mailbox.close()
+        for c in caps:
+            if not c.wait(timeout_ms):
+                log.warning("capture thread %s did not stop in time", c.objectName())
+        if not self.inference.wait(timeout_ms):
+            log.warning("inference thread did not stop in time")
+        self.capture = None
+        self._retired = []

@@ -1,0 +1,153 @@
+"""Unit tests of the Qt-free pieces under kpdesk.workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kpdesk.vision.results import FaceResult, FrameResult, StageTimings
+from kpdesk.vision.schema import get_schema
+from kpdesk.workers.agreement import agreement
+from kpdesk.workers.mailbox import LatestMailbox
+from kpdesk.workers.model_install import ModelInstallError, install_model
+from kpdesk.workers.occlusion import PRESETS, Occluder, paint_occluder
+from kpdesk.workers.recorder import LandmarkRecorder
+from kpdesk.workers.stats import PerfHistory, RateMeter, RollingSeries
+from kpdesk.workers.training_job import parse_event_line
+
+
+def test_mailbox_keeps_only_the_latest_and_counts_drops() -> None:
+    mb: LatestMailbox[int] = LatestMailbox()
+    assert mb.put(1) is True
+    assert mb.put(2) is False  # 1 was never taken
+    assert mb.put(3) is False
+    assert mb.dropped == 2
+    assert mb.get(timeout=0) == 3
+    assert mb.get(timeout=0.01) is None
+
+
+def test_mailbox_close_wakes_a_waiting_consumer() -> None:
+    mb: LatestMailbox[int] = LatestMailbox()
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(mb.get(timeout=5)))
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    mb.close()
+    t.join(2)
+    assert got == [None] and time.monotonic() - t0 < 1.0
+
+
+def test_occluder_presets_follow_the_face_box_and_paint_only_inside() -> None:
+    frame = np.full((200, 300, 3), 128, np.uint8)
+    face = (100.0, 50.0, 200.0, 150.0)
+    for name in PRESETS:
+        out, box = paint_occluder(frame, Occluder.preset(name), face)
+        assert box is not None
+        x0, y0, x1, y1 = box
+        assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 200
+        changed = np.any(out != frame, axis=2)
+        ys, xs = np.nonzero(changed)
+        assert changed.any() and xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+        assert np.array_equal(frame, np.full_like(frame, 128)), "input frame must not be modified"
+    # The sunglasses band sits on the upper half of the face box, the hand on the lower half.
+    _, band = paint_occluder(frame, Occluder.preset("sunglasses band"), face)
+    _, hand = paint_occluder(frame, Occluder.preset("hand over mouth"), face)
+    assert band is not None and hand is not None and band[3] < 110 and hand[1] > 100
+    moved = (150.0, 50.0, 250.0, 150.0)
+    _, band2 = paint_occluder(frame, Occluder.preset("sunglasses band"), moved)
+    assert band2 is not None and band2[0] - band[0] == 50
+
+
+def test_image_occluder_is_clipped_and_empty_ones_are_ignored() -> None:
+    frame = np.zeros((100, 100, 3), np.uint8)
+    out, box = paint_occluder(frame, Occluder("rect", (80, 80, 150, 150)), None)
+    assert box == (80, 80, 100, 100) and out[90, 90].tolist() != [0, 0, 0]
+    out, box = paint_occluder(frame, Occluder("rect", (150, 150, 200, 200)), None)
+    assert box is None and out is frame
+    with pytest.raises(ValueError, match="kind"):
+        Occluder("blob", (0, 0, 1, 1))
+
+
+def _frame_result(pts: np.ndarray, conf: np.ndarray) -> FrameResult:
+    face = FaceResult(box_xyxy=(0.0, 0.0, 10.0, 10.0), pts_img=pts, conf=conf, crop_matrix=np.eye(2, 3))
+    return FrameResult(frame_index=7, model_name="m", faces=(face,), timings=StageTimings(total=3.0), timestamp=0.25)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_recorder_writes_one_row_per_face(tmp_path: Path, suffix: str) -> None:
+    pts = np.arange(10, dtype=np.float64).reshape(5, 2)
+    conf = np.linspace(0, 1, 5)
+    path = tmp_path / f"rec{suffix}"
+    rec = LandmarkRecorder(path)
+    rec.write("live", _frame_result(pts, conf))
+    rec.write("live", _frame_result(pts + 1, conf))
+    rec.close()
+    if suffix == ".jsonl":
+        rows = [json.loads(s) for s in path.read_text().splitlines()]
+        assert len(rows) == 2 and rows[0]["frame"] == 7 and rows[1]["pts_img"][0] == [1.0, 2.0]
+        assert rows[0]["conf"][-1] == 1.0 and rows[0]["variant"] == "live"
+    else:
+        rows = list(csv.reader(path.open()))
+        assert rows[0][:5] == ["frame", "t", "variant", "model", "face"] and len(rows) == 3
+        assert rows[1][rows[0].index("x1")] == "2.0" and rows[2][rows[0].index("y0")] == "2.0"
+
+
+def test_agreement_in_percent_of_interocular_distance() -> None:
+    s68 = get_schema("ibug68")
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 100, (68, 2))
+    a[36], a[45] = (20.0, 50.0), (80.0, 50.0)  # IOD 60 px
+    b = a + np.array([3.0, 0.0])
+    ag = agreement(a, s68, b, s68)
+    assert ag is not None and ag.mean_px == pytest.approx(3.0) and ag.mean_pct_iod == pytest.approx(5.0)
+    s5 = get_schema("mtfl5")
+    five = np.array([a[36:42].mean(0), a[42:48].mean(0), a[30], a[48], a[54]])
+    ag5 = agreement(a, s68, five, s5)
+    assert ag5 is not None and ag5.num_points == 5 and ag5.mean_px == pytest.approx(0.0, abs=1e-9)
+    assert agreement(a[:10], s68, a[:7], s68) is None
+
+
+def test_rolling_series_and_rates() -> None:
+    s = RollingSeries(window_s=1.0)
+    for i in range(30):
+        s.append(i * 0.1, float(i))
+    t, v = s.arrays(now=2.9)
+    assert t.min() >= -1.0 and v[-1] == 29 and len(s) <= 11
+    r = RateMeter(window_s=10)
+    for i in range(11):
+        r.tick(i * 0.1)
+    assert r.rate(now=1.0) == pytest.approx(10.0)
+    h = PerfHistory()
+    h.add_variant(1.0, "A", {"total": 20.0, "detect": 5.0}, 1)
+    assert h.variants["A"].fps.last() == pytest.approx(50.0)
+
+
+def test_parse_event_line() -> None:
+    ev = parse_event_line('{"event": "progress", "epoch": 1, "loss": 0.5}')
+    assert ev is not None and ev.kind == "progress" and ev.get("loss") == 0.5
+    assert parse_event_line("epoch 1 [####]") is None
+    assert parse_event_line('{"no_event": 1}') is None
+    assert parse_event_line("{broken") is None
+
+
+def test_install_model_verifies_then_renames(tmp_path: Path) -> None:
+    from test_workers_tinymodel import export_tiny_model
+
+    src = export_tiny_model(tmp_path / "run" / "mine.onnx")
+    dest = tmp_path / "models"
+    out = install_model(src, src.with_suffix(".json"), dest)
+    assert out == dest / "mine.onnx" and out.is_file() and (dest / "mine.json").is_file()
+    assert sorted(p.name for p in dest.iterdir()) == ["mine.json", "mine.onnx"]  # no staging left behind
+    bad = tmp_path / "run" / "bad.onnx"
+    bad.write_bytes(b"not an onnx graph")
+    (tmp_path / "run" / "bad.json").write_text(src.with_suffix(".json").read_text())
+    with pytest.raises(ModelInstallError, match="does not load"):
+        install_model(bad, None, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["mine.json", "mine.onnx"]
