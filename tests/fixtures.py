@@ -2,8 +2,8 @@
 
 ``export_tiny(folder, name)`` builds a small conv stack in torch (seeded), exports it
 with the TorchScript-based exporter and writes ``NAME.json`` beside it. The coordinate
-head is biased towards a face-like layout (a ring around the crop centre) so points
-land inside the crop; ``hm_bias`` shifts the heatmap logits, i.e. the confidence
+head is biased towards a ring around the crop centre whose bounding box is 2/3 of the
+crop, so with the default crop scale 1.5 a tracked crop keeps its size; ``hm_bias`` shifts the heatmap logits, i.e. the confidence
 (+4 -> ~0.98 everywhere, -6 -> ~0.003). ``graph_points`` != ``points`` gives a graph
 that disagrees with its manifest.
 """
@@ -33,7 +33,7 @@ def export_tiny(folder: Path, name: str = "tiny", points: int = 68, graph_points
     k = graph_points or points
     s, h = input_size, HEATMAP_SIZE
     ang = np.linspace(0, 2 * np.pi, k, endpoint=False)
-    ring = 0.5 + 0.3 * np.stack([np.cos(ang), np.sin(ang)], axis=-1)  # normalised, inside the crop
+    ring = 0.5 + np.stack([np.cos(ang), np.sin(ang)], axis=-1) / 3.0  # normalised; box = crop / 1.5
 
     class TinyLandmarkNet(nn.Module):
         def __init__(self) -> None:

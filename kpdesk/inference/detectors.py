@@ -9,11 +9,16 @@ faces with ground-truth landmarks by ``benchmarks/calibrate_detectors.py``.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import functools
 import logging
 import math
 import os
+import sys
+import threading
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -155,6 +160,46 @@ def _close_ref(ref: weakref.ref) -> None:
         obj.close()
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """MediaPipe / LiteRT print INFO and alignment warnings straight to file descriptor 2
+    when a detector is created, first run and closed; no environment variable turns them
+    off. Point fd 2 at /dev/null for those calls (``KPDESK_NATIVE_LOGS=1`` keeps them).
+    Process-wide while it lasts: other threads' stderr is lost for those milliseconds."""
+    if os.environ.get("KPDESK_NATIVE_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _register_early_exit(fn: Callable[[], None]) -> None:
+    """Run ``fn`` at interpreter exit *before* thread pools shut down.
+
+    MediaPipe tasks run every native call on a ThreadPoolExecutor; closing a detector
+    from a plain ``atexit`` hook is too late (the pool is already shut down, and both our
+    close and its destructor raise "cannot schedule new futures after shutdown").
+    ``threading._register_atexit`` hooks run earlier, newest first, hence before the
+    pool's own hook. Falls back to ``atexit`` if that private hook is gone.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(fn)
+            return
+    except RuntimeError:  # interpreter already shutting down
+        return
+    atexit.register(fn)
+
+
 class BlazeFaceDetector(FaceDetector):
     """MediaPipe tasks ``FaceDetector`` running the BlazeFace short-range model that ships
     inside the Face Landmarker bundle (asset ``face_detector.tflite``). Gives 6 keypoints,
@@ -165,27 +210,33 @@ class BlazeFaceDetector(FaceDetector):
     def __init__(self, model_path: str | os.PathLike | None = None, min_score: float = 0.5,
                  calibration: BoxCalibration | None = None, use_roll: bool = True) -> None:
         super().__init__(calibration, use_roll=use_roll)
-        from kpdesk.assets import asset_path
-
-        os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ INFO lines
         import mediapipe as mp
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision as mp_vision
+
+        from kpdesk.assets import asset_path
 
         path = str(model_path or asset_path("face_detector.tflite"))
         opts = mp_vision.FaceDetectorOptions(base_options=mp_tasks.BaseOptions(model_asset_path=path),
                                              min_detection_confidence=min_score)
         self._mp = mp
-        self._det = mp_vision.FaceDetector.create_from_options(opts)
-        # Its destructor fails during interpreter shutdown: close explicitly before that.
-        atexit.register(_close_ref, weakref.ref(self))
+        with _native_stderr_silenced():
+            self._det = mp_vision.FaceDetector.create_from_options(opts)
+        self._warm = False
+        _register_early_exit(functools.partial(_close_ref, weakref.ref(self)))
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         if self._det is None:
             raise RuntimeError("BlazeFaceDetector is closed")
         h, w = frame_bgr.shape[:2]
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        res = self._det.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        if self._warm:
+            res = self._det.detect(image)
+        else:
+            with _native_stderr_silenced():  # first run: delegate set-up chatter
+                res = self._det.detect(image)
+            self._warm = True
         out = []
         for d in res.detections:
             b = d.bounding_box
@@ -198,7 +249,8 @@ class BlazeFaceDetector(FaceDetector):
     def close(self) -> None:
         det, self._det = getattr(self, "_det", None), None
         if det is not None:
-            det.close()
+            with _native_stderr_silenced():
+                det.close()
 
 
 def available_detectors() -> list[str]:

@@ -44,18 +44,8 @@ def manifest_path_for(onnx_path: str | Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
-def _check_graph(path: Path, m: Manifest, sess: ort.InferenceSession) -> None:
-    """Raise ModelLoadError where the graph's inputs / outputs disagree with the manifest."""
-    inputs = {i.name: i.shape for i in sess.get_inputs()}
-    outputs = {o.name: o.shape for o in sess.get_outputs()}
-    if m.input_name not in inputs:
-        raise ModelLoadError(f"{path}: manifest says input {m.input_name!r}, graph has {sorted(inputs)}")
-    shape = inputs[m.input_name]
-    if len(shape) != 4 or _dim(shape[1]) not in (3, None):
-        raise ModelLoadError(f"{path}: graph input {m.input_name!r} has shape {shape}, expected (B, 3, S, S)")
-    for d in shape[2:]:
-        if _dim(d) not in (m.input_size, None):
-            raise ModelLoadError(f"{path}: manifest says input size {m.input_size}, graph takes {shape[2]}x{shape[3]}")
+def _check_outputs(path: Path, m: Manifest, outputs: dict[str, list]) -> None:
+    """Output shapes (graph-declared, possibly symbolic, or actual) against the manifest."""
     k = m.schema.num_points
     for out in (m.coords_output, m.heatmaps_output):
         if out is not None and out not in outputs:
@@ -79,6 +69,30 @@ def _check_graph(path: Path, m: Manifest, sess: ort.InferenceSession) -> None:
             if m.heatmap_size and _dim(d) not in (m.heatmap_size, None):
                 raise ModelLoadError(
                     f"{path}: manifest says heatmap size {m.heatmap_size}, graph outputs {shape[2]}x{shape[3]}")
+
+
+def _check_graph(path: Path, m: Manifest, sess: ort.InferenceSession) -> None:
+    """Raise ModelLoadError where the graph disagrees with the manifest: first on the
+    declared shapes, then on the shapes of one real run (exporters often leave output
+    dimensions symbolic)."""
+    inputs = {i.name: i.shape for i in sess.get_inputs()}
+    if m.input_name not in inputs:
+        raise ModelLoadError(f"{path}: manifest says input {m.input_name!r}, graph has {sorted(inputs)}")
+    shape = inputs[m.input_name]
+    if len(shape) != 4 or _dim(shape[1]) not in (3, None):
+        raise ModelLoadError(f"{path}: graph input {m.input_name!r} has shape {shape}, expected (B, 3, S, S)")
+    for d in shape[2:]:
+        if _dim(d) not in (m.input_size, None):
+            raise ModelLoadError(f"{path}: manifest says input size {m.input_size}, graph takes {shape[2]}x{shape[3]}")
+    _check_outputs(path, m, {o.name: o.shape for o in sess.get_outputs()})
+    names = [o for o in (m.coords_output, m.heatmaps_output) if o is not None]
+    probe = np.zeros((_dim(shape[0]) or 1, 3, m.input_size, m.input_size), np.float32)
+    try:
+        actual = sess.run(names, {m.input_name: probe})
+    except Exception as exc:  # onnxruntime raises several private exception types
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"{path}: graph fails on a {m.input_size}x{m.input_size} input: {msg}") from None
+    _check_outputs(path, m, {n: list(a.shape) for n, a in zip(names, actual)})
 
 
 class LandmarkModel:
@@ -132,7 +146,7 @@ class LandmarkModel:
             session = ort.InferenceSession(str(path), sess_options=opts,
                                            providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises several private exception types
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelLoadError(f"{path}: cannot load ONNX graph: {msg}") from None
         _check_graph(path, manifest, session)
         return cls(path, manifest, session)

@@ -1,0 +1,113 @@
+"""One-Euro smoothing, aligned crops and the face tracker's decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kpdesk.inference.detectors import Detection
+from kpdesk.inference.tracking import FaceTracker, OneEuroFilter, aligned_crop, box_iou
+from kpdesk.vision.transforms import CropSpec, crop_params_from_points
+
+
+def test_one_euro_reduces_jitter_of_a_still_point() -> None:
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    truth = np.full((68, 2), 100.0)
+    out = [f(truth + rng.normal(0, 2.0, truth.shape), i / 30) for i in range(120)]
+    assert np.std(np.array(out[30:]) - truth) < 0.5 * 2.0
+
+
+def test_one_euro_follows_fast_motion_with_beta() -> None:
+    ts = np.arange(60) / 30.0
+    xs = [np.array([[300.0 * t, 0.0]]) for t in ts]  # 300 px/s
+    slow, fast = OneEuroFilter(1.0, 0.0), OneEuroFilter(1.0, 0.5)
+    lag_slow = [x[0, 0] - slow(x, t)[0, 0] for x, t in zip(xs, ts)][-1]
+    lag_fast = [x[0, 0] - fast(x, t)[0, 0] for x, t in zip(xs, ts)][-1]
+    assert lag_fast < 0.25 * lag_slow and lag_fast < 3.0
+
+
+def test_one_euro_restarts_on_time_going_back_or_new_shape() -> None:
+    f = OneEuroFilter()
+    f(np.zeros((5, 2)), 1.0)
+    f(np.ones((5, 2)) * 10, 1.1)
+    assert np.allclose(f(np.ones((5, 2)) * 50, 0.5), 50)  # seek back: no smoothing across
+    assert f(np.zeros((3, 2)), 2.0).shape == (3, 2)
+    with pytest.raises(ValueError):
+        OneEuroFilter(min_cutoff=0)
+
+
+def test_aligned_crop_matches_axis_crop_when_upright_and_keeps_size_when_rolled() -> None:
+    pts = np.random.default_rng(2).uniform(100, 200, size=(68, 2))
+    a, b = aligned_crop(pts, 1.5, 0.0), crop_params_from_points(pts, 1.5)
+    assert np.allclose([a.center_x, a.center_y, a.side], [b.center_x, b.center_y, b.side])
+    c = np.array([150.0, 150.0])
+    th = np.radians(30)
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    rolled = (pts - c) @ rot.T + c  # the same face turned by 30 degrees (clockwise on screen)
+    r = aligned_crop(rolled, 1.5, 30.0)
+    assert r.side == pytest.approx(b.side)
+    assert np.allclose(rot @ (np.array([b.center_x, b.center_y]) - c) + c, [r.center_x, r.center_y])
+    assert crop_params_from_points(rolled, 1.5).side > r.side  # the axis box would be too big
+
+
+def test_box_iou() -> None:
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+    assert box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+
+
+def _det(cx: float, cy: float, side: float = 100.0, score: float = 0.9) -> tuple[Detection, CropSpec]:
+    box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+    return Detection(box, score), CropSpec(cx, cy, side * 1.5)
+
+
+def _face(cx: float, cy: float) -> np.ndarray:
+    ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    return np.stack([cx + 50 * np.cos(ang), cy + 50 * np.sin(ang)], axis=-1)
+
+
+def test_tracker_detects_then_tracks_then_redetects() -> None:
+    tr = FaceTracker(crop_scale=1.5, redetect_every=3, smoothing=False)
+    assert tr.needs_detection(0)
+    work = tr.plan(0, [_det(100, 100), _det(400, 100)])
+    assert [w.tracked for w in work] == [False, False] and len(tr.tracks) == 2
+    for w, cx in zip(work, (100, 400)):
+        tr.update(w.track, _face(cx, 100), np.full(68, 0.9), 0.0)
+    assert not tr.needs_detection(1) and not tr.needs_detection(2)
+    work = tr.plan(1, None)
+    assert all(w.tracked for w in work)
+    assert work[0].crop.side == pytest.approx(150.0)  # 1.5 x the 100 px landmark box
+    assert tr.needs_detection(3)
+    ids = [t.track_id for t in tr.tracks]
+    work = tr.plan(3, [_det(402, 101), _det(101, 99)])  # same faces, other order: same ids
+    assert [w.track.track_id for w in work] == ids and all(w.tracked for w in work)
+
+
+def test_tracker_low_confidence_forces_detection_and_restarts_from_the_box() -> None:
+    tr = FaceTracker(crop_scale=1.5, redetect_every=100, min_track_conf=0.3, smoothing=False)
+    (w,) = tr.plan(0, [_det(100, 100)])
+    tr.update(w.track, _face(100, 100), np.full(68, 0.1), 0.0)
+    assert w.track.lost and tr.needs_detection(1)
+    (w2,) = tr.plan(1, [_det(110, 100)])
+    assert w2.track is w.track and not w2.tracked and w2.crop.center_x == 110  # detector crop
+    tr.update(w2.track, _face(110, 100), np.full(68, 0.1), 0.03)
+    assert tr.plan(2, []) == []  # lost and not re-detected: dropped
+
+
+def test_tracker_keeps_confident_faces_the_detector_missed_and_caps_faces() -> None:
+    tr = FaceTracker(crop_scale=1.5, max_faces=2, smoothing=False)
+    work = tr.plan(0, [_det(100, 100), _det(400, 100), _det(250, 300)])
+    assert len(work) == 2
+    for w in work:
+        tr.update(w.track, _face(w.crop.center_x, w.crop.center_y), np.full(68, 0.9), 0.0)
+    assert len(tr.plan(30, [])) == 2  # occluded for the detector but still confident
+
+
+def test_tracker_drops_duplicates() -> None:
+    tr = FaceTracker(crop_scale=1.5, smoothing=False)
+    work = tr.plan(0, [_det(100, 100), _det(300, 100)])
+    tr.update(work[0].track, _face(200, 100), np.full(68, 0.5), 0.0)  # both converge on one face
+    tr.update(work[1].track, _face(201, 100), np.full(68, 0.9), 0.0)
+    dropped = tr.drop_duplicates()
+    assert [t.track_id for t in dropped] == [work[0].track.track_id] and len(tr.tracks) == 1
