@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from training.config import ConfigError, load_config
-from training.engine import Cancelled, CancelFlag, DivergedError, TrainingError
+from training.engine import CancelFlag, Cancelled, DivergedError, TrainingError
 from training.events import EventStream
 
 EXIT_ERROR, EXIT_DIVERGED = 2, 3
@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli", "Train a landmark network (teacher or student)."),
     "export": ("training.cli", "Export a checkpoint to ONNX + manifest, checked against PyTorch."),
 }
-OPTIONAL = ("training.distill", "training.prune", "training.evaluate", "training.bench", "training.ablations")
+OPTIONAL = ("training.distill", "training.prune", "training.evaluate", "training.bench", "training.ablations",
+            "training.ship")
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:
@@ -75,7 +76,7 @@ def cmd_export(args: argparse.Namespace, events: EventStream | None, cancel: Can
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     ap = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="subcommand", required=True)
     runners: dict[str, Callable] = {}
     p = sub.add_parser("train", help=COMMANDS["train"][1])
     _add_job_args(p)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     cancel = CancelFlag()
     cancel.listen()
     try:
-        runners[args.command](args, None, cancel)
+        runners[args.subcommand](args, None, cancel)
         return 0
     except Cancelled:
         return 0
