@@ -175,7 +175,8 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
     img_dir = root / "img_align_celeba"
     for f in (lm_file, part_file):
         if not f.is_file():
-            raise LabelError(f"{f}: not found (CelebA needs list_landmarks_align_celeba.txt and list_eval_partition.txt)")
+            raise LabelError(f"{f}: not found (CelebA needs list_landmarks_align_celeba.txt and "
+                             "list_eval_partition.txt)")
     parts = {}
     for ln_no, ln in enumerate(part_file.read_text().splitlines(), 1):
         p = ln.split()

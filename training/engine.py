@@ -8,7 +8,6 @@ and leaves the last good checkpoint untouched; under ``torchrun`` it runs data-p
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import sys
