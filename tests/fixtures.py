@@ -3,9 +3,9 @@
 ``export_tiny(folder, name)`` builds a small conv stack in torch (seeded), exports it
 with the TorchScript-based exporter and writes ``NAME.json`` beside it. The coordinate
 head is biased towards a ring around the crop centre whose bounding box is 2/3 of the
-crop, so with the default crop scale 1.5 a tracked crop keeps its size; ``hm_bias`` shifts the heatmap logits, i.e. the confidence
-(+4 -> ~0.98 everywhere, -6 -> ~0.003). ``graph_points`` != ``points`` gives a graph
-that disagrees with its manifest.
+crop, so with the default crop scale 1.5 a tracked crop keeps its size. ``hm_bias``
+shifts the heatmap logits, i.e. the confidence (+4 -> ~0.98 everywhere, -6 -> ~0.003).
+``graph_points`` != ``points`` gives a graph that disagrees with its manifest.
 """
 
 from __future__ import annotations

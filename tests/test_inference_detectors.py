@@ -105,8 +105,8 @@ def test_hardcoded_calibration_matches_a_fresh_measurement() -> None:
     from pathlib import Path
 
     import cv2
-
     from conftest import data_root
+
     from kpdesk.inference.detectors import CALIBRATION
     from kpdesk.inference.tracking import box_iou
 

@@ -1,0 +1,264 @@
+"""Headless command line: ``kpdesk detect`` (landmarks on a source, with timings) and
+``kpdesk models`` (the model catalog). Expected failures (missing file, unreadable image,
+camera that cannot open, bad model) print one line to stderr and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_USAGE = 2
+DEMO_DEFAULT_FRAMES = 300
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
+
+
+class CLIError(Exception):
+    """An expected failure: reported as one line, exit status 2."""
+
+
+class _Sink:
+    """Where annotated frames go: a video file, one image, numbered images, or a folder."""
+
+    def __init__(self, out: Path, fps: float, single_frame: bool) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.out = out
+        self.fps = fps
+        self.single = single_frame
+        self._writer: Any = None
+        suffix = out.suffix.lower()
+        self.kind = "video" if suffix in VIDEO_SUFFIXES else "image" if suffix else "folder"
+        if self.kind == "folder":
+            out.mkdir(parents=True, exist_ok=True)
+        elif not out.parent.is_dir():
+            raise CLIError(f"{out}: output folder {out.parent} does not exist")
+
+    def write(self, frame: np.ndarray, index: int) -> None:
+        cv2 = self._cv2
+        if self.kind == "video":
+            if self._writer is None:
+                h, w = frame.shape[:2]
+                fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
+                self._writer = cv2.VideoWriter(str(self.out), fourcc, self.fps, (w, h))
+                if not self._writer.isOpened():
+                    raise CLIError(f"{self.out}: cannot write video")
+            self._writer.write(frame)
+            return
+        if self.kind == "folder":
+            path = self.out / f"frame_{index:06d}.png"
+        elif self.single:
+            path = self.out
+        else:
+            path = self.out.with_name(f"{self.out.stem}_{index:06d}{self.out.suffix}")
+        if not cv2.imwrite(str(path), frame):
+            raise CLIError(f"{path}: cannot write image")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+def _face_json(face: Any) -> dict[str, Any]:
+    return {
+        "box": [round(float(v), 2) for v in face.box_xyxy],
+        "points": np.round(face.pts_img, 2).tolist(),
+        "conf": np.round(face.conf.astype(np.float64), 4).tolist(),
+        "tracked": bool(face.tracked),
+        "detector_score": None if face.detector_score is None else round(float(face.detector_score), 4),
+    }
+
+
+def _stats_table(rows: list[dict[str, float]]) -> list[str]:
+    from kpdesk.vision.results import STAGES
+
+    lines = [f"{'stage':<12}{'median ms':>11}{'p95 ms':>10}"]
+    for stage in (*STAGES, "total"):
+        v = np.array([r[stage] for r in rows])
+        lines.append(f"{stage:<12}{np.median(v):>11.2f}{np.percentile(v, 95):>10.2f}")
+    return lines
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from kpdesk.assets import AssetMissingError
+    from kpdesk.inference.catalog import resolve_model, scan_models
+    from kpdesk.inference.detectors import create_detector
+    from kpdesk.inference.model import LandmarkModel, ModelLoadError
+    from kpdesk.inference.pipeline import Pipeline, PipelineConfig
+    from kpdesk.inference.sources import FolderSource, ImageSource, SourceError, open_source
+    from kpdesk.vision.draw import draw_text, render_result
+
+    try:
+        source = open_source(args.source)
+    except SourceError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        if args.model is None:
+            good = [e for e in scan_models(args.models_dir) if e.ok]
+            if not good:
+                raise CLIError("no --model given and no usable model in the model folder (see `kpdesk models`)")
+            model_path = good[0].onnx_path
+        else:
+            model_path = resolve_model(args.model, args.models_dir)
+        model = LandmarkModel.load(model_path, threads=args.threads)
+        if args.decode:
+            model.decode_mode = args.decode
+        detector = create_detector(args.detector)
+    except (ModelLoadError, AssetMissingError, ValueError) as exc:
+        source.close()
+        raise CLIError(str(exc)) from None
+
+    stills = isinstance(source, ImageSource | FolderSource)  # unrelated frames: no tracking
+    config = PipelineConfig(max_faces=args.max_faces, smoothing=not args.no_smooth and not stills,
+                            keep_heatmaps=args.heatmaps, decode_mode=args.decode)
+    pipeline = Pipeline(model, detector, config)
+    max_frames = args.max_frames
+    if max_frames is None and source.frame_count is None and not source.is_live:
+        max_frames = DEMO_DEFAULT_FRAMES
+    total = source.frame_count if max_frames is None else min(max_frames, source.frame_count or max_frames)
+    sink = _Sink(Path(args.out), source.fps or 30.0, single_frame=total == 1) if args.out else None
+    jsonl = None
+    if args.json:
+        try:
+            jsonl = open(args.json, "w")  # noqa: SIM115 - closed in finally
+        except OSError as exc:
+            raise CLIError(f"{args.json}: cannot write: {exc.strerror}") from None
+
+    rows: list[dict[str, float]] = []
+    n_faces = n_detect = 0
+    interrupted = False
+    t_start = time.perf_counter()
+    try:
+        index = 0
+        for frame, ts in source:
+            if max_frames is not None and index >= max_frames:
+                break
+            if stills:
+                pipeline.reset()
+            result = pipeline.process(frame, index, ts)
+            rows.append(result.timings.as_dict())
+            n_faces += bool(result.faces)
+            n_detect += bool(result.extras.get("detected"))
+            if sink is not None:
+                img = render_result(frame, result, model.schema, heatmap=args.heatmaps, crop_size=model.input_size)
+                draw_text(img, f"{result.timings.total:.1f} ms  {model.name} / {detector.name}")
+                sink.write(img, index)
+            if jsonl is not None:
+                rec = {"frame": index, "timestamp": round(ts, 4), "model": result.model_name,
+                       "detector": result.detector_name, "faces": [_face_json(f) for f in result.faces],
+                       "timings": {k: round(v, 3) for k, v in result.timings.as_dict().items()}}
+                jsonl.write(json.dumps(rec) + "\n")
+            index += 1
+    except KeyboardInterrupt:
+        interrupted = True
+    except SourceError as exc:
+        if not rows:
+            raise CLIError(str(exc)) from None
+        print(f"kpdesk: warning: {exc}; stopping", file=sys.stderr)
+    finally:
+        wall = time.perf_counter() - t_start
+        source.close()
+        detector.close()
+        if sink is not None:
+            sink.close()
+        if jsonl is not None:
+            jsonl.close()
+
+    m = model.manifest
+    print(f"kpdesk detect: {len(rows)} frames from {source.name}{' (interrupted)' if interrupted else ''}; "
+          f"model {m.name} ({m.schema.num_points} pts, {m.input_size} px, {model.decode_mode}); "
+          f"detector {detector.name}; threads {args.threads or 'auto'}")
+    if not rows:
+        return 0
+    print(f"faces: found in {n_faces}/{len(rows)} frames; detector ran on {n_detect} frames")
+    for line in _stats_table(rows):
+        print(line)
+    mean_total = float(np.mean([r["total"] for r in rows]))
+    print(f"FPS: {1000.0 / max(mean_total, 1e-9):.1f} pipeline (1000 / mean total ms), "
+          f"{len(rows) / max(wall, 1e-9):.1f} end to end (incl. reading, drawing, writing)")
+    if sink is not None:
+        print(f"annotated output: {sink.out}")
+    if args.json:
+        print(f"landmarks: {args.json}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from kpdesk.inference.catalog import default_models_dir, scan_models
+
+    folder = Path(args.models_dir) if args.models_dir else default_models_dir()
+    entries = scan_models(folder)
+    if not entries:
+        print(f"no models in {folder}")
+        return 0
+    print(f"models in {folder}:")
+    for e in entries:
+        if e.ok and e.manifest is not None:
+            m = e.manifest
+            hm = f"heatmap {m.heatmap_size}" if m.heatmaps_output else "no heatmap"
+            print(f"  {e.name:<28} {m.schema.name:<8} {m.schema.num_points:>3} pts  {m.input_size:>4} px  "
+                  f"{hm:<12} decode {m.decode:<10} {m.arch}")
+        else:
+            print(f"  {e.name:<28} BROKEN: {e.error}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kpdesk import __version__
+
+    ap = argparse.ArgumentParser(prog="kpdesk", description="Facial landmarks, headless.")
+    ap.add_argument("--version", action="version", version=f"kpdesk {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log progress (detector choice, ...)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("detect", help="find landmarks in a camera, video, image, folder or the demo",
+                       description="Find landmarks; print per-stage median / p95 ms and FPS.")
+    d.add_argument("source", help="camera index (0, cam:0), video file, image, folder of images, or 'demo'")
+    d.add_argument("--model", help="model name in the models folder, or a path to NAME.onnx "
+                                   "(default: the first usable model)")
+    d.add_argument("--models-dir", help="model folder (default: $KPDESK_MODELS or the repository's models/)")
+    d.add_argument("--detector", default="auto", choices=["auto", "blazeface", "haar"])
+    d.add_argument("--out", help="annotated output: video (.mp4/.avi), image (.png/.jpg) or folder")
+    d.add_argument("--json", help="write one JSON object per frame (landmarks, confidences, timings)")
+    d.add_argument("--max-frames", type=int, help=f"stop after N frames (demo default {DEMO_DEFAULT_FRAMES})")
+    d.add_argument("--max-faces", type=int, default=4)
+    d.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
+    d.add_argument("--decode", choices=["regression", "heatmap", "fusion"], help="override the manifest's decode")
+    d.add_argument("--heatmaps", action="store_true", help="blend the heatmaps into the annotated output")
+    d.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of the points")
+    d.set_defaults(func=cmd_detect)
+
+    m = sub.add_parser("models", help="list the model catalog")
+    m.add_argument("--models-dir", help="model folder (default: $KPDESK_MODELS or the repository's models/)")
+    m.set_defaults(func=cmd_models)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="kpdesk: %(message)s")
+    if args.command == "detect":
+        for flag, value, low in (("--max-frames", args.max_frames, 1), ("--max-faces", args.max_faces, 1),
+                                 ("--threads", args.threads, 0)):
+            if value is not None and value < low:
+                print(f"kpdesk: error: {flag} must be >= {low}, got {value}", file=sys.stderr)
+                return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except CLIError as exc:
+        print(f"kpdesk: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
