@@ -110,6 +110,30 @@ def read_pts(path: Path, base: int = 0) -> np.ndarray:
     return arr - base
 
 
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
+_MAGIC_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` is unusable as an image ("image not found", empty, corrupt header), or
+    None. Reads a few header bytes only (cheap for thousands of files); formats with
+    no known signature are left to the decoder."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return "image not found"
+    except OSError as exc:
+        return f"cannot read image ({exc.strerror})"
+    if not head:
+        return "empty image file"
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return None
+    if path.suffix.lower() in _MAGIC_SUFFIXES:
+        return "corrupt image (not a JPEG/PNG/BMP/TIFF/WebP header)"
+    return None
+
+
 def _check_count(col: _Collector, pts: np.ndarray, k: int, where: str) -> bool:
     if len(pts) != k:
         col.bad(f"{where}: {len(pts)} points, schema expects {k}")
@@ -127,8 +151,9 @@ def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: in
         if not rel or rel.startswith("#"):
             continue
         img = root / rel
-        if not img.is_file():
-            col.bad(f"{list_file}:{ln_no}: image not found: {img}")
+        problem = image_problem(img)
+        if problem:
+            col.bad(f"{list_file}:{ln_no}: {problem}: {img}")
             continue
         try:
             pts = read_pts(img.with_suffix(".pts"), base)
@@ -161,8 +186,9 @@ def _load_mtfl(root: Path, list_file: Path, col: _Collector) -> None:
             col.bad(f"{where}: non-numeric coordinate in {ln!r}")
             continue
         img = root / parts[0].replace("\\", "/")
-        if not img.is_file():
-            col.bad(f"{where}: image not found: {img}")
+        problem = image_problem(img)
+        if problem:
+            col.bad(f"{where}: {problem}: {img}")
             continue
         pts = np.stack([vals[:5], vals[5:]], axis=1)
         source = Path(parts[0]).parts[1] if len(Path(parts[0]).parts) > 2 else ""
@@ -201,8 +227,9 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
             col.bad(f"{where}: non-numeric value in {ln!r}")
             continue
         img = img_dir / p[0]
-        if not img.is_file():
-            col.bad(f"{where}: image not found: {img}")
+        problem = image_problem(img)
+        if problem:
+            col.bad(f"{where}: {problem}: {img}")
             continue
         col.samples.append(Sample(str(img), v, "celeba"))
 
@@ -230,8 +257,9 @@ def _load_wflw(root: Path, list_file: Path, col: _Collector) -> None:
         img = root / "WFLW_images" / p[206]
         if not img.is_file():
             img = root / p[206]
-        if not img.is_file():
-            col.bad(f"{where}: image not found: {p[206]}")
+        problem = image_problem(img)
+        if problem:
+            col.bad(f"{where}: {problem}: {p[206]}")
             continue
         col.samples.append(Sample(str(img), v, p[206].split("/")[0], attrs))
 
@@ -261,8 +289,9 @@ def _load_csv(root: Path, list_file: Path, k: int, base: int, col: _Collector) -
                 col.bad(f"{where}: non-numeric coordinate")
                 continue
             img = root / row[0]
-            if not img.is_file():
-                col.bad(f"{where}: image not found: {img}")
+            problem = image_problem(img)
+            if problem:
+                col.bad(f"{where}: {problem}: {img}")
                 continue
             col.samples.append(Sample(str(img), v, ""))
     return k
