@@ -1,4 +1,8 @@
-"""TrainingJob: the real ``python -m training`` child process, on a tiny synthetic data set."""
+"""TrainingJob: the real ``python -m training`` child process, on a tiny synthetic data set.
+
+Running a job to the end and cancelling one are tested through the Training tab
+(tests/test_gui_app.py), which drives this same class; here: failures.
+"""
 
 from __future__ import annotations
 
@@ -60,17 +64,6 @@ def _job(tmp_path: Path, epochs: int) -> tuple[TrainingJob, dict[str, list]]:
     job.exported.connect(lambda a, b: seen["exported"].append((a, b)))
     job.log_line.connect(seen["log"].append)
     return job, seen
-
-
-def test_cancel_saves_and_stops(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
-    job, seen = _job(tmp_path, epochs=500)
-    job.start()
-    qtbot.waitUntil(lambda: any(e.kind == "progress" for e in seen["events"]), timeout=45000)
-    job.cancel()
-    qtbot.waitUntil(lambda: bool(seen["finished"]), timeout=30000)
-    assert seen["finished"][0][0] == "cancelled"
-    assert any(e.kind == "cancelled" for e in seen["events"])
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
 
 
 def test_a_job_that_fails_is_reported(qtbot, tmp_path: Path) -> None:  # noqa: ANN001

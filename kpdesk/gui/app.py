@@ -1,0 +1,138 @@
+"""``kpdesk`` desktop app entry point.
+
+    python -m kpdesk.gui.app [--source demo|0|VIDEO|FOLDER|IMAGE] [--model NAME] [--models-dir DIR]
+                             [--tab live|performance|compare|training]
+                             [--screenshot PATH --quit-after SECONDS]
+
+With no camera it plays the built-in demo face. ``--screenshot`` grabs the window just
+before ``--quit-after`` ends the app (for docs and CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from kpdesk.gui.qt_env import prepare_qt_environment
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="kpdesk", description="Real-time facial landmarks.")
+    ap.add_argument("--source", default="auto",
+                    help="camera index, video file, image, image folder, 'demo', or 'auto' (first camera, else demo)")
+    ap.add_argument("--model", default=None, help="model name in the models folder, or a .onnx path")
+    ap.add_argument("--models-dir", default=None, help="models folder (default: $KPDESK_MODELS or <repo>/models)")
+    ap.add_argument("--runs-dir", default=None, help="folder for training runs (default: <repo>/runs)")
+    ap.add_argument("--detector", default="auto", help="face detector: auto, blazeface, haar")
+    ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: auto)")
+    ap.add_argument("--tab", choices=("live", "performance", "compare", "training"), default="live")
+    ap.add_argument("--overlays", default="",
+                    help="comma list to turn on: indices,skeleton,heatmap,box,keypoints (prefix '-' to turn off)")
+    ap.add_argument("--occlusion", default="", help="occlusion preset to start with, e.g. 'sunglasses band'")
+    ap.add_argument("--screenshot", default=None, help="save a PNG of the window before quitting")
+    ap.add_argument("--quit-after", type=float, default=None, help="quit after this many seconds")
+    ap.add_argument("--size", default="1500x920", help="window size WxH")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap
+
+
+def _apply_overlays(window: object, spec: str) -> None:
+    from kpdesk.gui.main_window import MainWindow
+
+    assert isinstance(window, MainWindow)
+    boxes = {"indices": window.live_tab.cb_indices, "skeleton": window.live_tab.cb_skeleton,
+             "heatmap": window.live_tab.cb_heatmap, "box": window.live_tab.cb_box,
+             "keypoints": window.live_tab.cb_points}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        on = not item.startswith("-")
+        name = item.lstrip("-+")
+        if name not in boxes:
+            raise SystemExit(f"kpdesk: unknown overlay {name!r}; known: {', '.join(boxes)}")
+        boxes[name].setChecked(on)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    prepare_qt_environment()
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from kpdesk.gui.main_window import MainWindow
+    from kpdesk.inference.catalog import default_models_dir
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("kpdesk")
+    app.setStyle("Fusion")
+    _dark_palette(app)
+    models_dir = Path(args.models_dir).expanduser() if args.models_dir else default_models_dir()
+    model = args.model
+    if model and model.endswith(".onnx") and Path(model).is_file() and args.models_dir is None:
+        models_dir = Path(model).resolve().parent
+    window = MainWindow(models_dir=models_dir, source=args.source, model=model, detector=args.detector,
+                        threads=args.threads, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        window.resize(w, h)
+    except ValueError:
+        raise SystemExit(f"kpdesk: --size must be WxH, got {args.size!r}") from None
+    _apply_overlays(window, args.overlays)
+    if args.occlusion:
+        i = window.live_tab.occ_combo.findData(args.occlusion)
+        if i < 0:
+            raise SystemExit(f"kpdesk: unknown occlusion preset {args.occlusion!r}")
+        window.live_tab.occ_combo.setCurrentIndex(i)
+    window.select_tab(args.tab)
+    window.show()
+    window.start()
+    if args.quit_after is not None:
+        def finish() -> None:
+            if args.screenshot:
+                window.perf_tab.refresh()
+                window.compare_tab.refresh()
+                path = Path(args.screenshot)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not window.grab().save(str(path)):
+                    log.error("could not save screenshot %s", path)
+                else:
+                    log.info("screenshot saved to %s", path)
+            window.close()
+            app.quit()
+
+        QTimer.singleShot(int(args.quit_after * 1000), finish)
+    rc = app.exec()
+    window.shutdown()
+    return int(rc)
+
+
+def _dark_palette(app: object) -> None:
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    assert isinstance(app, QApplication)
+    p = QPalette()
+    base, text = QColor(30, 33, 38), QColor(225, 228, 232)
+    p.setColor(QPalette.ColorRole.Window, QColor(38, 41, 47))
+    p.setColor(QPalette.ColorRole.WindowText, text)
+    p.setColor(QPalette.ColorRole.Base, base)
+    p.setColor(QPalette.ColorRole.AlternateBase, QColor(44, 48, 54))
+    p.setColor(QPalette.ColorRole.Text, text)
+    p.setColor(QPalette.ColorRole.Button, QColor(50, 54, 61))
+    p.setColor(QPalette.ColorRole.ButtonText, text)
+    p.setColor(QPalette.ColorRole.Highlight, QColor(45, 120, 190))
+    p.setColor(QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))
+    p.setColor(QPalette.ColorRole.ToolTipBase, base)
+    p.setColor(QPalette.ColorRole.ToolTipText, text)
+    p.setColor(QPalette.ColorRole.PlaceholderText, QColor(130, 136, 144))
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(110, 114, 120))
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(110, 114, 120))
+    app.setPalette(p)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

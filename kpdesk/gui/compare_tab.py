@@ -1,0 +1,184 @@
+"""Compare mode: 2 or 3 variants on the same frames, side by side, with their latency and
+how far apart their landmarks are."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from kpdesk.gui.live_tab import DECODE_CHOICES, fill_model_combo
+from kpdesk.gui.plots import VARIANT_COLORS, fmt_ms, set_curve, time_plot
+from kpdesk.gui.render import OverlayOptions, render_variant
+from kpdesk.gui.video_view import VideoView
+from kpdesk.inference.catalog import CatalogEntry
+from kpdesk.workers.agreement import Agreement, agreement
+from kpdesk.workers.messages import InferenceResult, VariantResult, VariantSpec
+from kpdesk.workers.stats import PerfHistory, RollingSeries
+
+SLOT_LABELS = ("A", "B", "C")
+PREFERRED = (("teacher",), ("student",), ("student-0.25x", "student_0.25x", "student-025x"))
+
+
+class CompareTab(QWidget):
+    """Signals: ``variants_changed()`` when a slot's model / detector / decode changes;
+    ``rect_selected(x0, y0, x1, y1)`` when the user drags an occluder on any view."""
+
+    variants_changed = Signal()
+    rect_selected = Signal(float, float, float, float)
+
+    def __init__(self, history: PerfHistory, detectors: list[str], overlay: Callable[[], OverlayOptions],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.history = history
+        self.overlay = overlay
+        self.model_combos: list[QComboBox] = []
+        self.detector_combos: list[QComboBox] = []
+        self.decode_combos: list[QComboBox] = []
+        self.views: list[VideoView] = []
+        self.agreements: dict[str, RollingSeries] = {}
+        self.last_agreements: dict[str, Agreement | None] = {}
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        controls = QHBoxLayout()
+        for label in SLOT_LABELS:
+            box = QGroupBox(f"Variant {label}")
+            bl = QGridLayout(box)
+            mc = QComboBox()
+            mc.setMinimumContentsLength(10)
+            mc.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            dc = QComboBox()
+            for d in ["auto", *detectors]:
+                dc.addItem(d, d)
+            xc = QComboBox()
+            for text, mode in DECODE_CHOICES:
+                xc.addItem(text, mode)
+            for c in (mc, dc, xc):
+                c.currentIndexChanged.connect(lambda _i: self.variants_changed.emit())
+            mc.setToolTip("model")
+            dc.setToolTip("face detector")
+            xc.setToolTip("decode mode")
+            bl.addWidget(mc, 0, 0, 1, 2)
+            bl.addWidget(dc, 1, 0)
+            bl.addWidget(xc, 1, 1)
+            controls.addWidget(box)
+            self.model_combos.append(mc)
+            self.detector_combos.append(dc)
+            self.decode_combos.append(xc)
+        lay.addLayout(controls)
+        self.view_row = QHBoxLayout()
+        for _ in SLOT_LABELS:
+            v = VideoView(placeholder="—")
+            v.rect_selected.connect(self.rect_selected)
+            self.view_row.addWidget(v)
+            self.views.append(v)
+        lay.addLayout(self.view_row, 3)
+        bottom = QGridLayout()
+        self.latency_plot = time_plot("Latency per variant (last 30 s)", "ms / frame", history.window_s)
+        self.agree_plot = time_plot("Mean distance between variants (last 30 s)", "% of inter-ocular distance",
+                                    history.window_s)
+        bottom.addWidget(self.latency_plot, 0, 0)
+        bottom.addWidget(self.agree_plot, 0, 1)
+        self.summary = QLabel("")
+        self.summary.setStyleSheet("font-size: 12pt; color:#e8e8e8;")
+        self.summary.setWordWrap(True)
+        bottom.addWidget(self.summary, 1, 0, 1, 2)
+        lay.addLayout(bottom, 2)
+        self.latency_curves = {lab: self.latency_plot.plot(name=lab, pen={"color": VARIANT_COLORS[i], "width": 2})
+                               for i, lab in enumerate(SLOT_LABELS)}
+        self.agree_curves: dict[str, object] = {}
+
+    # ---- configuration ----------------------------------------------------------------
+    def set_catalog(self, entries: list[CatalogEntry]) -> None:
+        ok = [e for e in entries if e.ok]
+        for i, combo in enumerate(self.model_combos):
+            first = combo.count() == 0
+            fill_model_combo(combo, entries, allow_none=(i == 2))
+            if first:
+                self._preselect(combo, ok, i)
+        self.variants_changed.emit()
+
+    @staticmethod
+    def _preselect(combo: QComboBox, ok: list[CatalogEntry], i: int) -> None:
+        names = {e.name: str(e.onnx_path) for e in ok}
+        for want in PREFERRED[i]:
+            if want in names:
+                combo.setCurrentIndex(combo.findData(names[want]))
+                return
+        if i < 2 and ok:
+            combo.setCurrentIndex(combo.findData(str(ok[min(i, len(ok) - 1)].onnx_path)))
+
+    def variant_specs(self) -> list[VariantSpec]:
+        specs = []
+        for label, mc, dc, xc in zip(SLOT_LABELS, self.model_combos, self.detector_combos, self.decode_combos):
+            path = mc.currentData()
+            if path:
+                specs.append(VariantSpec(label=label, model_path=Path(path), detector=dc.currentData() or "auto",
+                                         decode_mode=xc.currentData()))
+        return specs
+
+    # ---- results ----------------------------------------------------------------------
+    def show_result(self, res: InferenceResult) -> None:
+        by_label = {vr.spec.label: vr for vr in res.variants}
+        opts = self.overlay()
+        shown = 0
+        for label, view in zip(SLOT_LABELS, self.views):
+            vr = by_label.get(label)
+            if vr is None:
+                view.setVisible(label != "C")
+                view.clear("no model")
+                continue
+            view.setVisible(True)
+            shown += 1
+            img = render_variant(res.frame.frame_bgr, vr, opts, res.occluder_box)
+            caption = f"{label}: {vr.model_name or Path(str(vr.spec.model_path)).stem}"
+            if vr.result is not None:
+                lines = [f"{vr.result.timings.total:.1f} ms · {vr.spec.decode_mode or 'default'} · "
+                         f"{vr.result.detector_name}"]
+            else:
+                lines = [(vr.error or "no result")[:80]]
+            view.set_frame(img, caption, lines)
+        self._update_agreement(res, by_label)
+
+    def _update_agreement(self, res: InferenceResult, by_label: dict[str, VariantResult]) -> None:
+        t = res.processed_at or time.monotonic()
+        labels = [lab for lab in SLOT_LABELS if lab in by_label]
+        for a_i in range(len(labels)):
+            for b_i in range(a_i + 1, len(labels)):
+                a, b = by_label[labels[a_i]], by_label[labels[b_i]]
+                key = f"{labels[a_i]}–{labels[b_i]}"
+                ag = None
+                if (a.result is not None and b.result is not None and a.result.faces and b.result.faces
+                        and a.schema is not None and b.schema is not None):
+                    ag = agreement(a.result.faces[0].pts_img, a.schema, b.result.faces[0].pts_img, b.schema)
+                self.last_agreements[key] = ag
+                if ag is not None:
+                    series = self.agreements.setdefault(key, RollingSeries(self.history.window_s))
+                    series.append(t, ag.mean_pct_iod if ag.mean_pct_iod is not None else np.nan)
+
+    def refresh(self) -> None:
+        """Timer tick: redraw the curves and the summary line."""
+        now = time.monotonic()
+        parts = []
+        for lab, curve in self.latency_curves.items():
+            vh = self.history.variants.get(lab)
+            if vh is None:
+                set_curve(curve, np.zeros(0), np.zeros(0))
+                continue
+            t, v = vh.stages["total"].arrays(now)
+            set_curve(curve, t, v)
+            if len(v):
+                parts.append(f"<b>{lab}</b> {fmt_ms(float(np.mean(v[-30:])))} ms")
+        colors = [(255, 255, 255), (120, 255, 200), (255, 200, 120)]
+        for i, (key, series) in enumerate(self.agreements.items()):
+            if key not in self.agree_curves:
+                self.agree_curves[key] = self.agree_plot.plot(name=key, pen={"color": colors[i % 3], "width": 2})
+            t, v = series.arrays(now)
+            set_curve(self.agree_curves[key], t, v)  # type: ignore[arg-type]
+        for key, ag in self.last_agreements.items():
+            parts.append(f"<b>{key}</b> {ag.text() if ag is not None else 'no common face'}")
+        self.summary.setText("   ·   ".join(parts))

@@ -1,0 +1,327 @@
+"""Live tab: the video with overlays, and the controls of the live session."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from kpdesk.gui.render import OverlayOptions, render_variant
+from kpdesk.gui.video_view import VideoView
+from kpdesk.inference.catalog import CatalogEntry
+from kpdesk.workers.messages import InferenceResult
+from kpdesk.workers.occlusion import PRESETS
+
+DECODE_CHOICES = (("model default", None), ("regression", "regression"), ("heatmap", "heatmap"),
+                  ("fusion", "fusion"))
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff);;All files (*)"
+_PICK_VIDEO, _PICK_FOLDER, _PICK_IMAGE = "__video__", "__folder__", "__image__"
+
+
+def smoothing_min_cutoff(strength: float) -> float:
+    """Slider strength in [0, 1] -> One-Euro ``min_cutoff`` in Hz (0: 10 Hz, light; 1: 0.03 Hz, heavy)."""
+    return float(10 ** (1.0 - 2.5 * min(max(strength, 0.0), 1.0)))
+
+
+def fill_model_combo(combo: QComboBox, entries: list[CatalogEntry], keep: str | None = None,
+                     allow_none: bool = False) -> None:
+    """Catalog -> combo items (data: onnx path); broken models are listed but disabled."""
+    current = keep if keep is not None else combo.currentData()
+    combo.blockSignals(True)
+    combo.clear()
+    if allow_none:
+        combo.addItem("— none —", None)
+    for e in entries:
+        if e.ok and e.manifest is not None:
+            text = f"{e.name}  ({e.manifest.schema.num_points} pts, {e.manifest.arch or '?'})"
+        else:
+            text = f"{e.name}  (broken)"
+        combo.addItem(text, str(e.onnx_path))
+        idx = combo.count() - 1
+        if not e.ok:
+            item = combo.model().item(idx)
+            item.setEnabled(False)
+            combo.setItemData(idx, e.error, Qt.ItemDataRole.ToolTipRole)
+    if current is not None:
+        i = combo.findData(current)
+        if i >= 0:
+            combo.setCurrentIndex(i)
+    combo.blockSignals(False)
+
+
+class LiveTab(QWidget):
+    """Signals:
+        source_requested(str spec): open this source.
+        variant_changed(): model, detector or decode mode changed.
+        settings_changed(): smoothing / max faces / threads / heatmap need changed.
+        occlusion_changed(): occluder preset or rectangle changed.
+        snapshot_requested(), record_toggled(bool)
+    """
+
+    source_requested = Signal(str)
+    variant_changed = Signal()
+    settings_changed = Signal()
+    occlusion_changed = Signal()
+    snapshot_requested = Signal()
+    record_toggled = Signal(bool)
+
+    def __init__(self, detectors: list[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.custom_rect: tuple[float, float, float, float] | None = None
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        left = QVBoxLayout()
+        self.view = VideoView()
+        self.view.rect_selected.connect(self._on_rect)
+        left.addWidget(self.view, 1)
+        self.info = QLabel("")
+        self.info.setStyleSheet("color:#b8c2cc;")
+        self.info.setWordWrap(True)
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        left.addWidget(self.info)
+        lay.addLayout(left, 1)
+
+        panel = QWidget()
+        pl = QVBoxLayout(panel)
+        pl.setContentsMargins(2, 2, 2, 2)
+
+        g = QGroupBox("Source")
+        f = QFormLayout(g)
+        self.source_combo = QComboBox()
+        self.source_combo.addItem("Demo face (synthetic)", "demo")
+        self.source_combo.insertSeparator(1)
+        self.source_combo.addItem("Video file…", _PICK_VIDEO)
+        self.source_combo.addItem("Image folder…", _PICK_FOLDER)
+        self.source_combo.addItem("Image file…", _PICK_IMAGE)
+        self.source_combo.activated.connect(self._on_source_activated)
+        f.addRow(self.source_combo)
+        self.source_status = QLabel("")
+        self.source_status.setWordWrap(True)
+        self.source_status.setStyleSheet("color:#9aa4b0;")
+        f.addRow(self.source_status)
+        pl.addWidget(g)
+
+        g = QGroupBox("Model")
+        f = QFormLayout(g)
+        self.model_combo = QComboBox()
+        self.model_combo.setMinimumContentsLength(18)
+        self.model_combo.currentIndexChanged.connect(lambda _i: self.variant_changed.emit())
+        f.addRow("Model", self.model_combo)
+        self.rescan_btn = QPushButton("Rescan models folder")
+        f.addRow(self.rescan_btn)
+        self.detector_combo = QComboBox()
+        for d in ["auto", *detectors]:
+            self.detector_combo.addItem(d, d)
+        self.detector_combo.currentIndexChanged.connect(lambda _i: self.variant_changed.emit())
+        f.addRow("Detector", self.detector_combo)
+        self.decode_combo = QComboBox()
+        for text, mode in DECODE_CHOICES:
+            self.decode_combo.addItem(text, mode)
+        self.decode_combo.currentIndexChanged.connect(lambda _i: self.variant_changed.emit())
+        f.addRow("Decode", self.decode_combo)
+        self.max_faces = QSpinBox(minimum=1, maximum=8, value=1)
+        self.max_faces.valueChanged.connect(lambda _v: self.settings_changed.emit())
+        f.addRow("Max faces", self.max_faces)
+        self.threads = QSpinBox(minimum=0, maximum=64, value=0, specialValueText="auto")
+        self.threads.setToolTip("onnxruntime intra-op threads (auto: onnxruntime decides)")
+        self.threads.valueChanged.connect(lambda _v: self.settings_changed.emit())
+        f.addRow("ORT threads", self.threads)
+        pl.addWidget(g)
+
+        g = QGroupBox("Overlays")
+        f = QFormLayout(g)
+        self.cb_points = QCheckBox("Keypoints (colour = confidence)", checked=True)
+        self.cb_indices = QCheckBox("Point indices")
+        self.cb_box = QCheckBox("Face box", checked=True)
+        self.cb_skeleton = QCheckBox("Skeleton", checked=True)
+        self.cb_heatmap = QCheckBox("Heatmap")
+        for cb in (self.cb_points, self.cb_indices, self.cb_box, self.cb_skeleton, self.cb_heatmap):
+            f.addRow(cb)
+            cb.toggled.connect(self._on_overlay_toggled)
+        self.heatmap_point = QSpinBox(minimum=-1, maximum=255, value=-1, specialValueText="all points (sum)")
+        self.heatmap_point.valueChanged.connect(lambda _v: self._rerender())
+        f.addRow("Heatmap of", self.heatmap_point)
+        self.occ_threshold = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=35)
+        self.occ_threshold.valueChanged.connect(lambda _v: self._rerender())
+        self.occ_threshold.setToolTip("Points below this confidence are drawn as occluded (ring with a cross)")
+        f.addRow("Occluded below", self.occ_threshold)
+        pl.addWidget(g)
+
+        g = QGroupBox("Smoothing")
+        f = QFormLayout(g)
+        self.cb_smoothing = QCheckBox("One-Euro filter", checked=True)
+        self.cb_smoothing.toggled.connect(lambda _v: self.settings_changed.emit())
+        f.addRow(self.cb_smoothing)
+        self.smooth_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=50)
+        self.smooth_slider.setTracking(False)
+        self.smooth_slider.valueChanged.connect(lambda _v: self.settings_changed.emit())
+        f.addRow("Strength", self.smooth_slider)
+        pl.addWidget(g)
+
+        g = QGroupBox("Occlusion demo")
+        f = QFormLayout(g)
+        self.occ_combo = QComboBox()
+        self.occ_combo.addItem("none", None)
+        for name in PRESETS:
+            self.occ_combo.addItem(name, name)
+        self.occ_combo.addItem("custom rectangle", "custom")
+        self.occ_combo.currentIndexChanged.connect(lambda _i: self.occlusion_changed.emit())
+        f.addRow("Occluder", self.occ_combo)
+        hint = QLabel("Drag on the video to paint a rectangle.")
+        hint.setStyleSheet("color:#9aa4b0;")
+        f.addRow(hint)
+        clear = QPushButton("Clear occluder")
+        clear.clicked.connect(self.clear_occluder)
+        f.addRow(clear)
+        pl.addWidget(g)
+
+        g = QGroupBox("Record")
+        f = QFormLayout(g)
+        snap = QPushButton("Snapshot PNG…")
+        snap.clicked.connect(self.snapshot_requested)
+        self.record_btn = QPushButton("Record landmarks…")
+        self.record_btn.setCheckable(True)
+        self.record_btn.toggled.connect(self.record_toggled)
+        f.addRow(snap)
+        f.addRow(self.record_btn)
+        pl.addWidget(g)
+        pl.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFixedWidth(330)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lay.addWidget(scroll)
+        self._last: InferenceResult | None = None
+
+    # ---- state read by the window -----------------------------------------------------
+    def overlay_options(self) -> OverlayOptions:
+        return OverlayOptions(
+            keypoints=self.cb_points.isChecked(),
+            indices=self.cb_indices.isChecked(),
+            box=self.cb_box.isChecked(),
+            skeleton=self.cb_skeleton.isChecked(),
+            heatmap=self.cb_heatmap.isChecked(),
+            heatmap_point=self.heatmap_point.value(),
+            occluded_below=self.occ_threshold.value() / 100.0,
+        )
+
+    def smoothing(self) -> tuple[bool, float]:
+        return self.cb_smoothing.isChecked(), smoothing_min_cutoff(self.smooth_slider.value() / 100.0)
+
+    def model_path(self) -> str | None:
+        return self.model_combo.currentData()
+
+    def occlusion_choice(self) -> str | None:
+        return self.occ_combo.currentData()
+
+    # ---- sources ----------------------------------------------------------------------
+    def set_cameras(self, cameras: list[int]) -> None:
+        for i in range(self.source_combo.count() - 1, -1, -1):
+            if str(self.source_combo.itemData(i) or "").isdigit():
+                self.source_combo.removeItem(i)
+        for n, idx in enumerate(cameras):
+            self.source_combo.insertItem(n, f"Camera {idx}", str(idx))
+
+    def show_source(self, spec: str, description: str) -> None:
+        i = self.source_combo.findData(spec)
+        if i < 0:
+            label = Path(spec).name if not spec.isdigit() and spec != "demo" else description
+            i = self.source_combo.count() - 3  # before the "…" pickers
+            self.source_combo.insertItem(i, label, spec)
+            self.source_combo.setItemData(i, spec, Qt.ItemDataRole.ToolTipRole)
+        self.source_combo.blockSignals(True)
+        self.source_combo.setCurrentIndex(i)
+        self.source_combo.blockSignals(False)
+        self.source_status.setText(f"Playing: {description}")
+
+    def _on_source_activated(self, index: int) -> None:
+        data = self.source_combo.itemData(index)
+        spec = None
+        if data == _PICK_VIDEO:
+            spec, _ = QFileDialog.getOpenFileName(self, "Open video", "", VIDEO_FILTER)
+        elif data == _PICK_FOLDER:
+            spec = QFileDialog.getExistingDirectory(self, "Open image folder")
+        elif data == _PICK_IMAGE:
+            spec, _ = QFileDialog.getOpenFileName(self, "Open image", "", IMAGE_FILTER)
+        elif data:
+            spec = str(data)
+        if spec:
+            self.source_requested.emit(spec)
+
+    # ---- occlusion --------------------------------------------------------------------
+    def _on_rect(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.custom_rect = (x0, y0, x1, y1)
+        i = self.occ_combo.findData("custom")
+        if self.occ_combo.currentIndex() == i:
+            self.occlusion_changed.emit()
+        else:
+            self.occ_combo.setCurrentIndex(i)
+
+    def clear_occluder(self) -> None:
+        self.custom_rect = None
+        self.occ_combo.setCurrentIndex(0)
+
+    # ---- drawing ----------------------------------------------------------------------
+    def _on_overlay_toggled(self, _checked: bool) -> None:
+        if self.sender() is self.cb_heatmap:
+            self.settings_changed.emit()  # the pipeline must keep heatmaps
+        self._rerender()
+
+    def _rerender(self) -> None:
+        if self._last is not None:
+            self.show_result(self._last)
+
+    def show_result(self, res: InferenceResult) -> None:
+        self._last = res
+        vr = res.primary
+        img = render_variant(res.frame.frame_bgr, vr, self.overlay_options(), res.occluder_box)
+        caption, lines = "", []
+        if vr is not None:
+            name = vr.model_name or Path(str(vr.spec.model_path)).stem
+            if vr.result is not None:
+                t = vr.result.timings
+                caption = f"{name} · {t.total:.1f} ms · {res.fps:.0f} fps"
+                nf = len(vr.result.faces)
+                conf = [f.mean_conf for f in vr.result.faces]
+                lines = [f"{nf} face{'s' if nf != 1 else ''}" + (f" · conf {conf[0]:.2f}" if conf else "")]
+            elif vr.error:
+                caption = f"{name}: error"
+                lines = [vr.error[:90]]
+        self.view.set_frame(img, caption, lines)
+        if vr is not None and vr.result is not None:
+            det = vr.result.detector_name or vr.spec.detector
+            pts = vr.schema.num_points if vr.schema else 0
+            t = vr.result.timings
+            self.info.setText(
+                f"frame {res.frame.frame_index} · model {vr.model_name} ({pts} pts, decode "
+                f"{vr.spec.decode_mode or 'default'}) · detector {det} · detect {t.detect:.1f} / prep "
+                f"{t.preprocess:.1f} / infer {t.inference:.1f} / decode {t.decode:.1f} ms")
+        elif vr is None:
+            self.info.setText(f"frame {res.frame.frame_index} · no model running")
+
+    def heatmap_needed(self) -> bool:
+        return self.cb_heatmap.isChecked()
+
+
+def fmt_fps(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:.1f}"

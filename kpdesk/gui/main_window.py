@@ -1,0 +1,354 @@
+"""The main window: tabs, banner, status bar, and the wiring between the views and the workers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
+
+from kpdesk.gui.banner import MessageBanner
+from kpdesk.gui.compare_tab import CompareTab
+from kpdesk.gui.live_tab import LiveTab, fill_model_combo
+from kpdesk.gui.performance_tab import PerformanceTab
+from kpdesk.gui.training_tab import TrainingTab
+from kpdesk.inference.catalog import CatalogEntry, scan_models
+from kpdesk.workers.inference import InferenceSettings
+from kpdesk.workers.messages import InferenceResult, VariantSpec
+from kpdesk.workers.occlusion import Occluder
+from kpdesk.workers.recorder import LandmarkRecorder, RecorderError
+from kpdesk.workers.session import LiveSession
+from kpdesk.workers.stats import PerfHistory
+from kpdesk.workers.tasks import run_in_background
+
+log = logging.getLogger(__name__)
+
+TAB_NAMES = ("live", "performance", "compare", "training")
+PREFERRED_LIVE = ("student", "student-0.25x", "teacher")
+
+
+def _available_detectors() -> list[str]:
+    try:
+        from kpdesk.inference.detectors import available_detectors
+
+        return list(available_detectors())
+    except Exception:  # noqa: BLE001 - the picker still offers "auto"
+        log.exception("listing detectors")
+        return []
+
+
+def _probe_cameras() -> list[int]:
+    from kpdesk.inference.sources import list_cameras
+
+    return list(list_cameras())
+
+
+class MainWindow(QMainWindow):
+    """kpdesk's window. ``start()`` opens the source and scans the models (both in the background)."""
+
+    def __init__(self, models_dir: Path, source: str = "auto", model: str | None = None, detector: str = "auto",
+                 threads: int = 0, runs_dir: Path | None = None, realtime: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle("kpdesk — facial landmarks")
+        self.models_dir = Path(models_dir)
+        self.initial_source = source
+        self.initial_model = model
+        self.catalog: list[CatalogEntry] = []
+        self.history = PerfHistory(window_s=30.0)
+        self.last_result: InferenceResult | None = None
+        self.results_shown = 0
+        self.recorder: LandmarkRecorder | None = None
+        self._scan_task = None
+        self._tasks: list[object] = []
+        detectors = _available_detectors()
+
+        self.session = LiveSession(InferenceSettings(threads=threads), realtime=realtime, parent=self)
+        self.session.inference.result_available.connect(self._on_result)
+        self.session.inference.error.connect(lambda m: self.show_message(m, "error"))
+        self.session.inference.variants_changed.connect(self._on_variants_changed)
+        self.session.source_opened.connect(self._on_source_opened)
+        self.session.source_failed.connect(self._on_source_failed)
+        self.session.source_ended.connect(lambda m: self.show_message(m, "info"))
+
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(6, 6, 6, 6)
+        self.banner = MessageBanner()
+        lay.addWidget(self.banner)
+        self.tabs = QTabWidget()
+        lay.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        self.live_tab = LiveTab(detectors)
+        i = self.live_tab.detector_combo.findData(detector)
+        if i >= 0:
+            self.live_tab.detector_combo.setCurrentIndex(i)
+        self.live_tab.threads.setValue(threads)
+        self.perf_tab = PerformanceTab(self.history)
+        self.compare_tab = CompareTab(self.history, detectors, self.live_tab.overlay_options)
+        self.training_tab = TrainingTab(self.models_dir, runs_dir)
+        self.tabs.addTab(self.live_tab, "Live")
+        self.tabs.addTab(self.perf_tab, "Performance")
+        self.tabs.addTab(self.compare_tab, "Compare")
+        self.tabs.addTab(self.training_tab, "Training")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+
+        self.live_tab.source_requested.connect(self.open_source)
+        self.live_tab.variant_changed.connect(self.apply_variants)
+        self.live_tab.settings_changed.connect(self.apply_settings)
+        self.live_tab.occlusion_changed.connect(self.apply_occlusion)
+        self.live_tab.rescan_btn.clicked.connect(self.rescan_models)
+        self.live_tab.snapshot_requested.connect(self._ask_snapshot)
+        self.live_tab.record_toggled.connect(self._on_record_toggled)
+        self.compare_tab.variants_changed.connect(self.apply_variants)
+        self.compare_tab.rect_selected.connect(self.live_tab._on_rect)
+        self.training_tab.message.connect(self.show_message)
+        self.training_tab.model_installed.connect(lambda _p: self.rescan_models())
+
+        sb = self.statusBar()
+        self.status_source = QLabel("source: —")
+        self.status_model = QLabel("model: —")
+        self.status_fps = QLabel("— fps")
+        for w in (self.status_source, self.status_model, self.status_fps):
+            sb.addPermanentWidget(w)
+
+        # Plots and numbers refresh on a timer, never per frame.
+        self.refresh_timer = QTimer(self, interval=250, timeout=self._refresh)
+        self.resize(1500, 920)
+
+    # ---- start-up ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.session.start()
+        self.open_source(self.initial_source)
+        self.rescan_models()
+        self._tasks.append(run_in_background(_probe_cameras, parent=self, on_done=self.live_tab.set_cameras,
+                                             on_failed=lambda m: log.warning("camera probe failed: %s", m)))
+        self.apply_settings()
+        self.refresh_timer.start()
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        log.log(logging.ERROR if level == "error" else logging.INFO, "%s", text)
+        self.banner.show_message(text, level)
+        self.statusBar().showMessage(text, 10000)
+
+    # ---- sources ----------------------------------------------------------------------
+    def open_source(self, spec: str) -> None:
+        self.live_tab.source_status.setText(f"Opening {spec}…")
+        self.session.open_source(spec)
+
+    def _on_source_opened(self, spec: str, description: str) -> None:
+        self.live_tab.show_source(spec, description)
+        self.status_source.setText(f"source: {description}")
+        if self.initial_source == "auto" and spec == "demo":
+            self.show_message("No camera found: playing the built-in demo face.", "info")
+
+    def _on_source_failed(self, message: str) -> None:
+        self.show_message(f"{message}. Pick another source in the Live tab.", "error")
+        self.live_tab.source_status.setText(message)
+        self.status_source.setText("source: stopped")
+
+    # ---- models -----------------------------------------------------------------------
+    def rescan_models(self) -> None:
+        """Scan the models folder in the background (validating a model opens it)."""
+        self._scan_task = run_in_background(scan_models, self.models_dir, parent=self, on_done=self._on_catalog,
+                                            on_failed=lambda m: self.show_message(f"Cannot scan models: {m}"))
+
+    def _on_catalog(self, entries: list[CatalogEntry]) -> None:
+        first = not self.catalog
+        self.catalog = list(entries)
+        combo = self.live_tab.model_combo
+        keep = combo.currentData()
+        fill_model_combo(combo, self.catalog, keep=keep)
+        if first or keep is None:
+            self._select_initial_model()
+        broken = [e for e in self.catalog if not e.ok]
+        for e in broken:
+            self.show_message(f"Model {e.name} cannot be used: {e.error}", "warning")
+        if not any(e.ok for e in self.catalog):
+            self.show_message(f"No usable model in {self.models_dir}: showing the video without landmarks. "
+                              "Train one in the Training tab or copy NAME.onnx + NAME.json there.", "warning")
+        self.compare_tab.set_catalog(self.catalog)
+        self.apply_variants()
+
+    def _select_initial_model(self) -> None:
+        combo = self.live_tab.model_combo
+        ok = [e for e in self.catalog if e.ok]
+        want = self.initial_model
+        if want:
+            for e in self.catalog:
+                if e.name == want or str(e.onnx_path) == want or Path(want).name == e.onnx_path.name:
+                    if not e.ok:
+                        self.show_message(f"Model {e.name} cannot be used: {e.error}", "error")
+                        break
+                    combo.setCurrentIndex(combo.findData(str(e.onnx_path)))
+                    return
+            else:
+                self.show_message(f"Model {want!r} is not in {self.models_dir}", "error")
+        by_name = {e.name: e for e in ok}
+        for name in PREFERRED_LIVE:
+            if name in by_name:
+                combo.setCurrentIndex(combo.findData(str(by_name[name].onnx_path)))
+                return
+        if ok:
+            combo.setCurrentIndex(combo.findData(str(ok[0].onnx_path)))
+
+    def current_specs(self) -> list[VariantSpec]:
+        if self.tabs.currentWidget() is self.compare_tab:
+            return self.compare_tab.variant_specs()
+        path = self.live_tab.model_path()
+        if not path:
+            return []
+        return [VariantSpec(label="live", model_path=Path(path),
+                            detector=self.live_tab.detector_combo.currentData() or "auto",
+                            decode_mode=self.live_tab.decode_combo.currentData())]
+
+    def apply_variants(self) -> None:
+        specs = self.current_specs()
+        self.session.inference.set_variants(specs)
+        self.perf_tab.primary_label = specs[0].label if specs else ""
+
+    def _on_variants_changed(self, pairs: list) -> None:
+        names = [f"{label}: {name}" if label != "live" else name for label, name in pairs if name]
+        self.status_model.setText("model: " + (", ".join(names) or "—"))
+
+    def apply_settings(self) -> None:
+        smooth, min_cutoff = self.live_tab.smoothing()
+        self.session.inference.set_settings(InferenceSettings(
+            max_faces=self.live_tab.max_faces.value(), smoothing=smooth, min_cutoff=min_cutoff,
+            keep_heatmaps=self.live_tab.heatmap_needed(), threads=self.live_tab.threads.value()))
+        self.history.ort_threads = self.live_tab.threads.value()
+
+    def apply_occlusion(self) -> None:
+        choice = self.live_tab.occlusion_choice()
+        occ = None
+        if choice == "custom":
+            if self.live_tab.custom_rect is not None:
+                occ = Occluder("rect", self.live_tab.custom_rect, anchor="image")
+        elif choice:
+            occ = Occluder.preset(choice)
+        self.session.inference.set_occluder(occ)
+
+    def _on_tab_changed(self, _index: int) -> None:
+        self.apply_variants()
+        if self.last_result is not None:
+            self._show(self.last_result)
+
+    # ---- results ----------------------------------------------------------------------
+    def _on_result(self) -> None:
+        res = self.session.inference.take_result()
+        if res is None:
+            return
+        self.last_result = res
+        self.results_shown += 1
+        t = res.processed_at or time.monotonic()
+        self.history.add(t, res.fps, res.capture_dropped, res.display_dropped)
+        for vr in res.variants:
+            if vr.result is not None:
+                self.history.add_variant(t, vr.spec.label, vr.result.timings.as_dict(), len(vr.result.faces))
+        self._show(res)
+
+    def _show(self, res: InferenceResult) -> None:
+        current = self.tabs.currentWidget()
+        if current is self.compare_tab:
+            self.compare_tab.show_result(res)
+        elif current is self.live_tab:
+            self.live_tab.show_result(res)
+
+    def _refresh(self) -> None:
+        current = self.tabs.currentWidget()
+        if current is self.perf_tab:
+            self.perf_tab.refresh()
+        elif current is self.compare_tab:
+            self.compare_tab.refresh()
+        fps = self.history.fps.last(0.0)
+        self.status_fps.setText(f"{fps:.1f} fps · dropped {self.history.capture_dropped}")
+
+    # ---- snapshot and recording -------------------------------------------------------
+    def current_view_image(self) -> np.ndarray | None:
+        """The rendered image of the current tab (compare: the views side by side), BGR."""
+        if self.tabs.currentWidget() is self.compare_tab:
+            frames = [v.frame for v in self.compare_tab.views if v.isVisible() and v.frame is not None]
+            if not frames:
+                return None
+            h = min(f.shape[0] for f in frames)
+            return np.hstack([f[:h] for f in frames])
+        return self.live_tab.view.frame
+
+    def save_snapshot(self, path: str | Path) -> object | None:
+        """Write the current view to ``path`` (PNG) in the background; returns the task signals."""
+        img = self.current_view_image()
+        if img is None:
+            self.show_message("Nothing to snapshot yet.", "warning")
+            return None
+        target = Path(path)
+
+        def write() -> str:
+            if not cv2.imwrite(str(target), img):
+                raise OSError(f"cannot write {target}")
+            return str(target)
+
+        task = run_in_background(write, parent=self, on_done=lambda p: self.show_message(f"Saved {p}", "info"),
+                                 on_failed=lambda m: self.show_message(f"Snapshot failed: {m}", "error"))
+        self._tasks.append(task)
+        return task
+
+    def _ask_snapshot(self) -> None:
+        default = str(Path.home() / f"kpdesk-{time.strftime('%Y%m%d-%H%M%S')}.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG images (*.png)")
+        if path:
+            self.save_snapshot(path)
+
+    def _on_record_toggled(self, on: bool) -> None:
+        if not on:
+            self.stop_recording()
+            return
+        default = str(Path.home() / f"kpdesk-landmarks-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+        path, _ = QFileDialog.getSaveFileName(self, "Record landmarks to", default,
+                                              "JSON lines (*.jsonl);;CSV (*.csv)")
+        if not path or not self.start_recording(path):
+            self.live_tab.record_btn.blockSignals(True)
+            self.live_tab.record_btn.setChecked(False)
+            self.live_tab.record_btn.blockSignals(False)
+
+    def start_recording(self, path: str | Path) -> bool:
+        try:
+            rec = LandmarkRecorder(path)
+        except RecorderError as exc:
+            self.show_message(str(exc), "error")
+            return False
+        self.recorder = rec
+        self.session.inference.set_recorder(rec)
+        self.live_tab.record_btn.blockSignals(True)
+        self.live_tab.record_btn.setChecked(True)
+        self.live_tab.record_btn.setText("Stop recording")
+        self.live_tab.record_btn.blockSignals(False)
+        self.show_message(f"Recording landmarks to {path}", "info")
+        return True
+
+    def stop_recording(self) -> None:
+        if self.recorder is not None:
+            self.session.inference.set_recorder(None)  # closed on the inference thread
+            self.show_message(f"Landmarks saved to {self.recorder.path}", "info")
+            self.recorder = None
+        self.live_tab.record_btn.blockSignals(True)
+        self.live_tab.record_btn.setChecked(False)
+        self.live_tab.record_btn.setText("Record landmarks…")
+        self.live_tab.record_btn.blockSignals(False)
+
+    # ---- shutdown ---------------------------------------------------------------------
+    def select_tab(self, name: str) -> None:
+        self.tabs.setCurrentIndex(TAB_NAMES.index(name))
+
+    def shutdown(self) -> None:
+        self.refresh_timer.stop()
+        self.training_tab.shutdown()
+        self.session.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,75 @@
+"""pyqtgraph helpers: dark time-series plots over the last N seconds, and big-number tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+STAGE_COLORS = {
+    "detect": (255, 170, 60),
+    "preprocess": (120, 200, 255),
+    "inference": (240, 90, 120),
+    "decode": (150, 230, 120),
+    "total": (235, 235, 235),
+}
+VARIANT_COLORS = [(80, 200, 255), (255, 150, 60), (170, 120, 255)]
+
+pg.setConfigOptions(antialias=True, background=(22, 24, 28), foreground=(200, 200, 200))
+
+
+def time_plot(title: str, y_label: str, window_s: float = 30.0) -> pg.PlotWidget:
+    """A plot whose x axis is 'seconds ago' from -window_s to 0."""
+    w = pg.PlotWidget()
+    w.setTitle(title, size="11pt")
+    w.setLabel("left", y_label)
+    w.setLabel("bottom", "seconds")
+    w.showGrid(x=True, y=True, alpha=0.25)
+    w.setXRange(-window_s, 0, padding=0.01)
+    w.setMouseEnabled(x=False, y=False)
+    w.hideButtons()
+    w.getPlotItem().enableAutoRange(axis="y", enable=True)
+    w.addLegend(offset=(-10, 10), labelTextSize="9pt")
+    return w
+
+
+def set_curve(curve: pg.PlotDataItem, t: np.ndarray, v: np.ndarray) -> None:
+    if len(t):
+        curve.setData(t, v)
+    else:
+        curve.setData([], [])
+
+
+class StatTile(QFrame):
+    """A big number with a caption under it."""
+
+    def __init__(self, caption: str, parent: QWidget | None = None, unit: str = "") -> None:
+        super().__init__(parent)
+        self.setObjectName("tile")
+        self.setStyleSheet("QFrame#tile { background:#1d2127; border:1px solid #333a44; border-radius:6px; }")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(10, 6, 10, 6)
+        lay.setSpacing(0)
+        self.value = QLabel("–")
+        self.value.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.value.setStyleSheet("font-size: 26pt; font-weight: 600; color:#f2f2f2; border:none;")
+        self.caption = QLabel(caption + (f" ({unit})" if unit else ""))
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption.setStyleSheet("font-size: 9pt; color:#9aa4b0; border:none;")
+        for label in (self.value, self.caption):
+            # Tiles may shrink below their text on narrow windows rather than force the window wide.
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(40)
+            lay.addWidget(label)
+
+    def set_value(self, text: str, color: str | None = None) -> None:
+        self.value.setText(text)
+        if color:
+            self.value.setStyleSheet(f"font-size: 26pt; font-weight: 600; color:{color}; border:none;")
+
+
+def fmt_ms(v: float) -> str:
+    if v != v:  # NaN
+        return "–"
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"

@@ -1,0 +1,105 @@
+"""Overlays for the views, built on ``kpdesk.vision.draw`` (the CLI draws the same way).
+
+Pure numpy + cv2 on BGR images (no Qt), so a snapshot is exactly what the view shows and
+tests can check pixels against the pipeline's coordinates. Added here: occluded
+(low-confidence) points drawn as a ring with a cross, the heatmap of one chosen point or
+the normalised sum of all points, and the outline of the painted occluder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from kpdesk.vision import draw
+from kpdesk.vision.results import FaceResult
+from kpdesk.vision.schema import KeypointSchema
+from kpdesk.workers.messages import VariantResult
+
+OCCLUDED_BGR = (255, 80, 255)
+OCCLUDER_OUTLINE_BGR = (0, 220, 255)
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    """What to draw. ``heatmap_point`` -1 blends the (normalised) sum of all points' heatmaps."""
+
+    keypoints: bool = True
+    indices: bool = False
+    box: bool = True
+    skeleton: bool = False
+    heatmap: bool = False
+    heatmap_point: int = -1
+    occluded_below: float = 0.35
+    heatmap_alpha: float = 0.6
+    occluder_outline: bool = True
+
+
+def confidence_color(conf: float) -> tuple[int, int, int]:
+    """BGR colour of a visible keypoint with confidence ``conf`` (same ramp as ``draw``)."""
+    c = draw.conf_colors(np.array([conf], dtype=np.float32))[0]
+    return int(c[0]), int(c[1]), int(c[2])
+
+
+def point_radius(frame_shape: tuple[int, ...]) -> int:
+    return max(2, int(round(2.5 * max(1.0, min(frame_shape[:2]) / 480.0))))
+
+
+def heatmap_layer(face: FaceResult, point: int = -1) -> np.ndarray | None:
+    """(K, H, H) heatmaps -> a (1, H, H) layer: one point's map, or the sum scaled to peak 1."""
+    if face.heatmap is None:
+        return None
+    hm = np.asarray(face.heatmap, dtype=np.float32)
+    if 0 <= point < hm.shape[0]:
+        return np.clip(hm[point:point + 1], 0.0, 1.0)
+    m = hm.sum(axis=0)
+    return (m / max(float(m.max()), 1e-6))[None]
+
+
+def draw_occluded(img: np.ndarray, pts: np.ndarray, radius: int) -> None:
+    """Low-confidence points as a ring with a cross: readable whatever the colour scheme."""
+    d = radius
+    for x, y in pts:
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        p = (int(round(float(x))), int(round(float(y))))
+        cv2.circle(img, p, radius + 1, OCCLUDED_BGR, 1, cv2.LINE_AA)
+        cv2.line(img, (p[0] - d, p[1] - d), (p[0] + d, p[1] + d), OCCLUDED_BGR, 1, cv2.LINE_AA)
+        cv2.line(img, (p[0] - d, p[1] + d), (p[0] + d, p[1] - d), OCCLUDED_BGR, 1, cv2.LINE_AA)
+
+
+def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, input_size: int,
+              opts: OverlayOptions) -> None:
+    """Draw one face's overlays onto ``img`` (H, W, 3) BGR, in place."""
+    if opts.heatmap and input_size > 0:
+        layer = heatmap_layer(face, opts.heatmap_point)
+        if layer is not None:
+            draw.blend_heatmap(img, layer, face.crop_matrix, input_size, alpha=opts.heatmap_alpha)
+    pts = np.asarray(face.pts_img, dtype=np.float64)
+    conf = np.asarray(face.conf, dtype=np.float32)
+    if opts.skeleton and schema is not None:
+        draw.draw_skeleton(img, pts, schema.edges)
+    if opts.box:
+        draw.draw_box(img, face.box_xyxy, draw.TRACKED_BOX_COLOR if face.tracked else draw.BOX_COLOR)
+    if opts.keypoints:
+        r = point_radius(img.shape)
+        low = conf < opts.occluded_below
+        draw.draw_points(img, pts[~low], conf[~low], radius=r)
+        draw_occluded(img, pts[low], r)
+    if opts.indices:
+        draw.draw_indices(img, pts)
+
+
+def render_variant(frame_bgr: np.ndarray, vr: VariantResult | None, opts: OverlayOptions,
+                   occluder_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """A copy of ``frame_bgr`` with the variant's faces drawn on it."""
+    img = np.array(frame_bgr, copy=True)
+    if occluder_box is not None and opts.occluder_outline:
+        x0, y0, x1, y1 = occluder_box
+        cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), OCCLUDER_OUTLINE_BGR, 1, cv2.LINE_4)
+    if vr is not None and vr.result is not None:
+        for face in vr.result.faces:
+            draw_face(img, face, vr.schema, vr.input_size, opts)
+    return img
