@@ -111,3 +111,16 @@ def test_tracker_drops_duplicates() -> None:
     tr.update(work[1].track, _face(201, 100), np.full(68, 0.9), 0.0)
     dropped = tr.drop_duplicates()
     assert [t.track_id for t in dropped] == [work[0].track.track_id] and len(tr.tracks) == 1
+
+
+def test_a_crop_that_jumps_means_the_face_was_lost() -> None:
+    tr = FaceTracker(crop_scale=1.5, smoothing=False)
+    (w,) = tr.plan(0, [_det(100, 100)])  # crop side 150
+    tr.update(w.track, _face(100, 100), np.full(68, 0.9), 0.0)  # box 100 -> crop 150: steady
+    assert not w.track.lost
+    tr.update(w.track, _face(100, 100) * 3 - 200, np.full(68, 0.9), 0.03)  # points scattered 3x
+    assert w.track.lost and tr.needs_detection(1)
+    (w,) = tr.plan(1, [_det(100, 100)])
+    tr.update(w.track, _face(100, 100), np.full(68, 0.9), 0.06)
+    tr.update(w.track, _face(200, 100), np.full(68, 0.9), 0.1)  # moved 2/3 of the side at once
+    assert w.track.lost

@@ -36,6 +36,8 @@ class PipelineConfig:
         keep_heatmaps: put each face's (K, H, H) heatmaps into its FaceResult.
         decode_mode: override the manifest's decode mode (None = manifest default).
         iou_match: IoU of crop boxes needed to match a detection with a track.
+        max_jump: a tracked crop that grows or shrinks by more than this factor in one
+            frame means the face was lost (re-detect).
         fps_hint: frame rate assumed when ``process`` gets no timestamp.
     """
 
@@ -49,6 +51,7 @@ class PipelineConfig:
     keep_heatmaps: bool = False
     decode_mode: str | None = None
     iou_match: float = 0.3
+    max_jump: float = 1.5
     fps_hint: float = 30.0
 
     def __post_init__(self) -> None:
@@ -94,6 +97,7 @@ class Pipeline:
             redetect_every=c.redetect_every,
             min_track_conf=c.min_track_conf,
             iou_match=c.iou_match,
+            max_jump=c.max_jump,
             smoothing=c.smoothing,
             min_cutoff=c.min_cutoff,
             beta=c.beta,

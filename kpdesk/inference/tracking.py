@@ -113,6 +113,7 @@ class FaceTracker:
     redetect_every: int = 30
     min_track_conf: float = 0.3
     iou_match: float = 0.3
+    max_jump: float = 1.5
     smoothing: bool = True
     min_cutoff: float = 1.0
     beta: float = 0.05
@@ -174,11 +175,22 @@ class FaceTracker:
         return work
 
     def update(self, track: Track, pts_img: np.ndarray, conf: np.ndarray, t: float) -> np.ndarray:
-        """Record a face's landmarks; set its next crop; return the (smoothed) points."""
+        """Record a face's landmarks; set its next crop; return the (smoothed) points.
+
+        The track counts as lost (re-detect next frame) when the mean confidence is below
+        ``min_track_conf``, or when the landmarks imply a crop that grew / shrank by more
+        than ``max_jump`` or moved by more than half its side in one frame: a face does not
+        do that between frames, a model that lost it does (e.g. points scattered by an
+        occluder), and following such a crop would run away from the face.
+        """
         track.mean_conf = float(np.mean(conf)) if np.size(conf) else 0.0
-        track.lost = track.mean_conf < self.min_track_conf
         roll = eye_angle_deg(pts_img, *self.eye_groups) if self.eye_groups else 0.0
-        track.crop = aligned_crop(pts_img, self.crop_scale, roll)
+        new, old = aligned_crop(pts_img, self.crop_scale, roll), track.crop
+        ratio = new.side / old.side
+        moved = math.hypot(new.center_x - old.center_x, new.center_y - old.center_y) / old.side
+        jumped = not (1.0 / self.max_jump <= ratio <= self.max_jump) or moved > 0.5
+        track.lost = track.mean_conf < self.min_track_conf or jumped
+        track.crop = new
         return track.smoother(pts_img, t) if track.smoother is not None else np.asarray(pts_img, np.float64)
 
     def drop_duplicates(self, overlap: float = 0.5) -> list[Track]:
