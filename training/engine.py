@@ -344,9 +344,11 @@ class Trainer:
                 out = self.ddp_model(img)
             loss, parts = self.loss_fn(out, batch)
             if not torch.isfinite(loss):
-                raise DivergedError(
-                    f"loss became {float(loss)} at epoch {e + 1} step {s + 1}; the last good checkpoint "
-                    f"{self.ckpt_dir / 'last.pt'} is kept (lower train.lr, or check the data)")
+                last = self.ckpt_dir / "last.pt"
+                kept = (f"the last good checkpoint {last} is kept" if last.is_file()
+                        else "no checkpoint had been written yet")
+                raise DivergedError(f"loss became {float(loss.detach())} at epoch {e + 1} step {s + 1}; {kept} "
+                                    "(lower train.lr, or check the data)")
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.t.grad_clip > 0:
