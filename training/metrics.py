@@ -76,3 +76,17 @@ def summarize(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema, sources:
             by[s] = {f"nme_{n}": 100.0 * float(per_image[n][m].mean()) for n in norms} | {"n": int(m.sum())}
         out["by_source"] = by
     return out
+
+
+def per_point_nme(pred: np.ndarray, gt: np.ndarray, schema: KeypointSchema, norm: str) -> np.ndarray:
+    """(K,) NME of each point in percent: its error / the image's normalising distance,
+    averaged over images (shows which points a model gets wrong: jaw, occluded mouth, ...)."""
+    d = norm_distance(np.asarray(gt, np.float64), schema, norm)
+    return 100.0 * (point_errors(pred, gt) / np.maximum(d, 1e-6)[:, None]).mean(axis=0)
+
+
+def mse_normalised(pred_norm: np.ndarray, gt_norm: np.ndarray) -> float:
+    """Mean squared error over images, points and both coordinates of [0, 1]-normalised
+    crop coordinates (..., K, 2): the metric of the paper's CelebA ablation."""
+    diff = np.asarray(pred_norm, np.float64) - np.asarray(gt_norm, np.float64)
+    return float(np.mean(diff * diff)) if diff.size else 0.0
