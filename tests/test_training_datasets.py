@@ -255,3 +255,15 @@ def test_real_packs_load() -> None:
     test5, schema5 = load_split(DataConfig(format="face5", root=str(data_root() / "face5"), val_list="test.txt"),
                                 "val")
     assert schema5.name == "mtfl5" and len(test5) == 2995 and test5[0].pts.shape == (5, 2)
+
+
+def tiny_config(root: Path, arch: str = "mobilenetv2-tiny", **train) -> dict:
+    """A run config (as a dict) for a tiny network on a generated pack: 64 px input,
+    16 px heatmaps, no ImageNet weights, CPU, one thread."""
+    return {
+        "model": {"arch": arch, "num_points": 68, "input_size": 64, "heatmap_size": 16, "head_channels": 16,
+                  "reg_hidden": 32},
+        "data": {"format": "face68", "root": str(root)},
+        "train": {"epochs": 2, "batch_size": 4, "lr": 2e-3, "pretrained": "none", "device": "cpu", "threads": 1,
+                  "seed": 0, "export_name": "tiny", **train},
+    }

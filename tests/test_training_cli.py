@@ -1,0 +1,103 @@
+"""``python -m training train`` as the GUI runs it (a subprocess): the JSON event stream,
+the exported model, evaluation of the result, exit codes for divergence (3) and config
+errors (2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_training_datasets import make_face68, tiny_config
+
+from training.cli import main as training_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_signal_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process ``training.cli.main`` would install SIGINT/SIGTERM handlers in pytest."""
+    monkeypatch.setattr("training.cli.CancelFlag.listen", lambda self: None)
+
+
+def run_training(*argv: str, timeout: float = 120) -> tuple[int, list[dict], str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    p = subprocess.run([sys.executable, "-m", "training", *argv], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    events = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
+    return p.returncode, events, p.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict]]:
+    """(data root, run dir, events) of a 2-epoch tiny run through the command line."""
+    tmp = tmp_path_factory.mktemp("cli")
+    root = make_face68(tmp / "face68")
+    cfg = tmp / "cfg.json"
+    cfg.write_text(json.dumps(tiny_config(root, epochs=2)))
+    rc, events, err = run_training("train", "--config", str(cfg), "--run-dir", str(tmp / "run"))
+    assert rc == 0, err
+    return root, tmp / "run", events
+
+
+def test_event_stream_in_order(trained: tuple[Path, Path, list[dict]]) -> None:
+    _, run, events = trained
+    kinds = [e["event"] for e in events]
+    firsts = [kinds.index(k) for k in ("start", "progress", "metric", "checkpoint", "exported", "done")]
+    assert firsts == sorted(firsts), kinds
+    assert kinds[-1] == "done" and "error" not in kinds
+    metrics = [e for e in events if e["event"] == "metric"]
+    assert [m["epoch"] for m in metrics] == [1, 2] and all(m["nme_ion"] > 0 for m in metrics)
+    assert (run / "export" / "tiny.onnx").is_file() and (run / "export" / "tiny.json").is_file()
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "events.jsonl").is_file()
+    # the copy in the run folder is the same stream
+    assert [json.loads(ln)["event"] for ln in (run / "events.jsonl").read_text().splitlines()] == kinds
+
+
+def test_eval_of_the_trained_model_reproduces_its_validation(trained: tuple[Path, Path, list[dict]],
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """``eval`` of the export and of best.pt gives the NME training reported for best.pt."""
+    root, run, events = trained
+    done = events[-1]
+    decode, best = done["best"]["decode"], done["best_metrics"]
+    res = {}
+    for model in (run / "export" / "tiny.onnx", run / "checkpoints" / "best.pt"):
+        rc = training_main(["eval", "--model", str(model), "--data", str(root), "--list", "val.txt",
+                            "--decode", "all", "--threads", "1", "--out", str(run / "eval" / model.suffix[1:])])
+        assert rc == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["default_decode"] == decode and summary["n"] == 8
+        res[model.suffix] = summary["results"]
+    for suffix, results in res.items():
+        assert results[decode]["nme_ion"] == pytest.approx(best["nme_ion"], rel=1e-4), suffix
+        assert results[decode]["fr10_ion"] == pytest.approx(best["fr10_ion"]), suffix
+    assert (run / "eval" / "onnx" / "ced.png").is_file()
+
+
+def test_diverging_run_exits_3_and_keeps_the_last_good_checkpoint(trained: tuple[Path, Path, list[dict]],
+                                                                  tmp_path: Path) -> None:
+    root, run, _ = trained
+    run2 = tmp_path / "run"
+    shutil.copytree(run, run2)
+    good = (run2 / "checkpoints" / "last.pt").read_bytes()
+    rc, events, err = run_training("train", "--config", str(run2 / "config.json"), "--run-dir", str(run2),
+                                   "--resume", "--set", "train.epochs=3", "--set", "train.lr=1e30")
+    assert rc == 3, err
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "diverged"
+    assert "epoch 3" in events[-1]["message"] and "last good checkpoint" in events[-1]["message"]
+    assert (run2 / "checkpoints" / "last.pt").read_bytes() == good
+
+
+def test_config_error_exits_2_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"train": {"epochz": 3}}))
+    rc = training_main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "run")])
+    assert rc == 2
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ev["event"] == "error" and ev["kind"] == "ConfigError" and "epochz" in ev["message"]
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,161 @@
+"""The training engine in-process on a generated 300W-style pack with tiny networks:
+overfitting one batch, cancel + resume (same epoch and step, same weights as an
+uninterrupted run), divergence (DivergedError, last good checkpoint kept), config errors,
+export parity."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_training_datasets import make_face68, tiny_config
+
+from training.config import ConfigError, config_from_dict, load_config
+from training.engine import CancelFlag, Cancelled, DivergedError, Trainer, load_data, make_datasets
+from training.events import EventStream
+from training.jobs import run_train
+from training.losses import landmark_loss
+from training.networks import build_model
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    return make_face68(tmp_path_factory.mktemp("data") / "face68")
+
+
+def _quiet() -> EventStream:
+    return EventStream(None, out=io.StringIO(), progress_bar=False)
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2-tiny", "resnet18-bottleneck-tiny"])
+def test_loss_decreases_when_overfitting_one_batch(pack: Path, arch: str) -> None:
+    cfg = config_from_dict(tiny_config(pack, arch=arch))
+    train, val, schema = load_data(cfg)
+    _, va = make_datasets(cfg, train, val, schema)  # augmentation off: a fixed batch
+    batch = {k: torch.stack([va[i][k] for i in range(4)]) for k in va[0]}
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, _ = landmark_loss(model(batch["image"]), batch, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+class CancelAfter(CancelFlag):
+    """Cancels when the engine checks for the (n+1)-th time, i.e. before step n+1 overall."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps, self.calls = steps, 0
+
+    def is_set(self) -> bool:
+        self.calls += 1
+        return self.calls > self.steps or super().is_set()
+
+
+def test_cancel_mid_epoch_then_resume_matches_an_uninterrupted_run(pack: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(pack, epochs=2))  # 16 faces / batch 4 = 4 steps per epoch
+    ref = run_train(cfg, tmp_path / "ref", events=_quiet(), export=False)
+
+    run = tmp_path / "run"
+    with pytest.raises(Cancelled):
+        run_train(cfg, run, cancel=CancelAfter(6), export=False)  # 4 steps of epoch 1 + 2 of epoch 2
+    st = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert (st["epoch"], st["step_in_epoch"]) == (1, 2)
+    assert [e["event"] for e in _events(run)][-1] == "cancelled"
+
+    res = run_train(cfg, run, resume=True, export=False)
+    ev = _events(run)
+    starts = [i for i, e in enumerate(ev) if e["event"] == "start"]
+    assert len(starts) == 2 and ev[starts[1]]["start_epoch"] == 1
+    first = next(e for e in ev[starts[1]:] if e["event"] == "progress")
+    assert first["epoch"] == 2 and first["step"] >= 3  # continued inside epoch 2, not from its start
+    assert ev[-1]["event"] == "done"
+    st = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert (st["epoch"], st["step_in_epoch"]) == (2, 0) and len(st["history"]) == 2
+    assert res["best"]["epoch"] in (1, 2)
+    ref_st = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=False)
+    for k, v in ref_st["model_state"].items():
+        torch.testing.assert_close(st["model_state"][k], v, rtol=0, atol=1e-6, msg=k)
+    assert ref["best"]["epoch"] == res["best"]["epoch"]
+
+
+def test_nan_loss_stops_with_diverged_error_and_keeps_last_good_checkpoint(pack: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(pack, epochs=3))
+    train, val, schema = load_data(cfg)
+    tr, va = make_datasets(cfg, train, val, schema)
+    calls = 0
+
+    def nan_after_one_epoch(out, batch):
+        nonlocal calls
+        calls += 1
+        loss, parts = landmark_loss(out, batch, 1.0)
+        return (loss * float("nan") if calls == 6 else loss), parts
+
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, build_model(cfg.model), tmp_path, _quiet(), tr, va, loss_fn=nan_after_one_epoch,
+                      device=torch.device("cpu"))
+    with pytest.raises(DivergedError, match=r"loss became nan at epoch 2 step 2.*last good checkpoint"):
+        trainer.fit()
+    st = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert (st["epoch"], st["step_in_epoch"]) == (1, 0)
+    assert all(torch.isfinite(v).all() for v in st["model_state"].values() if v.is_floating_point())
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    p = tmp_path / "cfg.json"
+    p.write_text(json.dumps({"train": {"epochz": 3}}))
+    with pytest.raises(ConfigError, match=r"train: unknown key\(s\) \['epochz'\]"):
+        load_config(p)
+    p.write_text(json.dumps({"trian": {}}))
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['trian'\]"):
+        load_config(p)
+    p.write_text(json.dumps({"train": {"epochs": "many"}}))
+    with pytest.raises(ConfigError, match=r"train.epochs: expected an integer"):
+        load_config(p)
+    p.write_text("{}")
+    with pytest.raises(ConfigError, match=r"model: unknown key\(s\) \['depth'\]"):
+        load_config(p, ["model.depth=3"])
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        load_config(p, ["epochs=3"])
+    p.write_text('{"train": {')
+    with pytest.raises(ConfigError, match=r"cfg.json:1: invalid JSON"):
+        load_config(p)
+
+
+def test_export_parity(pack: Path, tmp_path: Path) -> None:
+    from kpdesk.inference.model import LandmarkModel
+    from training.export import export_model
+    from training.jobs import real_batch
+
+    cfg = config_from_dict(tiny_config(pack, arch="resnet18-bottleneck-tiny"))
+    train, val, schema = load_data(cfg)
+    _, va = make_datasets(cfg, train, val, schema)
+    torch.manual_seed(1)
+    model = build_model(cfg.model).eval()
+    x = real_batch(va, 4)
+    m = export_model(model, schema, tmp_path / "tiny.onnx", input_size=64, heatmap_size=16, sigma=1.0,
+                     decode="fusion", arch=cfg.model.arch, real_inputs=x)
+    assert max(m.info["parity_max_abs_diff"].values()) < 1e-4
+    lm = LandmarkModel.load(tmp_path / "tiny.onnx", threads=1)
+    coords, hms = lm.forward(x)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    assert np.abs(coords - ref["coords"].numpy()).max() < 1e-4
+    assert np.abs(hms - ref["heatmaps"].numpy()).max() < 1e-4
+    assert lm.manifest.decode == "fusion" and lm.manifest.info["macs"] > 0
