@@ -75,6 +75,7 @@ class DistillConfig:
     teacher: str = ""  # checkpoint (.pt) of the trained teacher
     lambda_dp: float = 1.0
     proj_dim: int = 256
+    teacher_amp: bool = True  # frozen teacher forward in bfloat16 (CPU) / float16 (CUDA) autocast
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class PruneConfig:
     finetune_steps: int = 100
     final_epochs: int = 3
     layers_per_step: int = 1
+    ignore: tuple[str, ...] = ()  # module-name prefixes never pruned (heads' outputs are always kept)
+    latency_runs: int = 200  # onnxruntime runs (1 thread, batch 1) per latency measurement
 
 
 @dataclass(frozen=True)
