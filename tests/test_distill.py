@@ -1,0 +1,170 @@
+"""Feature distillation: loss3, the frozen teacher projection, and the ``distill`` job end to end
+on a tiny generated 68-point data set (tiny backbones, CPU, a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these tests are tiny, and extra threads only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_tiny_face68(root: Path, n_train: int = 24, n_val: int = 8, size: int = 80, seed: int = 0) -> Path:
+    """A 300W-style pack: random images + .pts (68 points, 0-based), train.txt / val.txt."""
+    rng = np.random.default_rng(seed)
+    ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    template = np.stack([np.cos(ang), 0.8 * np.sin(ang)], axis=1)
+    for split, n in (("train", n_train), ("val", n_val)):
+        lines = []
+        for i in range(n):
+            rel = f"images/afw/{split}_{i:03d}.jpg"
+            img = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            pts = size / 2 + size * 0.22 * template * rng.uniform(0.9, 1.1) + rng.normal(0, 0.6, (68, 2))
+            for x, y in pts.astype(int):
+                cv2.circle(img, (int(x), int(y)), 1, (255, 255, 255), -1)
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / rel), img)
+            body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
+            (root / rel).with_suffix(".pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
+            lines.append(rel)
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def tiny_config(path: Path, data: Path, arch: str = "mobilenetv2-tiny", **sections) -> Path:
+    cfg = {
+        "model": {"arch": arch, "num_points": 68, "input_size": 64, "heatmap_size": 16, "hm_source": "fpn",
+                  "head_channels": 16, "reg_hidden": 32},
+        "data": {"format": "face68", "root": str(data)},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 0.001, "pretrained": "none", "threads": 1,
+                  "max_steps_per_epoch": 2, "channels_last": False},
+    }
+    for k, v in sections.items():
+        cfg.setdefault(k, {}).update(v)
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def train_tiny(tmp: Path, data: Path, arch: str, name: str) -> Path:
+    """Train a tiny network in-process for 2 steps; return its best.pt."""
+    from training.config import load_config
+    from training.events import EventStream
+    from training.jobs import run_train
+
+    cfg = load_config(tiny_config(tmp / f"{name}.json", data, arch))
+    run = tmp / name
+    run.mkdir()
+    with open(os.devnull, "w") as null:
+        run_train(cfg, run, events=EventStream(run, out=null), export=False)
+    return run / "checkpoints" / "best.pt"
+
+
+def events_of(stdout: str) -> list[dict]:
+    return [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
+
+
+def run_cli(*args: str) -> tuple[int, list[dict], str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, env=env,
+                       cwd=str(REPO), timeout=240)
+    return p.returncode, events_of(p.stdout), p.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> SimpleNamespace:
+    tmp = tmp_path_factory.mktemp("distill")
+    data = make_tiny_face68(tmp / "face68")
+    teacher = train_tiny(tmp, data, "resnet18-bottleneck-tiny", "teacher")
+    return SimpleNamespace(tmp=tmp, data=data, teacher=teacher)
+
+
+# -- unit ------------------------------------------------------------------------------
+def test_distill_loss_zero_for_identical_features():
+    from training.distill import FeatureDistiller
+    from training.losses import distill_loss
+
+    v = torch.randn(4, 16)
+    assert float(distill_loss(v, v)) == 0.0
+    d = FeatureDistiller(32, 32, 16)
+    feat = torch.rand(4, 32, 2, 2)
+    d.calibrate(torch.rand(8, 32, 2, 2))
+    with torch.no_grad():  # student projection = the frozen teacher projection (+ the centring)
+        d.student_proj.weight.copy_(d.teacher_weight[:, :, None, None])
+        d.student_proj.bias.copy_(-d.teacher_mean)
+    with torch.no_grad():
+        assert float(d(feat, feat)) < 1e-12
+        assert float(d(feat, torch.rand(4, 32, 2, 2))) > 1e-4
+
+
+def test_teacher_projection_is_frozen_and_orthogonal():
+    from training.distill import FeatureDistiller
+
+    d = FeatureDistiller(24, 64, 16)
+    names = [n for n, _ in d.named_parameters()]
+    assert names == ["student_proj.weight", "student_proj.bias"]  # the teacher side is a buffer
+    w = d.teacher_weight
+    assert torch.allclose(w @ w.t(), torch.eye(16), atol=1e-5)
+    assert "teacher_weight" in d.state_dict() and "teacher_mean" in d.state_dict()
+
+
+def test_geometry_mismatch_is_refused():
+    from training.config import RunConfig
+    from training.distill import check_geometry
+    from training.engine import TrainingError
+    from training.networks import ModelConfig
+
+    teacher = SimpleNamespace(path="t.pt", cfg=RunConfig(model=ModelConfig(input_size=96)))
+    with pytest.raises(TrainingError, match="input_size 96"):
+        check_geometry(RunConfig(model=ModelConfig(input_size=128)), teacher)
+
+
+# -- end to end ------------------------------------------------------------------------
+def test_distill_cli_end_to_end_and_resume(tiny):
+    cfg = tiny_config(tiny.tmp / "distill.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16})
+    run = tiny.tmp / "run_distill"
+    rc, ev, err = run_cli("distill", "--config", str(cfg), "--run-dir", str(run))
+    assert rc == 0, err
+    kinds = [e["event"] for e in ev]
+    for k in ("start", "progress", "metric", "checkpoint", "exported", "done"):
+        assert k in kinds, (k, kinds)
+    prog = next(e for e in ev if e["event"] == "progress")
+    assert "loss_distill" in prog and "loss_landmark" in prog
+    assert (run / "export" / "student.onnx").is_file() and (run / "export" / "student.json").is_file()
+    manifest = json.loads((run / "export" / "student.json").read_text())
+    assert manifest["info"]["distilled_from"] == "best.pt"
+    st = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert "student_proj.weight" in st["aux_state"] and "teacher_weight" in st["aux_state"]
+
+    # resume (in-process: the CLI path is the same function) for one more epoch
+    from training.config import load_config
+    from training.distill import run_distill
+    from training.events import EventStream
+
+    with open(os.devnull, "w") as null:
+        events = EventStream(run, out=null)
+        run_distill(load_config(cfg, ["train.epochs=2"]), run, resume=True, events=events, export=False)
+    ev = [json.loads(ln) for ln in (run / "events.jsonl").read_text().splitlines()]
+    start = [e for e in ev if e["event"] == "start"][-1]
+    assert start["start_epoch"] == 1 and start["epochs"] == 2
+    st2 = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert st2["epoch"] == 2
+    # the frozen teacher projection survived the resume unchanged
+    assert torch.equal(st2["aux_state"]["teacher_weight"], st["aux_state"]["teacher_weight"])

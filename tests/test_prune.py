@@ -1,0 +1,238 @@
+"""Structured pruning: channel counts, ONNX parity, the reconstruction score (eq. 7) against
+brute force, and the ``prune`` job end to end (CLI) and resumed after a cancel."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from test_distill import make_tiny_face68, run_cli, tiny_config, train_tiny
+from torch import nn
+
+from training.networks import LandmarkNet, ModelConfig
+
+S = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: these tests are tiny, and extra threads only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_net(seed: int = 0) -> LandmarkNet:
+    """mobilenetv2-tiny landmark net with non-trivial BatchNorm statistics, eval mode."""
+    torch.manual_seed(seed)
+    m = LandmarkNet(ModelConfig(arch="mobilenetv2-tiny", input_size=S, heatmap_size=16, head_channels=16,
+                                reg_hidden=32))
+    for mod in m.modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            mod.running_mean.uniform_(-0.3, 0.3)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    return m.eval()
+
+
+def group_of(model, dg, name):
+    mod = dict(model.named_modules())[name]
+    pr = dg.get_pruner_of_module(mod)
+    return dg.get_pruning_group(mod, pr.prune_out_channels, list(range(pr.get_out_channels(mod))))
+
+
+# -- surgery ----------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.5, 0.75])
+def test_prune_all_layers_runs_exports_and_has_expected_channels(alpha, tmp_path):
+    from kpdesk.vision.schema import get_schema
+    from training.export import export_model
+    from training.prune import (
+        ReconstructionImportance,
+        build_graph,
+        keep_count,
+        plan_layers,
+        prune_layer,
+    )
+
+    m = tiny_net()
+    dense = {n: mod.out_channels if isinstance(mod, nn.Conv2d) else getattr(mod, "out_features", None)
+             for n, mod in m.named_modules()}
+    imp = ReconstructionImportance(m, torch.randn(8, 3, S, S))
+    dg = build_graph(m, S)  # one graph for all steps: Torch-Pruning keeps it in sync with the surgery
+    plan = plan_layers(m, dg, S)
+    assert plan[0].root.startswith("hm_head") and plan[-1].root == "backbone.features.0.0"  # last -> first
+    assert all(ly.root not in ("reg_head.fc2", "hm_head.out") for ly in plan)
+    for ly in plan:
+        prune_layer(dg, dict(m.named_modules())[ly.root], imp, alpha)
+    named = dict(m.named_modules())
+    for ly in plan:
+        for member in ly.members:
+            mod = named[member]
+            got = mod.out_channels if isinstance(mod, nn.Conv2d) else mod.out_features
+            assert got == keep_count(ly.channels, alpha), (member, got, ly.channels)
+    assert named["backbone.features.18.0"].out_channels == keep_count(dense["backbone.features.18.0"], alpha)
+    assert named["reg_head.fc2"].out_features == 136 and named["hm_head.out"].out_channels == 68
+    assert named["backbone.features.0.0"].in_channels == 3
+    out = m(torch.randn(2, 3, S, S))
+    assert out["coords"].shape == (2, 136) and out["heatmaps"].shape == (2, 68, 16, 16)
+    man = export_model(m, get_schema("ibug68"), tmp_path / "p.onnx", input_size=S, heatmap_size=16, sigma=1.0,
+                       decode="fusion", arch="mobilenetv2-tiny", tol=1e-4)
+    assert max(man.info["parity_max_abs_diff"].values()) < 1e-4
+    assert (tmp_path / "p.onnx").is_file()
+
+
+# -- the score ---------------------------------------------------------------------------
+def brute_force_scores(m, group, calib):
+    """Eq. 7 literally: for each channel i, zero it at every consumer's input and measure the
+    mean squared change of the consumer's (conv + BN) output over the calibration images."""
+    from training.prune import ReconstructionImportance
+
+    imp = ReconstructionImportance(m, calib)
+    inputs = {}
+    cons = imp.consumers(group)
+    hooks = [c.register_forward_pre_hook(lambda mod, inp: inputs.__setitem__(mod, inp[0].clone())) for c, _, _ in cons]
+    with torch.no_grad():
+        m(calib)
+    for h in hooks:
+        h.remove()
+    n = len(group[0].idxs)
+    score = torch.zeros(n, dtype=torch.float64)
+    with torch.no_grad():
+        for c, idxs, roots in cons:
+            bn = imp._bn.get(c)
+
+            def f(z, c=c, bn=bn):
+                return bn(c(z)) if bn is not None else c(z)
+
+            x = inputs[c]
+            ref = f(x)
+            for ci, r in zip(idxs, roots):
+                xm = x.clone()
+                xm[:, ci] = 0
+                score[r] += float((f(xm) - ref).double().pow(2).mean())
+    return score
+
+
+@pytest.mark.parametrize("root", ["backbone.features.18.0", "hm_head.reduce.0", "backbone.features.16.conv.2",
+                                  "backbone.features.5.conv.0.0"])
+def test_reconstruction_score_matches_brute_force(root):
+    from training.prune import ReconstructionImportance, build_graph
+
+    m = tiny_net()
+    calib = torch.randn(6, 3, S, S)
+    group = group_of(m, build_graph(m, S), root)
+    fast = ReconstructionImportance(m, calib, batch_size=4)(group).double()
+    slow = brute_force_scores(m, group, calib)
+    assert torch.allclose(fast, slow, rtol=1e-4, atol=1e-9), (fast[:5], slow[:5])
+    assert fast.sum() > 0  # (channels dead under ReLU6 on this random net score exactly 0)
+
+
+@pytest.mark.parametrize("root", ["hm_head.conv.0", "backbone.features.18.0"])
+def test_reconstruction_score_of_zero_filter_is_zero(root):
+    from training.prune import ReconstructionImportance, build_graph
+
+    m = tiny_net()
+    dg = build_graph(m, S)
+    group = group_of(m, dg, root)
+    calib = torch.randn(4, 3, S, S)
+    before = ReconstructionImportance(m, calib)(group)
+    i = int(before.argmax())  # the most important filter ...
+    conv = dict(m.named_modules())[root]
+    bn = ReconstructionImportance(m, calib)._bn[conv]
+    with torch.no_grad():  # ... with its folded weights zeroed: conv kernel and BN affine
+        conv.weight[i] = 0
+        bn.weight[i] = 0
+        bn.bias[i] = 0
+    after = ReconstructionImportance(m, calib)(group)
+    assert before[i] > 0 and after[i] == 0.0
+    others = torch.arange(len(after)) != i
+    assert torch.allclose(after[others], before[others])  # the other filters' scores are untouched
+
+
+def test_l1_importance_is_filter_l1_norm():
+    from training.prune import build_graph, make_importance
+
+    m = tiny_net()
+    group = group_of(m, build_graph(m, S), "backbone.features.18.0")
+    got = make_importance("l1", m)(group)
+    want = dict(m.named_modules())["backbone.features.18.0"].weight.detach().abs().flatten(1).sum(1)
+    assert torch.allclose(got, want)
+
+
+# -- the job --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> SimpleNamespace:
+    tmp = tmp_path_factory.mktemp("prune")
+    data = make_tiny_face68(tmp / "face68")
+    return SimpleNamespace(tmp=tmp, data=data, teacher=train_tiny(tmp, data, "resnet18-bottleneck-tiny", "teacher"),
+                           student=train_tiny(tmp, data, "mobilenetv2-tiny", "student"))
+
+
+def test_prune_cli_end_to_end(tiny):
+    cfg = tiny_config(tiny.tmp / "prune.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16},
+                      prune={"student": str(tiny.student), "alpha": 0.5, "calib_images": 8, "finetune_steps": 1,
+                             "final_epochs": 1, "layers_per_step": 14, "latency_runs": 5})
+    run = tiny.tmp / "run_prune"
+    rc, ev, err = run_cli("prune", "--config", str(cfg), "--run-dir", str(run))
+    assert rc == 0, err
+    steps = [e for e in ev if e["event"] == "step"]
+    assert [s["step"] for s in steps] == [0, 1, 2, "final"]  # 27 layers, 14 per step
+    for s in steps:
+        for k in ("params", "macs", "onnx_bytes", "latency_ms", "nme_ion"):
+            assert isinstance(s[k], (int, float)), (k, s)
+    assert steps[-1]["params"] < steps[0]["params"] / 2
+    rows = list(csv.DictReader((run / "prune_steps.csv").open()))
+    assert len(rows) == 4 and rows[1]["layers"].startswith("hm_head.conv.0")
+    assert (run / "prune_nme_latency.png").stat().st_size > 1000
+    man = json.loads((run / "export" / "student-0.5x.json").read_text())
+    assert man["info"]["params"] == steps[-1]["params"]
+    assert (run / "export" / "student-0.5x.onnx").is_file()
+    assert {"exported", "done", "metric", "checkpoint"} <= {e["event"] for e in ev}
+
+
+def test_prune_cancel_and_resume(tiny):
+    from training.checkpoints import model_from_checkpoint
+    from training.config import load_config
+    from training.engine import CancelFlag, Cancelled
+    from training.events import EventStream
+    from training.prune import run_prune
+
+    cfg = load_config(tiny_config(tiny.tmp / "prune_l1.json", tiny.data,
+                                  prune={"student": str(tiny.student), "alpha": 0.75, "importance": "l1",
+                                         "calib_images": 4, "finetune_steps": 2, "final_epochs": 1,
+                                         "layers_per_step": 14, "latency_runs": 2}))
+    run = tiny.tmp / "run_prune_resume"
+
+    class CancelAtStep(EventStream):
+        """Asks to cancel during the fine-tuning of pruning step 1."""
+
+        def __init__(self, *a, flag: CancelFlag, **kw) -> None:
+            super().__init__(*a, **kw)
+            self.flag = flag
+
+        def emit(self, event, **fields):
+            super().emit(event, **fields)
+            if event == "start" and fields.get("tag") == "prune-step-1":
+                self.flag.set()
+
+    flag = CancelFlag()
+    with open(os.devnull, "w") as null:
+        run.mkdir()
+        with pytest.raises(Cancelled):
+            run_prune(cfg, run, cancel=flag, events=CancelAtStep(run, out=null, flag=flag), export=False)
+        st = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+        assert st["extra"]["done"] == 1 and st["step_in_epoch"] == 0 and len(st["extra"]["rows"]) == 1
+        res = run_prune(cfg, run, resume=True, events=EventStream(run, out=null), export=True)
+    rows = list(csv.DictReader((run / "prune_steps.csv").open()))
+    assert [r["step"] for r in rows] == ["0", "1", "2", "final"]
+    assert res["final"]["params"] < res["dense"]["params"] / 4
+    m, _, _ = model_from_checkpoint(run / "checkpoints" / "best.pt")
+    assert m.backbone.features[18][0].out_channels == 16  # 64 * 0.25
+    assert np.isfinite(res["final"]["nme_ion"]) and (run / "export" / "student-0.25x.onnx").is_file()
