@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_qt_environment()
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     from kpdesk.gui.main_window import MainWindow
     from kpdesk.inference.catalog import default_models_dir
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing or QApplication(sys.argv[:1])
     app.setApplicationName("kpdesk")
     app.setStyle("Fusion")
     _dark_palette(app)
@@ -102,10 +103,16 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     log.info("screenshot saved to %s", path)
             window.close()
-            app.quit()
 
         QTimer.singleShot(int(args.quit_after * 1000), finish)
-    rc = app.exec()
+    if existing is None:
+        rc = app.exec()  # ends when the last window closes
+    else:
+        # Someone else owns the application (tests, an embedding host): run a local loop
+        # instead of app.exec()/quit(), which would leave their application quitting.
+        loop = QEventLoop()
+        window.closed.connect(loop.quit)
+        rc = loop.exec()
     window.shutdown()
     return int(rc)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
@@ -49,7 +49,12 @@ def _probe_cameras() -> list[int]:
 
 
 class MainWindow(QMainWindow):
-    """kpdesk's window. ``start()`` opens the source and scans the models (both in the background)."""
+    """kpdesk's window. ``start()`` opens the source and scans the models (both in the background).
+
+    Signals: ``closed()`` after the window was closed and its threads stopped.
+    """
+
+    closed = Signal()
 
     def __init__(self, models_dir: Path, source: str = "auto", model: str | None = None, detector: str = "auto",
                  threads: int = 0, runs_dir: Path | None = None, realtime: bool = True) -> None:
@@ -345,6 +350,7 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(TAB_NAMES.index(name))
 
     def shutdown(self) -> None:
+        """Stop timers, a running training job and the threads. Idempotent."""
         self.refresh_timer.stop()
         self.training_tab.shutdown()
         self.session.shutdown()
@@ -352,3 +358,4 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.shutdown()
         super().closeEvent(event)
+        self.closed.emit()
