@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training_eval import S, export_constant_model, same_face_pack
+from test_training_eval import S, export_constant_model, same_face_pack, same_face_pack5
 
 from kpdesk.vision.schema import get_schema
+from kpdesk.vision.transforms import apply_affine, crop_params_from_points
 from training.bench import PERTURBATIONS, _rms_motion, jitter_frames, make_perturbation
 from training.cli import main as training_main
 
@@ -33,6 +34,10 @@ def bench_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) 
     for suffix in (".onnx", ".json"):
         shutil.copy(tiny_model_path.with_suffix(suffix), models / f"random{suffix}")
     (models / "broken.onnx").write_bytes(b"not onnx")
+    _, pts5 = same_face_pack5(tmp / "data" / "face5")
+    spec = crop_params_from_points(pts5, get_schema("mtfl5").crop_scale)
+    export_constant_model(models / "five.onnx", get_schema("mtfl5"), apply_affine(pts5, spec.matrix(S)) + [0.05 * S, 0],
+                          decode="regression", with_heatmaps=False)
     shutil.copy(models / "perfect.json", models / "broken.json")
     return tmp / "data", models, pts_crop
 
@@ -50,8 +55,11 @@ def test_bench_quick(bench_dirs: tuple[Path, Path, np.ndarray], tmp_path: Path,
                      capsys: pytest.CaptureFixture) -> None:
     data, models, pts_crop = bench_dirs
     res = _bench(capsys, data, models, tmp_path / "out")
+    assert res["meta"]["splits"]["mtfl5"]["n"] == 4 and res["meta"]["splits"]["ibug68"]["n"] == 6
     recs = {r["name"]: r for r in res["models"]}
-    assert set(recs) == {"perfect", "random", "broken"}
+    assert set(recs) == {"perfect", "random", "broken", "five"}
+    five = recs["five"]
+    assert five["split"] == "face5/test.txt" and five["accuracy"]["regression"]["mse_norm"] == pytest.approx(0.00125)
     assert not recs["broken"]["ok"] and "broken.onnx" in recs["broken"]["error"]
 
     perfect = recs["perfect"]
@@ -77,7 +85,8 @@ def test_bench_quick(bench_dirs: tuple[Path, Path, np.ndarray], tmp_path: Path,
     assert perfect["params"] == 0 and perfect["file_size_bytes"] > 0
 
     md = (tmp_path / "out" / "bench.md").read_text()
-    for heading in ("## Accuracy: face68/val.txt", "## Size and speed", "## Robustness", "## Jitter",
+    for heading in ("## Accuracy: face68/val.txt", "## Accuracy: face5/test.txt", "MSE (norm.)",
+                    "## Size and speed", "## Robustness", "## Jitter",
                     "## Not benchmarked", "AFW+HELEN"):
         assert heading in md, heading
     assert (tmp_path / "out" / "ced_face68.png").stat().st_size > 0

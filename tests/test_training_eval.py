@@ -99,13 +99,12 @@ def test_perfect_predictor_has_zero_nme_in_every_mode(tmp_path: Path, capsys: py
     np.testing.assert_allclose(pred["pred_img_regression"], pred["gt_img"], atol=1e-3)
 
 
-def test_known_offset_and_five_point_mse(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A 5-point model off by 3.2 px in x (0.05 of the 64 px crop): MSE = 0.05^2 / 2."""
-    root = tmp_path / "face5"
+def same_face_pack5(root: Path, n: int = 4) -> tuple[Path, np.ndarray]:
+    """An MTFL-style face5 pack (test.txt) whose faces share their 5 landmarks; (root, pts_img)."""
     pts = np.array([[30.0, 35], [50, 35], [40, 45], [32, 55], [48, 55]])
     lines = []
     rng = np.random.default_rng(0)
-    for i in range(4):
+    for i in range(n):
         rel = f"images/aflw/{i}.jpg"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         big = np.zeros((68, 2)) + 1e9  # face_image wants 68 points: only the first 5 are drawn
@@ -113,6 +112,12 @@ def test_known_offset_and_five_point_mse(tmp_path: Path, capsys: pytest.CaptureF
         cv2.imwrite(str(root / rel), face_image(big, 80, rng))
         lines.append(rel + " " + " ".join(f"{v:g}" for v in [*pts[:, 0], *pts[:, 1]]) + " 1 2 2 3")
     (root / "test.txt").write_text("\n".join(lines) + "\n")
+    return root, pts
+
+
+def test_known_offset_and_five_point_mse(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A 5-point model off by 3.2 px in x (0.05 of the 64 px crop): MSE = 0.05^2 / 2."""
+    root, pts = same_face_pack5(tmp_path / "face5")
     schema = get_schema("mtfl5")
     spec = crop_params_from_points(pts, schema.crop_scale)
     pts_crop = apply_affine(pts, spec.matrix(S))

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -58,9 +59,9 @@ PERTURB_LABELS = {"clean": "clean", "occlusion20": "occl. 20%", "occlusion40": "
 class BenchConfig:
     """What to run. ``max_images`` / ``robust_images``: first N faces of the split (0 = all)."""
 
-    models_dir: str = "models"
-    data_root: str = ""
-    out: str = "docs/bench"
+    models_dir: str = ""  # "" = kpdesk's models folder ($KPDESK_MODELS or <repo>/models)
+    data_root: str = ""  # "" = $KPDESK_DATA or <repo>/../shared/data
+    out: str = ""  # "" = <repo>/docs/bench
     seed: int = 0
     max_images: int = 0
     robust_images: int = 0
@@ -255,7 +256,7 @@ def _compact(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k != "per_point_nme"}
 
 
-def bench_model(path: Path, cfg: BenchConfig, data: dict[str, tuple[list[Sample], KeypointSchema]],
+def bench_model(path: Path, cfg: BenchConfig, data: Callable[[str], list[Sample] | None],
                 images: ImageCache, emit: Callable[[str], None]) -> dict[str, Any]:
     runner: Runner = load_runner(path, threads=cfg.eval_threads)
     info = runner.info
@@ -265,12 +266,11 @@ def bench_model(path: Path, cfg: BenchConfig, data: dict[str, tuple[list[Sample]
         "params": info.get("params"), "macs": info.get("macs"), "file_size_bytes": path.stat().st_size,
         "weights_dtype": info.get("weights_dtype", ""),
     }
-    if runner.schema.name not in data:
-        rec["note"] = f"no benchmark split for schema {runner.schema.name}"
-        samples: list[Sample] = []
-    else:
-        samples, _ = data[runner.schema.name]
+    samples = data(runner.schema.name) or []
+    if samples:
         rec["split"] = "/".join(DATASETS[runner.schema.name][:2])
+    else:
+        rec["note"] = f"no benchmark split for schema {runner.schema.name} under {cfg.data_root or 'the data root'}"
     if samples:
         emit(f"{runner.name}: accuracy on {len(samples)} faces")
         pred = predict_samples(runner, samples, runner.modes, images=images)
@@ -332,11 +332,11 @@ def jitter_faces(samples: list[Sample], cfg: BenchConfig) -> list[Sample]:
 def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
               cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Benchmark every ``*.onnx`` (+ manifest) and ``*.pt`` in ``cfg.models_dir``."""
-    from kpdesk.inference.catalog import scan_models
-    from training.config import default_data_dir
+    from kpdesk.inference.catalog import default_models_dir, scan_models
+    from training.config import REPO_ROOT, default_data_dir
 
     emit = emit or (lambda msg: log.info("%s", msg))
-    models_dir = Path(cfg.models_dir).expanduser()
+    models_dir = Path(cfg.models_dir).expanduser() if cfg.models_dir else default_models_dir()
     data_root = Path(cfg.data_root).expanduser() if cfg.data_root else default_data_dir()
     if not models_dir.is_dir():
         raise EvalError(f"{models_dir}: models folder not found")
@@ -347,13 +347,18 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
     if not entries:
         raise EvalError(f"{models_dir}: no models (*.onnx with a manifest, or *.pt checkpoints)")
     images = ImageCache()
-    data: dict[str, tuple[list[Sample], KeypointSchema]] = {}
-    for schema_name, (folder, lst, fmt) in DATASETS.items():
-        root = data_root / folder
-        if (root / lst).is_file():
-            samples, schema = load_samples(root, lst, fmt)
-            samples = spread(samples, cfg.max_images)
-            data[schema_name] = (samples, schema)
+    splits: dict[str, list[Sample] | None] = {}
+
+    def data(schema_name: str) -> list[Sample] | None:
+        """The benchmark split of a keypoint layout, loaded on first use (None: no split)."""
+        if schema_name not in splits:
+            splits[schema_name] = None
+            if schema_name in DATASETS:
+                folder, lst, fmt = DATASETS[schema_name]
+                if (data_root / folder / lst).is_file():
+                    splits[schema_name] = spread(load_samples(data_root / folder, lst, fmt)[0], cfg.max_images)
+        return splits[schema_name]
+
     t0 = time.time()
     records = []
     for path, error in entries:
@@ -372,13 +377,13 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - t0, 1),
         "models_dir": str(models_dir), "data_root": str(data_root),
-        "splits": {k: {"split": "/".join(DATASETS[k][:2]), "n": len(v[0])} for k, v in data.items()},
+        "splits": {k: {"split": "/".join(DATASETS[k][:2]), "n": len(v)} for k, v in splits.items() if v},
         "cpu_count": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
         "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(), "onnxruntime": _version("onnxruntime"),
         "config": asdict(cfg), "command": " ".join(sys.argv),
     }
-    out = Path(cfg.out).expanduser()
+    out = Path(cfg.out).expanduser() if cfg.out else REPO_ROOT / "docs" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     files = {"markdown": str(out / "bench.md"), "json": str(out / "bench.json")}
     for schema_name, (folder, _, _) in DATASETS.items():
@@ -525,17 +530,19 @@ def to_markdown(result: dict[str, Any]) -> str:
     bad = [r for r in result["models"] if not r.get("ok")]
     if bad:
         md.append("\n## Not benchmarked\n\n" + "".join(f"- `{r['name']}`: {r['error']}\n" for r in bad))
-    return "\n".join(md)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(md))
 
 
 # -- command ------------------------------------------------------------------------------
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-dir", default="models", help="folder of NAME.onnx + NAME.json (and *.pt)")
+    p.add_argument("--models-dir", default="", help="folder of NAME.onnx + NAME.json (and *.pt checkpoints); "
+                                                    "default: $KPDESK_MODELS or the repository's models/")
     p.add_argument("--data", default="", help="data root holding face68/ and face5/ (default: $KPDESK_DATA or "
-                                              "../shared/data)")
-    p.add_argument("--out", default="docs/bench", help="output folder for bench.md, bench.json, CED plots")
+                                              "../shared/data beside the repository)")
+    p.add_argument("--out", default="", help="folder for bench.md, bench.json, CED plots (default: the "
+                                             "repository's docs/bench)")
     p.add_argument("--quick", action="store_true", help="few images, few latency runs (tests, smoke checks)")
-    p.add_argument("--max-images", type=int, default=None, help="first N faces of each split (0 = all)")
+    p.add_argument("--max-images", type=int, default=None, help="N faces spread evenly over each split (0 = all)")
     p.add_argument("--robust-images", type=int, default=None, help="faces for the robustness table (0 = all)")
     p.add_argument("--latency-runs", type=int, default=None)
     p.add_argument("--jitter-faces", type=int, default=None)
