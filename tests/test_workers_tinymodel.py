@@ -48,10 +48,15 @@ def export_tiny_model(out_onnx: Path, shape_scale: float = 1.0, seed: int = 0) -
 
     schema = get_schema("ibug68")
     s, h = INPUT_SIZE, HEATMAP_SIZE
-    # Re-normalise so the template's landmark box is exactly centred with longer side 1:
-    # otherwise tracking (next crop = landmark box x crop_scale) shrinks or drifts.
-    lo, hi = MEAN_SHAPE_68.min(axis=0), MEAN_SHAPE_68.max(axis=0)
-    shape = (MEAN_SHAPE_68 - (lo + hi) / 2) / float((hi - lo).max())
+    # Level the eyes and re-normalise so the template's landmark box is exactly centred with
+    # longer side 1: otherwise tracking (next crop = landmark box x crop_scale, turned to
+    # level the eyes) would shrink, drift or slowly roll the crop.
+    d = MEAN_SHAPE_68[42:48].mean(axis=0) - MEAN_SHAPE_68[36:42].mean(axis=0)
+    a = -np.arctan2(d[1], d[0])
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    shape = MEAN_SHAPE_68 @ rot.T
+    lo, hi = shape.min(axis=0), shape.max(axis=0)
+    shape = (shape - (lo + hi) / 2) / float((hi - lo).max())
     pts_norm = 0.5 + shape * shape_scale / schema.crop_scale
     pts_crop = pts_norm * s - 0.5
     hm, _ = HeatmapCodec(s, h, 1.5).encode(pts_crop)
