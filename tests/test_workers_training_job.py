@@ -75,7 +75,7 @@ def test_a_job_that_fails_is_reported(qtbot, tmp_path: Path) -> None:  # noqa: A
     job.failed.connect(failed.append)
     job.finished.connect(lambda o, c: finished.append((o, c)))
     job.start()
-    qtbot.waitUntil(lambda: bool(finished), timeout=30000)
+    qtbot.waitUntil(lambda: bool(finished), timeout=90000)
     assert finished[0][0] == "failed" and finished[0][1] != 0
     assert failed and "epochs" in failed[0]
 

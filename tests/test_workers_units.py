@@ -151,3 +151,18 @@ def test_install_model_verifies_then_renames(tmp_path: Path) -> None:
     with pytest.raises(ModelInstallError, match="does not load"):
         install_model(bad, None, dest)
     assert sorted(p.name for p in dest.iterdir()) == ["mine.json", "mine.onnx"]
+
+
+def test_run_watcher_follows_an_events_file(qtbot, tmp_path: Path) -> None:  # noqa: ANN001 - pytest-qt
+    from kpdesk.workers.training_job import RunWatcher
+
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event": "start", "epochs": 2}\n{"event": "progress", "epoch": 1, "loss": 0.5}\n{"event": "me')
+    w = RunWatcher(tmp_path)
+    seen: list = []
+    w.event.connect(seen.append)
+    assert w.poll() == 2 and [e.kind for e in seen] == ["start", "progress"]
+    with events.open("a") as fh:
+        fh.write('tric", "epoch": 1, "nme_ion": 5.0}\nnot json\n')
+    assert w.poll() == 1 and seen[-1].kind == "metric" and seen[-1].get("nme_ion") == 5.0
+    assert w.poll() == 0

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--overlays", default="",
                     help="comma list to turn on: indices,skeleton,heatmap,box,keypoints (prefix '-' to turn off)")
     ap.add_argument("--occlusion", default="", help="occlusion preset to start with, e.g. 'sunglasses band'")
+    ap.add_argument("--watch-run", default=None, help="show the curves of this training run folder (events.jsonl)")
     ap.add_argument("--screenshot", default=None, help="save a PNG of the window before quitting")
     ap.add_argument("--quit-after", type=float, default=None, help="quit after this many seconds")
     ap.add_argument("--size", default="1500x920", help="window size WxH")
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if i < 0:
             raise SystemExit(f"kpdesk: unknown occlusion preset {args.occlusion!r}")
         window.live_tab.occ_combo.setCurrentIndex(i)
+    if args.watch_run:
+        window.training_tab.watch_run(Path(args.watch_run))
     window.select_tab(args.tab)
     window.show()
     window.start()

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.plots import VARIANT_COLORS
 from kpdesk.workers.model_install import install_model
 from kpdesk.workers.tasks import run_in_background
-from kpdesk.workers.training_job import PROJECT_ROOT, JobEvent, JobSpec, TrainingJob
+from kpdesk.workers.training_job import PROJECT_ROOT, JobEvent, JobSpec, RunWatcher, TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +72,28 @@ def fmt_eta(seconds: float | None) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:d}:{s % 60:02d}"
 
 
+def base_config(job_label: str, data_format: str, configs_dir: Path | None = None) -> dict[str, Any]:
+    """The job's starting config from ``training/configs`` ({} when there is none)."""
+    _, base68, base5, _ = JOB_TYPES[job_label]
+    configs_dir = configs_dir or PROJECT_ROOT / "training" / "configs"
+    base_file = configs_dir / f"{base5 if data_format == 'face5' else base68}.json"
+    if not base_file.is_file():
+        return {}
+    try:
+        cfg = json.loads(base_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("ignoring base config %s: %s", base_file, exc)
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def build_job_config(job_label: str, data_dir: Path, data_format: str, *, epochs: int, lambda_rh: float,
                      lambda_dp: float, alpha: float, device: str, max_steps: int, teacher_ckpt: str,
                      student_ckpt: str, export_name: str,
                      configs_dir: Path | None = None) -> tuple[str, dict[str, Any]]:
     """(command, config dict) for one job; base values come from ``training/configs`` when present."""
-    command, base68, base5, arch = JOB_TYPES[job_label]
-    configs_dir = configs_dir or PROJECT_ROOT / "training" / "configs"
-    base_file = configs_dir / f"{base5 if data_format == 'face5' else base68}.json"
-    cfg: dict[str, Any] = {}
-    if base_file.is_file():
-        try:
-            cfg = json.loads(base_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            log.warning("ignoring base config %s: %s", base_file, exc)
+    command, _, _, arch = JOB_TYPES[job_label]
+    cfg = base_config(job_label, data_format, configs_dir)
     cfg.setdefault("model", {}).setdefault("arch", arch)
     if data_format == "face5":
         cfg["model"].setdefault("num_points", 5)
@@ -136,6 +144,7 @@ class TrainingTab(QWidget):
         self.models_dir = Path(models_dir)
         self.runs_dir = Path(runs_dir) if runs_dir else PROJECT_ROOT / "runs"
         self.job: TrainingJob | None = None
+        self.watcher: RunWatcher | None = None
         self.run_dir: Path | None = None
         self.python: str | None = None  # override the interpreter (tests)
         self._steps_x: list[float] = []
@@ -159,11 +168,12 @@ class TrainingTab(QWidget):
         form.addRow("Data folder", _path_row(self.data_edit, self._pick_data))
         self.format_combo = QComboBox()
         self.format_combo.addItems(DATA_FORMATS)
+        self.format_combo.currentTextChanged.connect(lambda _t: self._load_defaults())
         form.addRow("Data format", self.format_combo)
         self.job_combo = QComboBox()
         self.job_combo.addItems(list(JOB_TYPES))
         self.job_combo.setCurrentIndex(1)
-        self.job_combo.currentIndexChanged.connect(self._update_enabled)
+        self.job_combo.currentIndexChanged.connect(self._load_defaults)
         form.addRow("Job", self.job_combo)
         self.teacher_edit = QLineEdit()
         self.teacher_edit.setPlaceholderText("teacher checkpoint (.pt)")
@@ -200,6 +210,10 @@ class TrainingTab(QWidget):
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.cancel_btn)
         left.addLayout(buttons)
+        self.watch_btn = QPushButton("Watch a run folder…")
+        self.watch_btn.setToolTip("Follow the events of a job started from the command line (RUN_DIR/events.jsonl)")
+        self.watch_btn.clicked.connect(self._pick_watch)
+        left.addWidget(self.watch_btn)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
@@ -236,7 +250,7 @@ class TrainingTab(QWidget):
         right.setSizes([420, 260])
         root.addWidget(right, 1)
         self._on_data_changed()
-        self._update_enabled()
+        self._load_defaults()
 
     # ---- form -------------------------------------------------------------------------
     def _pick_data(self) -> None:
@@ -255,6 +269,19 @@ class TrainingTab(QWidget):
         if fmt:
             self.format_combo.setCurrentText(fmt)
 
+    def _load_defaults(self) -> None:
+        """Show the job's base-config values (epochs, weights, checkpoints) in the form."""
+        cfg = base_config(self.job_combo.currentText(), self.format_combo.currentText())
+        train, distill, prune = cfg.get("train", {}), cfg.get("distill", {}), cfg.get("prune", {})
+        for spin, value in ((self.epochs, train.get("epochs")), (self.lambda_rh, train.get("lambda_rh")),
+                            (self.lambda_dp, distill.get("lambda_dp")), (self.alpha, prune.get("alpha"))):
+            if isinstance(value, int | float):
+                spin.setValue(value)
+        self.teacher_edit.setPlaceholderText(f"default: {distill.get('teacher') or 'teacher checkpoint (.pt)'}")
+        self.student_edit.setPlaceholderText(f"default: {prune.get('student') or 'student checkpoint (.pt)'}")
+        self.export_name.setPlaceholderText(f"default: {train.get('export_name') or 'from the config'}")
+        self._update_enabled()
+
     def _update_enabled(self) -> None:
         command = JOB_TYPES[self.job_combo.currentText()][0]
         running = self.job is not None and self.job.running
@@ -264,6 +291,46 @@ class TrainingTab(QWidget):
         self.alpha.setEnabled(command == "prune")
         self.start_btn.setEnabled(not running)
         self.cancel_btn.setEnabled(running)
+
+    # ---- watching a run started elsewhere ----------------------------------------------
+    def _pick_watch(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Run folder (with events.jsonl)", str(self.runs_dir))
+        if d:
+            self.watch_run(Path(d))
+
+    def watch_run(self, run_dir: Path) -> bool:
+        """Show the curves and progress of ``run_dir``'s job, following it as it goes."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "events.jsonl").is_file():
+            self.message.emit(f"{run_dir} has no events.jsonl: not a training run folder.", "error")
+            return False
+        self.stop_watching()
+        self._reset_curves()
+        self.run_dir = run_dir
+        self.log_view.appendPlainText(f"[gui] watching {run_dir / 'events.jsonl'}")
+        self.status.setText(f"Watching {run_dir} (a job started elsewhere; cancel it where it runs)")
+        w = RunWatcher(run_dir, parent=self)
+        w.event.connect(self._on_watched_event)
+        self.watcher = w
+        w.start()
+        return True
+
+    def stop_watching(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.deleteLater()
+            self.watcher = None
+
+    def _on_watched_event(self, ev: JobEvent) -> None:
+        self._on_event(ev)
+        if ev.kind == "progress":
+            self._on_progress(ev)
+        elif ev.kind == "metric":
+            self._on_metric(ev)
+        elif ev.kind in ("done", "cancelled", "error"):
+            self.progress.setFormat(ev.kind if ev.kind != "error" else "failed")
+            if ev.kind == "done":
+                self.progress.setValue(1000)
 
     # ---- job --------------------------------------------------------------------------
     def start(self) -> bool:
@@ -311,6 +378,7 @@ class TrainingTab(QWidget):
             extra += ["--set", ov]
         spec = JobSpec(command=command, config_path=config_path, run_dir=run_dir, extra_args=tuple(extra),
                        **({"python": self.python} if self.python else {}))
+        self.stop_watching()
         self._reset_curves()
         self.log_view.appendPlainText(f"$ python {' '.join(shlex.quote(a) for a in spec.argv())}")
         job = TrainingJob(spec, parent=self)

@@ -229,3 +229,48 @@ class TrainingJob(QObject):
             self._finished_emitted = True
             log.info("job finished: %s (exit %s)", outcome, exit_code)
             self.finished.emit(outcome, exit_code)
+
+
+class RunWatcher(QObject):
+    """Follows ``RUN_DIR/events.jsonl`` of a job started elsewhere (e.g. the command line).
+
+    Polls the file on a timer and emits every complete new event line; reading a few new
+    lines per second is cheap enough for the GUI thread.
+
+    Signals: ``event(JobEvent)``.
+    """
+
+    event = Signal(object)
+
+    def __init__(self, run_dir: str | Path, interval_ms: int = 1000, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "events.jsonl"
+        self._offset = 0
+        self._buf = b""
+        self._timer = QTimer(self, interval=interval_ms, timeout=self.poll)
+
+    def start(self) -> None:
+        self.poll()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def poll(self) -> int:
+        """Read what was appended since the last poll; returns the number of events emitted."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read(4 * 1024 * 1024)
+        except OSError:
+            return 0
+        self._offset += len(data)
+        *lines, self._buf = (self._buf + data).split(b"\n")
+        n = 0
+        for raw in lines:
+            ev = parse_event_line(raw.decode("utf-8", "replace"))
+            if ev is not None:
+                self.event.emit(ev)
+                n += 1
+        return n
