@@ -8,11 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from kpdesk.gui.live_tab import DECODE_CHOICES, fill_model_combo
-from kpdesk.gui.plots import VARIANT_COLORS, fmt_ms, set_curve, time_plot
+from kpdesk.gui.plots import VARIANT_COLORS, fmt_ms, robust_y_range, set_curve, time_plot
 from kpdesk.gui.render import OverlayOptions, render_variant
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
@@ -70,14 +79,21 @@ class CompareTab(QWidget):
             self.detector_combos.append(dc)
             self.decode_combos.append(xc)
         lay.addLayout(controls)
-        self.view_row = QHBoxLayout()
+        split = QSplitter(Qt.Orientation.Vertical)
+        views = QWidget()
+        self.view_row = QHBoxLayout(views)
+        self.view_row.setContentsMargins(0, 0, 0, 0)
         for _ in SLOT_LABELS:
             v = VideoView(placeholder="—")
+            v.setMinimumSize(160, 120)
             v.rect_selected.connect(self.rect_selected)
             self.view_row.addWidget(v)
             self.views.append(v)
-        lay.addLayout(self.view_row, 3)
-        bottom = QGridLayout()
+        split.addWidget(views)
+        lay.addWidget(split, 1)
+        plots = QWidget()
+        bottom = QGridLayout(plots)
+        bottom.setContentsMargins(0, 0, 0, 0)
         self.latency_plot = time_plot("Latency per variant (last 30 s)", "ms / frame", history.window_s)
         self.agree_plot = time_plot("Mean distance between variants (last 30 s)", "% of inter-ocular distance",
                                     history.window_s)
@@ -87,7 +103,10 @@ class CompareTab(QWidget):
         self.summary.setStyleSheet("font-size: 12pt; color:#e8e8e8;")
         self.summary.setWordWrap(True)
         bottom.addWidget(self.summary, 1, 0, 1, 2)
-        lay.addLayout(bottom, 2)
+        split.addWidget(plots)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        self.latency_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.latency_curves = {lab: self.latency_plot.plot(name=lab, pen={"color": VARIANT_COLORS[i], "width": 2})
                                for i, lab in enumerate(SLOT_LABELS)}
         self.agree_curves: dict[str, object] = {}
@@ -125,7 +144,6 @@ class CompareTab(QWidget):
     def show_result(self, res: InferenceResult) -> None:
         by_label = {vr.spec.label: vr for vr in res.variants}
         opts = self.overlay()
-        shown = 0
         for label, view in zip(SLOT_LABELS, self.views):
             vr = by_label.get(label)
             if vr is None:
@@ -133,7 +151,6 @@ class CompareTab(QWidget):
                 view.clear("no model")
                 continue
             view.setVisible(True)
-            shown += 1
             img = render_variant(res.frame.frame_bgr, vr, opts, res.occluder_box)
             caption = f"{label}: {vr.model_name or Path(str(vr.spec.model_path)).stem}"
             if vr.result is not None:
@@ -164,6 +181,7 @@ class CompareTab(QWidget):
         """Timer tick: redraw the curves and the summary line."""
         now = time.monotonic()
         parts = []
+        shown = []
         for lab, curve in self.latency_curves.items():
             vh = self.history.variants.get(lab)
             if vh is None:
@@ -171,8 +189,10 @@ class CompareTab(QWidget):
                 continue
             t, v = vh.stages["total"].arrays(now)
             set_curve(curve, t, v)
+            shown.append(v)
             if len(v):
                 parts.append(f"<b>{lab}</b> {fmt_ms(float(np.mean(v[-30:])))} ms")
+        robust_y_range(self.latency_plot, shown, floor=2.0)
         colors = [(255, 255, 255), (120, 255, 200), (255, 200, 120)]
         for i, (key, series) in enumerate(self.agreements.items()):
             if key not in self.agree_curves:

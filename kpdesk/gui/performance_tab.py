@@ -7,7 +7,16 @@ import time
 
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from kpdesk.gui.plots import STAGE_COLORS, VARIANT_COLORS, StatTile, fmt_ms, set_curve, time_plot
+from kpdesk.gui.plots import (
+    STAGE_COLORS,
+    VARIANT_COLORS,
+    StatTile,
+    fmt_ms,
+    recent_mean,
+    robust_y_range,
+    set_curve,
+    time_plot,
+)
 from kpdesk.workers.stats import STAGE_NAMES, PerfHistory
 
 
@@ -39,6 +48,8 @@ class PerformanceTab(QWidget):
         grid = QGridLayout()
         self.fps_plot = time_plot("Frame rate (last 30 s)", "frames / s", history.window_s)
         self.stage_plot = time_plot("Per-stage latency (last 30 s)", "ms", history.window_s)
+        self.fps_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
+        self.stage_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         grid.addWidget(self.fps_plot, 0, 0)
         grid.addWidget(self.stage_plot, 0, 1)
         grid.setColumnStretch(0, 1)
@@ -56,10 +67,12 @@ class PerformanceTab(QWidget):
         now = time.monotonic()
         t, v = h.fps.arrays(now)
         set_curve(self.fps_curve, t, v)
+        robust_y_range(self.fps_plot, [v], floor=5.0)
         fps = h.fps.last(0.0)
         self.tiles["fps"].set_value(f"{fps:.1f}", "#7fdcff")
         label = self.primary_label if self.primary_label in h.variants else next(iter(h.variants), "")
         vh = h.variants.get(label)
+        totals = []
         for name in STAGE_NAMES:
             if vh is None:
                 set_curve(self.stage_curves[name], t[:0], v[:0])
@@ -67,7 +80,11 @@ class PerformanceTab(QWidget):
                 continue
             st, sv = vh.stages[name].arrays(now)
             set_curve(self.stage_curves[name], st, sv)
-            self.tiles[name].set_value(fmt_ms(vh.stages[name].last()))
+            if name == "total":
+                totals.append(sv)
+            # The big numbers are means over the last 2 s: readable, and not one frame's luck.
+            self.tiles[name].set_value(fmt_ms(recent_mean(st, sv)))
+        robust_y_range(self.stage_plot, totals, floor=2.0)
         dropped = h.capture_dropped
         self.tiles["dropped"].set_value(str(dropped), "#ffb347" if dropped else None)
         threads = h.ort_threads

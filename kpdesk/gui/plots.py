@@ -34,6 +34,20 @@ def time_plot(title: str, y_label: str, window_s: float = 30.0) -> pg.PlotWidget
     return w
 
 
+def robust_y_range(plot: pg.PlotWidget, values: list[np.ndarray], floor: float = 1.0) -> None:
+    """Y from 0 to a little above the 95th percentile, so one warm-up spike does not
+    flatten every other sample against the axis."""
+    v = np.concatenate([x[np.isfinite(x)] for x in values if len(x)]) if any(len(x) for x in values) else np.zeros(0)
+    top = max(float(np.percentile(v, 95)) * 1.25, floor) if len(v) else floor
+    plot.setYRange(0.0, top, padding=0)
+
+
+def recent_mean(t: np.ndarray, v: np.ndarray, seconds: float = 2.0) -> float:
+    """Mean of the samples of the last ``seconds`` (t is 'seconds ago', <= 0); NaN if none."""
+    m = t >= -seconds
+    return float(np.mean(v[m])) if m.any() else float("nan")
+
+
 def set_curve(curve: pg.PlotDataItem, t: np.ndarray, v: np.ndarray) -> None:
     if len(t):
         curve.setData(t, v)
