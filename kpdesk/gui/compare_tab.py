@@ -191,7 +191,11 @@ class CompareTab(QWidget):
             set_curve(curve, t, v)
             shown.append(v)
             if len(v):
-                parts.append(f"<b>{lab}</b> {fmt_ms(float(np.mean(v[-30:])))} ms")
+                # Variants run one after another on the same frames: each one's own rate is
+                # what it could sustain alone, 1000 / its latency.
+                ms = float(np.mean(v[-30:]))
+                parts.append(f"<b>{lab}</b> {fmt_ms(ms)} ms ({1000.0 / ms:.0f} fps alone)" if ms > 0
+                             else f"<b>{lab}</b> –")
         robust_y_range(self.latency_plot, shown, floor=2.0)
         colors = [(255, 255, 255), (120, 255, 200), (255, 200, 120)]
         for i, (key, series) in enumerate(self.agreements.items()):

@@ -239,9 +239,7 @@ class InferenceWorker(QThread):
             if match is not None:
                 used.add(match)
                 slot = old[match]
-                if slot.spec != spec:
-                    slot.spec = spec
-                    slot.pipeline.set_config(self._config_for(spec))
+                slot.spec = spec  # at most the label differs: the key covers everything else
                 new.append(slot)
                 continue
             try:
