@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from training.config import REPO_ROOT, DistillConfig, RunConfig, load_config
 from training.engine import CancelFlag, TrainingError, evaluate, load_data, make_datasets, pick_device
 from training.events import EventStream
@@ -181,7 +183,8 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
     pcfg = dataclasses.replace(pcfg, prune=dataclasses.replace(pcfg.prune, student=str(distilled), alpha=0.5),
                                distill=dataclasses.replace(pcfg.distill, teacher=str(teacher)))
     pruned = get(args.prune_run, "prune50", run_prune, pcfg)
-    rows.append(bench.row("+ distillation + 50% pruning", pruned))
+    alpha = torch.load(pruned, map_location="cpu", weights_only=False)["run_config"]["prune"]["alpha"]
+    rows.append(bench.row(f"+ distillation + {alpha:.0%} pruning", pruned))
     write_table(rows, out / "ablate_chain", COLUMNS)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)

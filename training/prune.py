@@ -98,7 +98,7 @@ log = logging.getLogger(__name__)
 ALWAYS_KEEP = ("reg_head.fc2", "hm_head.out")  # the heads' final outputs: never pruned
 IMPORTANCES = ("reconstruction", "l1")
 CSV_COLUMNS = ("step", "layers", "channels", "params", "macs", "onnx_bytes", "latency_ms", "nme_ion", "decode",
-               "score_time_s", "prune_time_s", "finetune_time_s")
+               "score_time_s", "score_cpu_s", "prune_time_s", "finetune_time_s")
 
 
 class _AllConsumersSeen(Exception):
@@ -355,9 +355,9 @@ def prune_layer(dg: tp.DependencyGraph, module: nn.Module, importance: tp.import
     pruner = dg.get_pruner_of_module(module)
     n = pruner.get_out_channels(module)
     group = dg.get_pruning_group(module, pruner.prune_out_channels, list(range(n)))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     scores = importance(group)
-    t_score = time.perf_counter() - t0
+    t_score, c_score = time.perf_counter() - t0, time.process_time() - c0
     keep = keep_count(n, alpha)
     ranked = torch.argsort(scores.float().cpu(), descending=True, stable=True)
     remove = sorted(ranked[keep:].tolist())
@@ -367,7 +367,8 @@ def prune_layer(dg: tp.DependencyGraph, module: nn.Module, importance: tp.import
         if not dg.check_pruning_group(g):
             raise TrainingError(f"torch-pruning refused to prune {module} to {keep} channels")
         g.prune()
-    return {"before": n, "after": keep, "score_time_s": t_score, "prune_time_s": time.perf_counter() - t1}
+    return {"before": n, "after": keep, "score_time_s": t_score, "score_cpu_s": c_score,
+            "prune_time_s": time.perf_counter() - t1}
 
 
 # -- measurement ---------------------------------------------------------------------------
@@ -558,8 +559,8 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         m0 = measure(model, s_in, p.latency_runs)
         v0 = val_record(evaluate(model, va_ds, device, cfg.train.decode_eval, cfg.model.heatmap_size, cfg.train.sigma),
                         cfg.train.select)
-        log_row({"step": 0, "layers": [], "channels": [], **m0, **v0, "score_time_s": 0.0, "prune_time_s": 0.0,
-                 "finetune_time_s": 0.0})
+        log_row({"step": 0, "layers": [], "channels": [], **m0, **v0, "score_time_s": 0.0, "score_cpu_s": 0.0,
+                 "prune_time_s": 0.0, "finetune_time_s": 0.0})
 
     ft_cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, epochs=1, max_steps_per_epoch=p.finetune_steps, lr_steps=()))
@@ -593,16 +594,17 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         k = state["done"]
         dg = build_graph(model, s_in, proj)
         named = dict(model.named_modules())
-        layers, chans, t_score, t_prune = [], [], 0.0, 0.0
+        layers, chans, t_score, c_score, t_prune = [], [], 0.0, 0.0, 0.0
         for root in state["steps"][k]:
             r = prune_layer(dg, named[root], importance, p.alpha)
             layers.append(root)
             chans.append(f"{r['before']}->{r['after']}")
             t_score += r["score_time_s"]
+            c_score += r["score_cpu_s"]
             t_prune += r["prune_time_s"]
         state["done"] = k + 1
         state["pending"] = {"step": k + 1, "layers": layers, "channels": chans, "score_time_s": t_score,
-                            "prune_time_s": t_prune}
+                            "score_cpu_s": c_score, "prune_time_s": t_prune}
         trainer = new_trainer(ft_cfg, f"prune-step-{k + 1}")
         finish_step(trainer, state["pending"])
 
@@ -622,7 +624,8 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
             trainer.best = read_checkpoint(run_dir / "checkpoints" / "best.pt").get("best", {})
     best_model = read_checkpoint(run_dir / "checkpoints" / "best.pt")["model_object"]
     fin = {"step": "final", "layers": [], "channels": [], **measure(best_model, s_in, p.latency_runs),
-           **val_record(trainer.best["metrics"], cfg.train.select), "score_time_s": 0.0, "prune_time_s": 0.0,
+           **val_record(trainer.best["metrics"], cfg.train.select), "score_time_s": 0.0, "score_cpu_s": 0.0,
+           "prune_time_s": 0.0,
            "finetune_time_s": 0.0}
     if state["rows"][-1].get("step") != "final":
         log_row(fin)
@@ -633,8 +636,8 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     result = {"final": {k: fin[k] for k in ("params", "macs", "onnx_bytes", "latency_ms", "nme_ion", "decode")},
               "dense": {k: dense[k] for k in ("params", "macs", "onnx_bytes", "latency_ms", "nme_ion", "decode")},
               "steps": n_steps, "csv": str(run_dir / "prune_steps.csv"), "wall_time_s": wall,
-              "score_time_s_per_layer": float(np.mean([r["score_time_s"] / max(len(r["layers"]), 1)
-                                                       for r in state["rows"] if r["layers"]] or [0.0]))}
+              "score_time_s_per_layer": _per_layer(state["rows"], "score_time_s"),
+              "score_cpu_s_per_layer": _per_layer(state["rows"], "score_cpu_s")}
     (run_dir / "prune_summary.json").write_text(json.dumps(result, indent=2) + "\n")
     if export:
         name = cfg.train.export_name or default_export_name(p.alpha)
@@ -645,6 +648,11 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         result["onnx"] = str(out)
     events.emit("done", **result)
     return result
+
+
+def _per_layer(rows: list[dict], key: str) -> float:
+    n = sum(len(r["layers"]) for r in rows)
+    return sum(r.get(key, 0.0) for r in rows if r["layers"]) / max(n, 1)
 
 
 def _add_args(parser) -> None:
