@@ -14,6 +14,7 @@ from kpdesk.gui.qt_env import prepare_qt_environment  # noqa: E402
 
 prepare_qt_environment()
 
+from PySide6.QtCore import QObject, Slot  # noqa: E402
 from test_workers_tinymodel import build_tiny_models  # noqa: E402
 
 from kpdesk.inference import sources  # noqa: E402
@@ -28,16 +29,29 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_tiny_models(tmp_path_factory.mktemp("models"))
 
 
-class Collector:
+class Collector(QObject):
+    """Takes every result the session offers. A QObject, so its connections die with it
+    (PySide tracks bound methods of plain objects by address, which gets reused)."""
+
     def __init__(self, session: LiveSession) -> None:
+        super().__init__()
         self.session = session
         self.results: list[InferenceResult] = []
         self.errors: list[str] = []
         self.failed: list[str] = []
         session.inference.result_available.connect(self._take)
-        session.inference.error.connect(self.errors.append)
-        session.source_failed.connect(self.failed.append)
+        session.inference.error.connect(self._error)
+        session.source_failed.connect(self._failed)
 
+    @Slot(str)
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
+
+    @Slot(str)
+    def _failed(self, message: str) -> None:
+        self.failed.append(message)
+
+    @Slot()
     def _take(self) -> None:
         r = self.session.inference.take_result()
         if r is not None:

@@ -19,6 +19,10 @@ from kpdesk.workers.messages import FramePacket
 
 log = logging.getLogger(__name__)
 
+# Threads that did not stop when asked (a camera read or a model load that never
+# returns). Kept referenced so Qt never destroys a running QThread, which aborts.
+_STUCK: list[Any] = []
+
 
 class _SourceGate(LatestMailbox[FramePacket]):
     """A mailbox that only accepts frames from the active source."""
@@ -115,8 +119,12 @@ class LiveSession(QObject):
     def _on_ended(self, message: str) -> None:
         self.source_ended.emit(message)
 
-    def shutdown(self, timeout_ms: int = 3000) -> None:
-        """Stop everything; the only place that waits for threads (application exit)."""
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Stop everything; the only place that waits for threads (application exit).
+
+        Idempotent. A thread still busy after ``timeout_ms`` (e.g. loading a big model on a
+        loaded machine) is left to finish on its own rather than destroyed while running.
+        """
         caps: list[Any] = [c for c in [self.capture, *self._retired] if c is not None]
         for c in caps:
             c.stop()
@@ -124,8 +132,10 @@ class LiveSession(QObject):
         self.mailbox.close()
         for c in caps:
             if not c.wait(timeout_ms):
-                log.warning("capture thread %s did not stop in time", c.objectName())
+                log.warning("capture thread %s did not stop in time; leaving it", c.objectName())
+                _STUCK.append(c)
         if not self.inference.wait(timeout_ms):
-            log.warning("inference thread did not stop in time")
+            log.warning("inference thread did not stop in time; leaving it")
+            _STUCK.append(self.inference)
         self.capture = None
         self._retired = []
