@@ -3,7 +3,8 @@
 * ``ablate-chain``: teacher; student; + distillation; + distillation + 50% pruning
   (and, by default, a control: the student fine-tuned for the distillation run's
   epochs WITHOUT the teacher, so "+ distillation" is not credited for extra epochs).
-  Existing runs are reused with ``--teacher-run`` / ``--student-run`` /
+  The control follows the distillation run's own saved schedule when that run is
+  reused (so the budget does not shorten it). Existing runs are reused with ``--teacher-run`` / ``--student-run`` /
   ``--distill-run`` / ``--prune-run`` (a run folder or a .pt); missing ones are
   trained here under the budget.
 * ``ablate-lambda``: distillation with lambda_dp in {0.2, 0.5, 1, 2, 5}.
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from training.config import REPO_ROOT, DistillConfig, RunConfig, load_config
+from training.config import REPO_ROOT, DistillConfig, RunConfig, apply_overrides, config_from_dict, load_config
 from training.engine import CancelFlag, TrainingError, evaluate, load_data, make_datasets, pick_device
 from training.events import EventStream
 
@@ -159,7 +160,11 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
     scfg = base_config(args.student_config, args)
     dcfg = base_config(args.distill_config, args)
     pcfg = base_config(args.prune_config, args)
-    bench = Bench(scfg, args.val_samples, args.latency_runs)
+    if args.student_run:  # evaluate on the reused student's own data and crop size
+        saved = torch.load(checkpoint_of(args.student_run), map_location="cpu", weights_only=False)["run_config"]
+        bench = Bench(config_from_dict(apply_overrides(saved, args.set)), args.val_samples, args.latency_runs)
+    else:
+        bench = Bench(scfg, args.val_samples, args.latency_runs)
     rows = []
 
     def get(flag: str | None, name: str, job, cfg) -> Path:
@@ -175,7 +180,14 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
     dcfg = dataclasses.replace(dcfg, distill=dataclasses.replace(dcfg.distill, teacher=str(teacher)),
                                train=dataclasses.replace(dcfg.train, init_checkpoint=str(student)))
     if args.control:
-        ccfg = dataclasses.replace(dcfg, distill=DistillConfig())
+        # The same schedule as the distillation run (its own saved config when it is
+        # reused), from the same student, without the teacher.
+        base = dcfg
+        if args.distill_run:
+            saved = torch.load(checkpoint_of(args.distill_run), map_location="cpu", weights_only=False)["run_config"]
+            base = config_from_dict(apply_overrides(saved, args.set))
+        ccfg = dataclasses.replace(base, distill=DistillConfig(), train=dataclasses.replace(
+            base.train, init_checkpoint=str(student), export_name=""))
         control = sub_run(out / "control", run_train, ccfg, cancel)
         rows.append(bench.row("student + same extra epochs, no distillation", control))
     distilled = get(args.distill_run, "distill", run_distill, dcfg)
