@@ -206,6 +206,7 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
         ax.annotate(f"{r['nme_ion']:.2f}%  {r['params'] / 1e6:.2f}M params  {r['latency_ms']:.1f} ms",
                     (r["nme_ion"], i), xytext=(3, -3), textcoords="offset points", fontsize=7)
     ax.invert_yaxis()
+    ax.set_xlim(0, 1.7 * max(r["nme_ion"] for r in rows))  # room for the annotations
     ax.set_xlabel("val NME (ION), %")
     ax.set_title("Distillation / pruning chain (same val crops)")
     fig.tight_layout()
