@@ -231,8 +231,17 @@ def test_unplugged_camera_and_broken_model_show_messages_and_the_app_keeps_runni
         i = combo.findText("corrupt", Qt.MatchFlag.MatchStartsWith)
         assert i >= 0 and not combo.model().item(i).isEnabled()
         assert any("corrupt" in text for _, _, text in w.banner.history)
-        w.open_source("demo")  # the app is still alive: another source plays
+        # The app is still alive: another source plays (a generated video file).
+        demo = sources.DemoSource()
+        video = tmp_path / "clip.avi"
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, demo.size)
+        for i in range(30):
+            writer.write(demo.frame(i))
+        writer.release()
+        w.live_tab.source_requested.emit(str(video))
+        qtbot.waitUntil(lambda: w.live_tab.source_combo.currentText() == "clip.avi", timeout=10000)
         wait_faces(qtbot, w)
+        assert w.last_result.frame.frame_bgr.shape == (480, 640, 3)
     finally:
         w.shutdown()
 
