@@ -170,7 +170,7 @@ class LiveTab(QWidget):
         self.cb_smoothing = QCheckBox("One-Euro filter", checked=True)
         self.cb_smoothing.toggled.connect(lambda _v: self.settings_changed.emit())
         f.addRow(self.cb_smoothing)
-        self.smooth_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=50)
+        self.smooth_slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=40)  # = pipeline default
         self.smooth_slider.setTracking(False)
         self.smooth_slider.valueChanged.connect(lambda _v: self.settings_changed.emit())
         f.addRow("Strength", self.smooth_slider)
