@@ -34,7 +34,12 @@ _ERROR_REPEAT_S = 5.0
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Pipeline settings shared by all variants (decode mode is per variant)."""
+    """Pipeline settings shared by all variants (decode mode is per variant).
+
+    ``max_track_gap_s``: when this much source time passed since a variant's previous
+    frame (it fell behind and frames were dropped, or stills are unrelated), its tracks
+    are dropped and the face is detected afresh: tracking assumes small motion.
+    """
 
     max_faces: int = 1
     smoothing: bool = True
@@ -42,6 +47,7 @@ class InferenceSettings:
     beta: float = 0.05
     keep_heatmaps: bool = False
     threads: int = 0
+    max_track_gap_s: float = 0.25
     extra: tuple[tuple[str, Any], ...] = ()
 
 
@@ -55,6 +61,7 @@ class _Slot:
         self.detector = detector
         self.pipeline = pipeline
         self.error = error
+        self.last_ts: float | None = None
 
 
 def _model_name(model: Any) -> str:
@@ -330,6 +337,10 @@ class InferenceWorker(QThread):
         schema = getattr(model, "schema", None) or getattr(manifest, "schema", None)
         input_size = int(getattr(model, "input_size", 0) or getattr(manifest, "input_size", 0) or 0)
         t0 = time.perf_counter()
+        gap = None if slot.last_ts is None else packet.timestamp - slot.last_ts
+        if gap is not None and (gap < 0 or gap > self._settings.max_track_gap_s):
+            slot.pipeline.reset()
+        slot.last_ts = packet.timestamp
         try:
             res = slot.pipeline.process(packet.frame_bgr, packet.frame_index, packet.timestamp)
             err = None
