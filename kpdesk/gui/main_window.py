@@ -123,7 +123,7 @@ class MainWindow(QMainWindow):
             sb.addPermanentWidget(w)
 
         # Plots and numbers refresh on a timer, never per frame.
-        self.refresh_timer = QTimer(self, interval=250, timeout=self._refresh)
+        self.refresh_timer = QTimer(self, interval=333, timeout=self._refresh)
         self.resize(1500, 920)
 
     # ---- start-up ---------------------------------------------------------------------

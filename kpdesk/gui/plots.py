@@ -16,7 +16,8 @@ STAGE_COLORS = {
 }
 VARIANT_COLORS = [(80, 200, 255), (255, 150, 60), (170, 120, 255)]
 
-pg.setConfigOptions(antialias=True, background=(22, 24, 28), foreground=(200, 200, 200))
+# No antialiasing: these plots repaint several times a second on the GUI thread.
+pg.setConfigOptions(antialias=False, background=(22, 24, 28), foreground=(200, 200, 200))
 
 
 def time_plot(title: str, y_label: str, window_s: float = 30.0) -> pg.PlotWidget:
@@ -25,6 +26,9 @@ def time_plot(title: str, y_label: str, window_s: float = 30.0) -> pg.PlotWidget
     w.setTitle(title, size="11pt")
     w.setLabel("left", y_label)
     w.setLabel("bottom", "seconds")
+    for axis in ("left", "bottom"):
+        # Major grid lines only: the minor ones cost most of a plot's paint time.
+        w.getAxis(axis).setStyle(maxTickLevel=0)
     w.showGrid(x=True, y=True, alpha=0.25)
     w.setXRange(-window_s, 0, padding=0.01)
     w.setMouseEnabled(x=False, y=False)
