@@ -16,7 +16,7 @@ from kpdesk.vision.schema import get_schema
 from kpdesk.workers.agreement import agreement
 from kpdesk.workers.mailbox import LatestMailbox
 from kpdesk.workers.model_install import ModelInstallError, install_model
-from kpdesk.workers.occlusion import PRESETS, Occluder, paint_occluder
+from kpdesk.workers.occlusion import PRESETS, FaceAnchor, Occluder, paint_occluder, quad_bbox
 from kpdesk.workers.recorder import LandmarkRecorder
 from kpdesk.workers.stats import PerfHistory, RateMeter, RollingSeries
 from kpdesk.workers.training_job import parse_event_line
@@ -44,11 +44,12 @@ def test_mailbox_close_wakes_a_waiting_consumer() -> None:
     assert got == [None] and time.monotonic() - t0 < 1.0
 
 
-def test_occluder_presets_follow_the_face_box_and_paint_only_inside() -> None:
+def test_occluder_presets_follow_the_face_and_paint_only_inside() -> None:
     frame = np.full((200, 300, 3), 128, np.uint8)
-    face = (100.0, 50.0, 200.0, 150.0)
+    face = FaceAnchor.from_box((100.0, 50.0, 200.0, 150.0))
     for name in PRESETS:
-        out, box = paint_occluder(frame, Occluder.preset(name), face)
+        out, quad = paint_occluder(frame, Occluder.preset(name), face)
+        box = quad_bbox(quad, frame.shape) if quad is not None else None
         assert box is not None
         x0, y0, x1, y1 = box
         assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 200
@@ -56,21 +57,35 @@ def test_occluder_presets_follow_the_face_box_and_paint_only_inside() -> None:
         ys, xs = np.nonzero(changed)
         assert changed.any() and xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
         assert np.array_equal(frame, np.full_like(frame, 128)), "input frame must not be modified"
-    # The sunglasses band sits on the upper half of the face box, the hand on the lower half.
+    # The sunglasses band sits on the upper half of the face, the hand on the lower half.
     _, band = paint_occluder(frame, Occluder.preset("sunglasses band"), face)
     _, hand = paint_occluder(frame, Occluder.preset("hand over mouth"), face)
-    assert band is not None and hand is not None and band[3] < 110 and hand[1] > 100
-    moved = (150.0, 50.0, 250.0, 150.0)
+    assert band is not None and hand is not None
+    assert max(y for _, y in band) < 100 < min(y for _, y in hand)
+    moved = FaceAnchor.from_box((150.0, 50.0, 250.0, 150.0))
     _, band2 = paint_occluder(frame, Occluder.preset("sunglasses band"), moved)
-    assert band2 is not None and band2[0] - band[0] == 50
+    assert band2 is not None and band2[0][0] - band[0][0] == pytest.approx(50.0)
+
+
+def test_face_occluder_turns_with_the_roll() -> None:
+    frame = np.full((300, 300, 3), 128, np.uint8)
+    level = FaceAnchor(150.0, 150.0, 120.0, 0.0)
+    rolled = FaceAnchor(150.0, 150.0, 120.0, 30.0)
+    _, q0 = paint_occluder(frame, Occluder.preset("sunglasses band"), level)
+    out, q1 = paint_occluder(frame, Occluder.preset("sunglasses band"), rolled)
+    assert q0 is not None and q1 is not None
+    (ax, ay), (bx, by) = q1[0], q1[1]  # the band's top edge follows the eye line
+    assert np.degrees(np.arctan2(by - ay, bx - ax)) == pytest.approx(30.0, abs=1.0)
+    assert q0[0][1] == pytest.approx(q0[1][1])
+    assert (out != frame).any()
 
 
 def test_image_occluder_is_clipped_and_empty_ones_are_ignored() -> None:
     frame = np.zeros((100, 100, 3), np.uint8)
-    out, box = paint_occluder(frame, Occluder("rect", (80, 80, 150, 150)), None)
-    assert box == (80, 80, 100, 100) and out[90, 90].tolist() != [0, 0, 0]
-    out, box = paint_occluder(frame, Occluder("rect", (150, 150, 200, 200)), None)
-    assert box is None and out is frame
+    out, quad = paint_occluder(frame, Occluder("rect", (80, 80, 150, 150)), None)
+    assert quad is not None and quad_bbox(quad, frame.shape) == (80, 80, 100, 100) and out[90, 90].tolist() != [0, 0, 0]
+    out, quad = paint_occluder(frame, Occluder("rect", (150, 150, 200, 200)), None)
+    assert quad is None and out is frame
     with pytest.raises(ValueError, match="kind"):
         Occluder("blob", (0, 0, 1, 1))
 

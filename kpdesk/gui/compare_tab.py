@@ -151,7 +151,7 @@ class CompareTab(QWidget):
                 view.clear("no model")
                 continue
             view.setVisible(True)
-            img = render_variant(res.frame.frame_bgr, vr, opts, res.occluder_box)
+            img = render_variant(res.frame.frame_bgr, vr, opts, res.occluder_quad)
             caption = f"{label}: {vr.model_name or Path(str(vr.spec.model_path)).stem}"
             if vr.result is not None:
                 lines = [f"{vr.result.timings.total:.1f} ms · {vr.spec.decode_mode or 'default'} · "

@@ -294,7 +294,7 @@ class LiveTab(QWidget):
     def show_result(self, res: InferenceResult) -> None:
         self._last = res
         vr = res.primary
-        img = render_variant(res.frame.frame_bgr, vr, self.overlay_options(), res.occluder_box)
+        img = render_variant(res.frame.frame_bgr, vr, self.overlay_options(), res.occluder_quad)
         caption, lines = "", []
         if vr is not None:
             name = vr.model_name or Path(str(vr.spec.model_path)).stem

@@ -112,12 +112,12 @@ def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, 
 
 
 def render_variant(frame_bgr: np.ndarray, vr: VariantResult | None, opts: OverlayOptions,
-                   occluder_box: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """A copy of ``frame_bgr`` with the variant's faces drawn on it."""
+                   occluder_quad: tuple[tuple[float, float], ...] | None = None) -> np.ndarray:
+    """A copy of ``frame_bgr`` with the variant's faces (and the occluder's outline) drawn on it."""
     img = np.array(frame_bgr, copy=True)
-    if occluder_box is not None and opts.occluder_outline:
-        x0, y0, x1, y1 = occluder_box
-        cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), OCCLUDER_OUTLINE_BGR, 1, cv2.LINE_4)
+    if occluder_quad is not None and opts.occluder_outline:
+        q = np.round(np.asarray(occluder_quad, dtype=np.float64)).astype(np.int32)
+        cv2.polylines(img, [q], True, OCCLUDER_OUTLINE_BGR, 1, cv2.LINE_AA)
     if vr is not None and vr.result is not None:
         for face in vr.result.faces:
             draw_face(img, face, vr.schema, vr.input_size, opts)

@@ -22,7 +22,7 @@ from PySide6.QtCore import QThread, Signal
 
 from kpdesk.workers.mailbox import LatestMailbox
 from kpdesk.workers.messages import FramePacket, InferenceResult, VariantResult, VariantSpec, frozen_array
-from kpdesk.workers.occlusion import Occluder, paint_occluder
+from kpdesk.workers.occlusion import FaceAnchor, Occluder, paint_occluder
 from kpdesk.workers.recorder import LandmarkRecorder, RecorderError
 from kpdesk.workers.stats import RateMeter
 
@@ -100,7 +100,8 @@ class InferenceWorker(QThread):
         self._settings = InferenceSettings()
         self._models: dict[str, tuple[float, Any]] = {}
         self._recorder: LandmarkRecorder | None = None
-        self._face_box: tuple[float, float, float, float] | None = None
+        self._anchor: FaceAnchor | None = None
+        self._anchor_detector: Any = None
         self._last_source = -1
         self._rate = RateMeter(window_s=2.0)
         self._last_errors: dict[str, float] = {}
@@ -156,6 +157,7 @@ class InferenceWorker(QThread):
                 self._recorder = None
             self._close_slots(self._slots)
             self._slots = []
+            self._close_anchor_detector()
 
     def _report(self, message: str) -> None:
         now = time.monotonic()
@@ -192,7 +194,7 @@ class InferenceWorker(QThread):
             self._reset_pipelines()
 
     def _reset_pipelines(self) -> None:
-        self._face_box = None
+        self._anchor = None
         for slot in self._slots:
             if slot.pipeline is not None:
                 slot.pipeline.reset()
@@ -291,17 +293,17 @@ class InferenceWorker(QThread):
             self._rate.reset()
         with self._lock:
             occluder = self._occluder
-        frame = packet.frame_bgr
-        occ_box = None
+        occ_quad = None
         if occluder is not None:
-            painted, occ_box = paint_occluder(frame, occluder, self._face_box)
-            if occ_box is not None:
-                frame = frozen_array(painted)
-                packet = dataclasses.replace(packet, frame_bgr=frame)
+            anchor = self._update_anchor(packet.frame_bgr) if occluder.anchor == "face" else None
+            painted, occ_quad = paint_occluder(packet.frame_bgr, occluder, anchor)
+            if occ_quad is not None:
+                packet = dataclasses.replace(packet, frame_bgr=frozen_array(painted))
+        elif self._anchor_detector is not None:
+            self._close_anchor_detector()
         results: list[VariantResult] = []
         for slot in self._slots:
             results.append(self._run_slot(slot, packet))
-        self._update_face_box(results)
         self._rate.tick()
         self.frames_processed += 1
         if self._recorder is not None:
@@ -318,7 +320,7 @@ class InferenceWorker(QThread):
             fps=self._rate.rate(),
             capture_dropped=self.mailbox.dropped,
             display_dropped=self._display_dropped,
-            occluder_box=occ_box,
+            occluder_quad=occ_quad,
             processed_at=time.monotonic(),
         )
         with self._lock:
@@ -358,13 +360,30 @@ class InferenceWorker(QThread):
             wall_ms=(time.perf_counter() - t0) * 1000.0,
         )
 
-    def _update_face_box(self, results: list[VariantResult]) -> None:
-        for vr in results:
-            if vr.result is not None and vr.result.faces:
-                box = tuple(float(v) for v in vr.result.faces[0].box_xyxy)
-                if self._face_box is None:
-                    self._face_box = box  # type: ignore[assignment]
-                else:
-                    a = 0.3
-                    self._face_box = tuple(a * n + (1 - a) * o for n, o in zip(box, self._face_box))  # type: ignore[assignment]
-                return
+    def _update_anchor(self, frame_bgr: Any) -> FaceAnchor | None:
+        """Where a face-anchored occluder goes: a detector of its own runs on the *clean*
+        frame, so the occluder follows the real face and never the models' (occluded)
+        predictions, which would feed back into its own position."""
+        try:
+            if self._anchor_detector is None:
+                from kpdesk.inference.detectors import create_detector
+
+                self._anchor_detector = create_detector("auto")
+            det = self._anchor_detector
+            found = det.detect(frame_bgr)
+        except Exception as exc:  # noqa: BLE001 - the occluder then stays where it was
+            self._report(f"Occluder placement: face detection failed: {exc}")
+            return self._anchor
+        if found:
+            crop = det.box_to_crop(found[0], 1.0)  # crop scale 1: the calibrated landmark box
+            new = FaceAnchor(crop.center_x, crop.center_y, crop.side, crop.angle_deg)
+            self._anchor = new if self._anchor is None else self._anchor.blend(new, 0.5)
+        return self._anchor
+
+    def _close_anchor_detector(self) -> None:
+        det, self._anchor_detector = self._anchor_detector, None
+        if det is not None:
+            try:
+                det.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing the occluder's face detector")

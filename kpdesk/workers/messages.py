@@ -83,7 +83,8 @@ class InferenceResult:
         fps: frames processed per second by the inference thread (smoothed).
         capture_dropped: frames the capture thread overwrote before inference took them.
         display_dropped: results the GUI never drew because a newer one replaced them.
-        occluder_box: (x0, y0, x1, y1) image pixels of the painted occluder, if any.
+        occluder_quad: corners (image pixels, clockwise from its top-left) of the painted
+            occluder, if any; it turns with the face's roll.
     """
 
     frame: FramePacket
@@ -91,10 +92,19 @@ class InferenceResult:
     fps: float = 0.0
     capture_dropped: int = 0
     display_dropped: int = 0
-    occluder_box: tuple[int, int, int, int] | None = None
+    occluder_quad: tuple[tuple[float, float], ...] | None = None
     processed_at: float = 0.0
     extras: dict = field(default_factory=dict)
 
     @property
     def primary(self) -> VariantResult | None:
         return self.variants[0] if self.variants else None
+
+    @property
+    def occluder_box(self) -> tuple[int, int, int, int] | None:
+        """Integer bounding box (x0, y0, x1, y1) of the painted occluder, if any."""
+        if self.occluder_quad is None:
+            return None
+        from kpdesk.workers.occlusion import quad_bbox
+
+        return quad_bbox(self.occluder_quad, self.frame.frame_bgr.shape)  # type: ignore[arg-type]
