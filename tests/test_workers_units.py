@@ -181,3 +181,27 @@ def test_run_watcher_follows_an_events_file(qtbot, tmp_path: Path) -> None:  # n
         fh.write('tric", "epoch": 1, "nme_ion": 5.0}\nnot json\n')
     assert w.poll() == 1 and seen[-1].kind == "metric" and seen[-1].get("nme_ion") == 5.0
     assert w.poll() == 0
+
+
+def test_clean_frame_detector_shows_the_detector_the_unoccluded_frame() -> None:
+    from kpdesk.workers.inference import CleanFrameDetector
+
+    class Inner:
+        name = "fake"
+        calibration = "cal"
+
+        def __init__(self) -> None:
+            self.seen: list[np.ndarray] = []
+
+        def detect(self, frame: np.ndarray) -> list:
+            self.seen.append(frame)
+            return []
+
+    inner = Inner()
+    det = CleanFrameDetector(inner)
+    painted, clean = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2, 3), np.uint8)
+    det.detect(painted)
+    det.clean = clean
+    det.detect(painted)
+    assert inner.seen[0] is painted and inner.seen[1] is clean
+    assert det.name == "fake" and det.calibration == "cal"

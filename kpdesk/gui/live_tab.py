@@ -188,6 +188,11 @@ class LiveTab(QWidget):
         hint = QLabel("Drag on the video to paint a rectangle.")
         hint.setStyleSheet("color:#9aa4b0;")
         f.addRow(hint)
+        self.cb_occlude_detector = QCheckBox("Face detector sees it too")
+        self.cb_occlude_detector.setToolTip("Off: faces are found on the clean frame and only the landmark "
+                                            "models see the occluder")
+        self.cb_occlude_detector.toggled.connect(lambda _v: self.settings_changed.emit())
+        f.addRow(self.cb_occlude_detector)
         clear = QPushButton("Clear occluder")
         clear.clicked.connect(self.clear_occluder)
         f.addRow(clear)

@@ -225,7 +225,8 @@ class MainWindow(QMainWindow):
         smooth, min_cutoff = self.live_tab.smoothing()
         self.session.inference.set_settings(InferenceSettings(
             max_faces=self.live_tab.max_faces.value(), smoothing=smooth, min_cutoff=min_cutoff,
-            keep_heatmaps=self.live_tab.heatmap_needed(), threads=self.live_tab.threads.value()))
+            keep_heatmaps=self.live_tab.heatmap_needed(), threads=self.live_tab.threads.value(),
+            occlude_detector=self.live_tab.cb_occlude_detector.isChecked()))
         self.history.ort_threads = self.live_tab.threads.value()
 
     def apply_occlusion(self) -> None:

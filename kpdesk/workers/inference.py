@@ -39,6 +39,9 @@ class InferenceSettings:
     ``max_track_gap_s``: when this much source time passed since a variant's previous
     frame (it fell behind and frames were dropped, or stills are unrelated), its tracks
     are dropped and the face is detected afresh: tracking assumes small motion.
+    ``occlude_detector``: whether the face detector sees the painted occluder too. Off by
+    default: the occlusion demo is about the landmark models, and a detector that loses
+    the face under sunglasses would leave them nothing to show.
     """
 
     max_faces: int = 1
@@ -48,7 +51,34 @@ class InferenceSettings:
     keep_heatmaps: bool = False
     threads: int = 0
     max_track_gap_s: float = 0.25
+    occlude_detector: bool = False
     extra: tuple[tuple[str, Any], ...] = ()
+
+
+class CleanFrameDetector:
+    """Wraps a face detector so it can be shown the frame *before* an occluder was painted
+    (set ``clean``), while the landmark model gets the painted one. Everything else is
+    passed through to the wrapped detector."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.clean: Any = None
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.inner, "name", "detector"))
+
+    def detect(self, frame_bgr: Any) -> Any:
+        return self.inner.detect(self.clean if self.clean is not None else frame_bgr)
+
+    def box_to_crop(self, det: Any, crop_scale: float) -> Any:
+        return self.inner.box_to_crop(det, crop_scale)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.inner, item)
 
 
 class _Slot:
@@ -264,7 +294,7 @@ class InferenceWorker(QThread):
                     new.append(_Slot(spec, error=msg))
                 continue
             try:
-                detector = create_detector(spec.detector)
+                detector = CleanFrameDetector(create_detector(spec.detector))
                 pipeline = Pipeline(model, detector, self._config_for(spec))
             except Exception as exc:  # noqa: BLE001
                 msg = f"Cannot start variant {spec.label} ({spec.detector} detector): {exc}"
@@ -294,6 +324,7 @@ class InferenceWorker(QThread):
         with self._lock:
             occluder = self._occluder
         occ_quad = None
+        clean = packet.frame_bgr
         if occluder is not None:
             anchor = self._update_anchor(packet.frame_bgr) if occluder.anchor == "face" else None
             painted, occ_quad = paint_occluder(packet.frame_bgr, occluder, anchor)
@@ -302,7 +333,10 @@ class InferenceWorker(QThread):
         elif self._anchor_detector is not None:
             self._close_anchor_detector()
         results: list[VariantResult] = []
+        hide_occluder = occ_quad is not None and not self._settings.occlude_detector
         for slot in self._slots:
+            if isinstance(slot.detector, CleanFrameDetector):
+                slot.detector.clean = clean if hide_occluder else None
             results.append(self._run_slot(slot, packet))
         self._rate.tick()
         self.frames_processed += 1
