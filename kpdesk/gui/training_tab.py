@@ -145,6 +145,7 @@ class TrainingTab(QWidget):
         self.runs_dir = Path(runs_dir) if runs_dir else PROJECT_ROOT / "runs"
         self.job: TrainingJob | None = None
         self.watcher: RunWatcher | None = None
+        self._status_prefix = ""
         self.run_dir: Path | None = None
         self.python: str | None = None  # override the interpreter (tests)
         self._steps_x: list[float] = []
@@ -309,6 +310,7 @@ class TrainingTab(QWidget):
         self.run_dir = run_dir
         self.log_view.appendPlainText(f"[gui] watching {run_dir / 'events.jsonl'}")
         self.status.setText(f"Watching {run_dir} (a job started elsewhere; cancel it where it runs)")
+        self._status_prefix = f"watching {run_dir.name} · "
         w = RunWatcher(run_dir, parent=self)
         w.event.connect(self._on_watched_event)
         self.watcher = w
@@ -316,6 +318,7 @@ class TrainingTab(QWidget):
         return True
 
     def stop_watching(self) -> None:
+        self._status_prefix = ""
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher.deleteLater()
@@ -430,7 +433,7 @@ class TrainingTab(QWidget):
             self._loss_y.append(float(loss))
             del self._steps_x[:-5000], self._loss_y[:-5000]
             self.loss_curve.setData(self._steps_x, self._loss_y)
-            self.status.setText(f"loss {loss:.5f}   lr {ev.get('lr', float('nan')):.2e}")
+            self.status.setText(f"{self._status_prefix}loss {loss:.5f}   lr {ev.get('lr', float('nan')):.2e}")
 
     def _on_metric(self, ev: JobEvent) -> None:
         key = self._metric_key or next((k for k in METRIC_KEYS if isinstance(ev.get(k), int | float)), "")
