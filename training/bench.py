@@ -554,6 +554,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-jitter", action="store_true")
     p.add_argument("--only", nargs="*", default=[], help="model names to include (default: all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--update-cards", action="store_true",
+                   help="write the measured figures into each model's manifest and models/README.md")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -582,6 +584,11 @@ def run(args: argparse.Namespace, events: Any, cancel: Any) -> dict[str, Any]:
     short = {r["name"]: ({"nme": r["accuracy"][r["decode"]][f"nme_{r['norm_main']}"], "decode": r["decode"]}
                          if "accuracy" in r else {"error": r.get("error", r.get("note", ""))})
              for r in res["models"]}
+    if args.update_cards:
+        from training.cards import update_cards
+
+        models_dir = Path(res["meta"]["models_dir"])
+        res["files"]["cards"] = str(update_cards(Path(res["files"]["json"]), models_dir))
     ev.emit("done", command="bench", files=res["files"], models=short, seconds=res["meta"]["seconds"])
     return res
 
