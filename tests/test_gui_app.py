@@ -224,7 +224,8 @@ def test_unplugged_camera_and_broken_model_show_messages_and_the_app_keeps_runni
                         lambda spec: _UnpluggedCamera() if str(spec) == "0" else real_open(spec))
     w = open_window(qtbot, models_dir, tmp_path, source="0")
     try:
-        qtbot.waitUntil(lambda: "camera 0" in w.banner.text and w.banner.level == "error", timeout=15000)
+        qtbot.waitUntil(lambda: any("camera 0" in e.text and e.level == "error" for e in w.banner.entries),
+                        timeout=15000)
         assert w.banner.isVisible()
         qtbot.waitUntil(lambda: w.live_tab.model_combo.count() == 4, timeout=10000)
         combo = w.live_tab.model_combo

@@ -1,24 +1,35 @@
-"""A non-modal message strip at the top of the window (errors and notices)."""
+"""A non-modal message strip at the top of the window (errors, warnings, notices)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 _STYLES = {
-    "error": "background:#5c1a1a; color:#ffdede; border:1px solid #a33;",
-    "warning": "background:#5a4a12; color:#fff2c8; border:1px solid #a88a2a;",
-    "info": "background:#16384f; color:#dff0ff; border:1px solid #2d6f99;",
+    "error": ("#5c1a1a", "#ffdede", "#a33"),
+    "warning": ("#5a4a12", "#fff2c8", "#a88a2a"),
+    "info": ("#16384f", "#dff0ff", "#2d6f99"),
 }
+_SEVERITY = {"info": 0, "warning": 1, "error": 2}
+INFO_TIMEOUT_S = 6.0
+MAX_LINES = 3
+
+
+@dataclass
+class _Entry:
+    level: str
+    text: str
+    count: int
+    since: float
 
 
 class MessageBanner(QFrame):
-    """Shows the latest message; repeats of the same text bump a counter instead of stacking.
-
-    Info messages hide themselves after a few seconds; errors stay until dismissed.
-    """
+    """Shows the last few distinct messages, newest first; a repeated message bumps its
+    counter instead of stacking. Notices expire after a few seconds; warnings and errors
+    stay until dismissed. The strip takes the colour of its most severe message."""
 
     dismissed = Signal()
 
@@ -30,49 +41,69 @@ class MessageBanner(QFrame):
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
         close = QToolButton()
         close.setText("✕")
         close.setAutoRaise(True)
         close.setToolTip("Dismiss")
         close.clicked.connect(self.dismiss)
         lay.addWidget(self.label, 1)
-        lay.addWidget(close)
-        self._text = ""
-        self._count = 0
-        self.level = ""
+        lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.entries: list[_Entry] = []
         self.history: list[tuple[float, str, str]] = []
-        self._hide_timer = QTimer(self, singleShot=True, timeout=self.dismiss)
+        self._expiry = QTimer(self, interval=1000, timeout=self._expire)
         self.hide()
 
     @property
     def text(self) -> str:
-        return self._text
+        """The newest message (empty when hidden)."""
+        return self.entries[0].text if self.entries else ""
 
-    def show_message(self, text: str, level: str = "error", timeout_ms: int | None = None) -> None:
+    @property
+    def level(self) -> str:
+        """The most severe level shown ('' when hidden)."""
+        return max((e.level for e in self.entries), key=lambda lv: _SEVERITY.get(lv, 0), default="")
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        now = time.monotonic()
         self.history.append((time.time(), level, text))
         del self.history[:-200]
-        if text == self._text and not self.isHidden():
-            self._count += 1
+        for e in self.entries:
+            if e.text == text:
+                self.entries.remove(e)
+                e.count += 1
+                e.since, e.level = now, level
+                self.entries.insert(0, e)
+                break
         else:
-            self._count = 1
-        self._text = text
-        self.level = level
-        shown = text if self._count == 1 else f"{text}  (×{self._count})"
-        self.label.setText(shown)
-        style = _STYLES.get(level, _STYLES["info"])
-        self.setStyleSheet(f"QFrame#banner {{{style} border-radius:4px;}}")
-        self.label.setStyleSheet(style.split(";")[1] + "; border:none; background:transparent;")
+            self.entries.insert(0, _Entry(level, text, 1, now))
+        del self.entries[MAX_LINES:]
+        self._refresh()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        keep = [e for e in self.entries if e.level != "info" or now - e.since < INFO_TIMEOUT_S]
+        if len(keep) != len(self.entries):
+            self.entries = keep
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if not self.entries:
+            self._expiry.stop()
+            self.hide()
+            return
+        bg, fg, border = _STYLES.get(self.level, _STYLES["info"])
+        self.setStyleSheet(f"QFrame#banner {{ background:{bg}; border:1px solid {border}; border-radius:4px; }}")
+        self.label.setStyleSheet(f"color:{fg}; border:none; background:transparent;")
+        lines = [e.text if e.count == 1 else f"{e.text}  (×{e.count})" for e in self.entries]
+        self.label.setText("\n".join(lines))
         self.show()
-        if timeout_ms is None:
-            timeout_ms = 6000 if level == "info" else 0
-        if timeout_ms:
-            self._hide_timer.start(timeout_ms)
+        if any(e.level == "info" for e in self.entries):
+            self._expiry.start()
         else:
-            self._hide_timer.stop()
+            self._expiry.stop()
 
     def dismiss(self) -> None:
-        self._hide_timer.stop()
-        self._text = ""
-        self._count = 0
-        self.hide()
+        self.entries = []
+        self._refresh()
         self.dismissed.emit()

@@ -155,6 +155,8 @@ class MainWindow(QMainWindow):
     def _on_source_failed(self, message: str) -> None:
         self.show_message(f"{message}. Pick another source in the Live tab.", "error")
         self.live_tab.source_status.setText(message)
+        if self.last_result is None:
+            self.live_tab.view.clear(f"{message}\nPick another source on the right.")
         self.status_source.setText("source: stopped")
 
     # ---- models -----------------------------------------------------------------------

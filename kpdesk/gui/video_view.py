@@ -94,7 +94,8 @@ class VideoView(QWidget):
         p.fillRect(self.rect(), QColor(24, 26, 30))
         if self._image is None:
             p.setPen(QColor(160, 160, 160))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            p.drawText(self.rect().adjusted(20, 20, -20, -20),
+                       int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.placeholder)
             p.end()
             return
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)

@@ -104,7 +104,9 @@ class CaptureWorker(QThread):
             source, resolved = _open(self.spec)
         except Exception as exc:  # noqa: BLE001 - reported to the GUI, thread ends cleanly
             log.warning("cannot open source %s: %s", self.spec, exc)
-            self.failed.emit(f"Cannot open {name}: {exc}")
+            detail = str(exc)  # source errors usually name the source already
+            self.failed.emit(f"Cannot open source: {detail}" if str(self.spec) in detail
+                             else f"Cannot open {name}: {detail}")
             return
         name = describe_source(resolved)
         self.opened.emit(str(resolved), name)
