@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -327,6 +326,3 @@ class LiveTab(QWidget):
     def heatmap_needed(self) -> bool:
         return self.cb_heatmap.isChecked()
 
-
-def fmt_fps(v: float) -> str:
-    return "–" if not math.isfinite(v) else f"{v:.1f}"

@@ -481,10 +481,6 @@ class TrainingTab(QWidget):
             self.status.setText(f"Failed (exit code {exit_code}); see the log. Run folder: {self.run_dir}")
         self._update_enabled()
 
-    @property
-    def outcome_text(self) -> str:
-        return self.progress.format()
-
     def shutdown(self) -> None:
         """Application exit: cancel a running job and give it a moment to save."""
         job = self.job
