@@ -258,7 +258,7 @@ def test_training_tab_runs_a_job_and_its_export_appears_in_the_model_picker(
     tab.export_name.setText("mytrained")
     tab.overrides.setText(" ".join(TINY_OVERRIDES) + " data.train_list=train.csv data.val_list=val.csv")
     assert tab.start()
-    qtbot.waitUntil(lambda: tab.progress.format() in ("done", "failed", "cancelled"), timeout=120000)
+    qtbot.waitUntil(lambda: tab.progress.format() in ("done", "failed", "cancelled"), timeout=240000)
     assert tab.progress.format() == "done", tab.log_view.toPlainText()[-2000:]
     assert tab.val_curve.getData()[1] is not None and len(tab.val_curve.getData()[1]) == 1
     qtbot.waitUntil(lambda: window.live_tab.model_combo.findText("mytrained", Qt.MatchFlag.MatchStartsWith) >= 0,
@@ -275,7 +275,7 @@ def test_training_tab_cancel(qtbot, window: MainWindow, tmp_path: Path) -> None:
     tab.overrides.setText(" ".join(TINY_OVERRIDES) + " data.train_list=train.csv data.val_list=val.csv")
     assert tab.start()
     assert not tab.start_btn.isEnabled() and tab.cancel_btn.isEnabled()
-    qtbot.waitUntil(lambda: tab.progress.format().startswith("epoch"), timeout=120000)
+    qtbot.waitUntil(lambda: tab.progress.format().startswith("epoch"), timeout=240000)
     tab.cancel()
     qtbot.waitUntil(lambda: tab.progress.format() in ("done", "failed", "cancelled"), timeout=60000)
     assert tab.progress.format() == "cancelled"
