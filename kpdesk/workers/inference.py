@@ -411,7 +411,8 @@ class InferenceWorker(QThread):
         if found:
             crop = det.box_to_crop(found[0], 1.0)  # crop scale 1: the calibrated landmark box
             new = FaceAnchor(crop.center_x, crop.center_y, crop.side, crop.angle_deg)
-            self._anchor = new if self._anchor is None else self._anchor.blend(new, 0.5)
+            # Light smoothing only: at a few frames a second a heavier filter visibly lags.
+            self._anchor = new if self._anchor is None else self._anchor.blend(new, 0.8)
         return self._anchor
 
     def _close_anchor_detector(self) -> None:
