@@ -205,3 +205,15 @@ def test_clean_frame_detector_shows_the_detector_the_unoccluded_frame() -> None:
     det.detect(painted)
     assert inner.seen[0] is painted and inner.seen[1] is clean
     assert det.name == "fake" and det.calibration == "cal"
+
+
+def test_none_refcount_guard_protects_against_the_pyside_void_call_leak() -> None:
+    import sys
+
+    from kpdesk.workers.qt_guard import install_none_refcount_guard, none_refs_lost_per_void_call
+
+    leaky = sys.version_info < (3, 12) and none_refs_lost_per_void_call() >= 0.5
+    active = install_none_refcount_guard()
+    assert active == leaky or (active and sys.getrefcount(None) > 2**39)
+    if active:
+        assert sys.getrefcount(None) > 2**39  # years of void calls before None could be freed

@@ -6,7 +6,7 @@ import os
 
 
 def prepare_qt_environment() -> None:
-    """Undo what importing cv2 does to the environment.
+    """Undo what importing cv2 does to the environment; guard against PySide6's None leak.
 
     opencv-python points ``QT_QPA_PLATFORM_PLUGIN_PATH`` and ``QT_QPA_FONTDIR`` at its
     own bundled Qt; PySide6 would then load incompatible platform plugins. Import cv2
@@ -16,3 +16,6 @@ def prepare_qt_environment() -> None:
 
     for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
         os.environ.pop(var, None)
+    from kpdesk.workers.qt_guard import install_none_refcount_guard
+
+    install_none_refcount_guard()
