@@ -188,8 +188,9 @@ class CompareTab(QWidget):
                 set_curve(curve, np.zeros(0), np.zeros(0))
                 continue
             t, v = vh.stages["total"].arrays(now)
-            set_curve(curve, t, v)
-            shown.append(v)
+            bt, bv = vh.stages["total"].binned(now, 0.5)
+            set_curve(curve, bt, bv)
+            shown.append(bv)
             if len(v):
                 # Variants run one after another on the same frames: each one's own rate is
                 # what it could sustain alone, 1000 / its latency.

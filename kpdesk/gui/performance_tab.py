@@ -79,9 +79,11 @@ class PerformanceTab(QWidget):
                 self.tiles[name].set_value("–")
                 continue
             st, sv = vh.stages[name].arrays(now)
-            set_curve(self.stage_curves[name], st, sv)
+            # Curves of 0.5 s means: 30 s at 30 fps is more samples than the plot has pixels.
+            bt, bv = vh.stages[name].binned(now, 0.5)
+            set_curve(self.stage_curves[name], bt, bv)
             if name == "total":
-                totals.append(sv)
+                totals.append(bv)
             # The big numbers are means over the last 2 s: readable, and not one frame's luck.
             self.tiles[name].set_value(fmt_ms(recent_mean(st, sv)))
         robust_y_range(self.stage_plot, totals, floor=2.0)

@@ -34,7 +34,7 @@ def time_plot(title: str, y_label: str, window_s: float = 30.0) -> pg.PlotWidget
     w.setMouseEnabled(x=False, y=False)
     w.hideButtons()
     w.getPlotItem().enableAutoRange(axis="y", enable=True)
-    w.addLegend(offset=(-10, 10), labelTextSize="9pt")
+    w.addLegend(offset=(-10, 10), labelTextSize="9pt", brush=(22, 24, 28, 200))
     return w
 
 

@@ -36,6 +36,19 @@ class RollingSeries:
         v = np.fromiter(self._v, dtype=np.float64, count=len(self._v))
         return t, v
 
+    def binned(self, now: float | None = None, bin_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        """Means over consecutive ``bin_s`` windows (bin centres relative to ``now``, means):
+        a readable curve when there are far more samples than pixels."""
+        t, v = self.arrays(now)
+        if len(t) == 0:
+            return t, v
+        t = np.minimum(t, 0.0)  # a sample stamped a hair after "now" belongs to the last window
+        idx = np.ceil(t / bin_s).astype(np.int64)  # windows (-bin_s, 0], (-2 bin_s, -bin_s], ...
+        keys, inverse = np.unique(idx, return_inverse=True)
+        sums = np.bincount(inverse, weights=v)
+        counts = np.bincount(inverse)
+        return (keys - 0.5) * bin_s, sums / counts
+
     def last(self, default: float = float("nan")) -> float:
         return self._v[-1] if self._v else default
 
