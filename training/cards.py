@@ -55,9 +55,18 @@ def card_section(man: Manifest, rec: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _command(cmd: str) -> str:
+    """``.../training/__main__.py bench ...`` (sys.argv) -> ``python -m training bench ...``."""
+    parts = cmd.split()
+    if parts and parts[0].endswith("__main__.py"):
+        parts = ["python", "-m", "training", *parts[1:]]
+    return " ".join(parts)
+
+
 def update_cards(bench_json: Path, models_dir: Path) -> Path:
     result = json.loads(bench_json.read_text())
-    meta = result["meta"]
+    meta = dict(result["meta"])
+    meta["command"] = _command(meta.get("command", "python -m training bench"))
     sections = []
     for rec in result["models"]:
         if not rec.get("ok") or not str(rec.get("path", "")).endswith(".onnx"):
