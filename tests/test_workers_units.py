@@ -225,3 +225,17 @@ def test_rolling_series_bins_into_means() -> None:
         s.append(i * 0.25, float(i % 2))  # 0, 1, 0, 1 ... (times exact in binary)
     t, v = s.binned(now=3.75, bin_s=1.0)
     assert len(t) == 4 and np.allclose(v, 0.5) and t.max() <= 0
+
+
+def test_only_stale_tracks_detects_a_track_that_blocks_a_fresh_detection() -> None:
+    from kpdesk.workers.inference import only_stale_tracks
+
+    def result(detected: bool, scores: list) -> FrameResult:
+        faces = tuple(FaceResult((0.0, 0.0, 1.0, 1.0), np.zeros((5, 2)), np.ones(5), np.eye(2, 3),
+                                 detector_score=sc) for sc in scores)
+        return FrameResult(0, "m", faces, StageTimings(), extras={"detected": detected})
+
+    assert only_stale_tracks(result(True, [None]), faces_found=1)
+    assert not only_stale_tracks(result(True, [0.9]), faces_found=1)  # confirmed by a detection
+    assert not only_stale_tracks(result(False, [None]), faces_found=1)  # plain tracking frame
+    assert not only_stale_tracks(result(True, [None]), faces_found=0)  # detector found nothing (occluded)

@@ -107,6 +107,7 @@ class CompareTab(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         self.latency_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
+        self.agree_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.latency_curves = {lab: self.latency_plot.plot(name=lab, pen={"color": VARIANT_COLORS[i], "width": 2})
                                for i, lab in enumerate(SLOT_LABELS)}
         self.agree_curves: dict[str, object] = {}
@@ -199,11 +200,16 @@ class CompareTab(QWidget):
                              else f"<b>{lab}</b> –")
         robust_y_range(self.latency_plot, shown, floor=2.0)
         colors = [(255, 255, 255), (120, 255, 200), (255, 200, 120)]
+        agree_values = []
         for i, (key, series) in enumerate(self.agreements.items()):
             if key not in self.agree_curves:
                 self.agree_curves[key] = self.agree_plot.plot(name=key, pen={"color": colors[i % 3], "width": 2})
             t, v = series.arrays(now)
             set_curve(self.agree_curves[key], t, v)  # type: ignore[arg-type]
+            agree_values.append(v)
+        # Typical disagreement is a few %; a variant that loses the face spikes far above and
+        # runs off the top rather than flattening everything else.
+        robust_y_range(self.agree_plot, agree_values, floor=5.0)
         for key, ag in self.last_agreements.items():
             parts.append(f"<b>{key}</b> {ag.text() if ag is not None else 'no common face'}")
         self.summary.setText("   ·   ".join(parts))

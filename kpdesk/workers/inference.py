@@ -63,13 +63,16 @@ class CleanFrameDetector:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.clean: Any = None
+        self.last_found = 0  # faces found by the latest detect() call
 
     @property
     def name(self) -> str:
         return str(getattr(self.inner, "name", "detector"))
 
     def detect(self, frame_bgr: Any) -> Any:
-        return self.inner.detect(self.clean if self.clean is not None else frame_bgr)
+        found = self.inner.detect(self.clean if self.clean is not None else frame_bgr)
+        self.last_found = len(found)
+        return found
 
     def box_to_crop(self, det: Any, crop_scale: float) -> Any:
         return self.inner.box_to_crop(det, crop_scale)
@@ -79,6 +82,16 @@ class CleanFrameDetector:
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self.inner, item)
+
+
+def only_stale_tracks(result: Any, faces_found: int) -> bool:
+    """True when the detector ran and found faces, yet every face in ``result`` is an old
+    track that no detection confirmed. With ``max_faces`` tracks already open, the tracker
+    keeps such tracks ahead of new detections, so a track that drifted onto something
+    that is not a face (e.g. after an occluder) would block the real face for good."""
+    if not result.extras.get("detected") or faces_found == 0 or not result.faces:
+        return False
+    return all(f.detector_score is None for f in result.faces)
 
 
 class _Slot:
@@ -380,6 +393,9 @@ class InferenceWorker(QThread):
         try:
             res = slot.pipeline.process(packet.frame_bgr, packet.frame_index, packet.timestamp)
             err = None
+            det = slot.detector
+            if isinstance(det, CleanFrameDetector) and only_stale_tracks(res, det.last_found):
+                slot.pipeline.reset()  # start again from the detections next frame
         except Exception as exc:  # noqa: BLE001 - a failing frame must not kill the stream
             res, err = None, f"{slot.spec.label}: inference failed: {exc}"
             self._report(err)
