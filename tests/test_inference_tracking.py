@@ -124,3 +124,22 @@ def test_a_crop_that_jumps_means_the_face_was_lost() -> None:
     tr.update(w.track, _face(100, 100), np.full(68, 0.9), 0.06)
     tr.update(w.track, _face(200, 100), np.full(68, 0.9), 0.1)  # moved 2/3 of the side at once
     assert w.track.lost
+
+
+def test_a_track_the_detector_missed_does_not_crowd_out_a_new_detection() -> None:
+    """max_faces=1: a confident track far from the detected face (drifted off it) gives way."""
+    import numpy as np
+
+    from kpdesk.inference.detectors import Detection
+    from kpdesk.inference.tracking import FaceTracker
+    from kpdesk.vision.transforms import CropSpec
+
+    tr = FaceTracker(crop_scale=1.5, max_faces=1)
+    first = tr.plan(0, [(Detection((0, 0, 50, 50), 0.9), CropSpec(25, 25, 75))])
+    assert len(first) == 1 and not first[0].tracked
+    pts = np.array([[0.0, 0.0], [50.0, 0.0], [25.0, 50.0]])  # implies the same crop: a confident track
+    tr.update(first[0].track, pts, np.ones(3), 0.0)
+    assert not first[0].track.lost
+    elsewhere = CropSpec(400, 300, 75)
+    work = tr.plan(1, [(Detection((375, 275, 425, 325), 0.9), elsewhere)])
+    assert len(work) == 1 and work[0].crop is elsewhere and not work[0].tracked

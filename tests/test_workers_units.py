@@ -207,16 +207,25 @@ def test_clean_frame_detector_shows_the_detector_the_unoccluded_frame() -> None:
     assert det.name == "fake" and det.calibration == "cal"
 
 
-def test_refcount_guard_protects_none_and_the_booleans_against_pyside_leaks() -> None:
+def test_pyside_keeps_references_to_none_and_the_booleans(qapp) -> None:
+    """PySide6 6.12.0 on CPython 3.11 drops a reference to None on every void call (and to
+    True on Signal.emit): a running app aborted with ``none_dealloc`` within a minute.
+    pyproject.toml pins a release without that bug; this catches a regression."""
     import sys
 
-    from kpdesk.workers.qt_guard import install_none_refcount_guard, singleton_refs_lost
+    from PySide6.QtCore import QObject, Signal
+    from PySide6.QtWidgets import QLabel
 
-    leaky = sys.version_info < (3, 12) and max(singleton_refs_lost().values()) >= 0.5
-    active = install_none_refcount_guard()
-    assert active or not leaky
-    if active:  # years of leaking calls before any of them could be freed
-        assert min(sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)) > 2**39
+    class Emitter(QObject):
+        ping = Signal()
+
+    label, em = QLabel(), Emitter()
+    before = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(2000):
+        label.setText("x")
+        em.ping.emit()
+    after = sys.getrefcount(None), sys.getrefcount(True)
+    assert after[0] >= before[0] - 50 and after[1] >= before[1] - 50, (before, after)
 
 
 def test_rolling_series_bins_into_means() -> None:

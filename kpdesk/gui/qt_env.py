@@ -16,6 +16,3 @@ def prepare_qt_environment() -> None:
 
     for var in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
         os.environ.pop(var, None)
-    from kpdesk.workers.qt_guard import install_none_refcount_guard
-
-    install_none_refcount_guard()

@@ -159,18 +159,20 @@ class FaceTracker:
             if di not in used and ti not in det_of:
                 det_of[ti] = di
                 used.add(di)
-        work: list[Work] = []
+        matched: list[Work] = []
+        missed: list[Work] = []
         for ti, t in enumerate(self.tracks):
             if ti in det_of:
                 det, d_crop = detections[det_of[ti]]
                 # A confident track's own crop beats the detector box; a weak one restarts.
-                work.append(Work(t, t.crop, True, det) if not t.lost else Work(t, d_crop, False, det))
+                matched.append(Work(t, t.crop, True, det) if not t.lost else Work(t, d_crop, False, det))
             elif not t.lost:
-                work.append(Work(t, t.crop, True))  # missed by the detector (e.g. occluded): keep
-        for di, (det, d_crop) in enumerate(detections):
-            if di not in used:
-                work.append(Work(self._new_track(d_crop), d_crop, False, det))
-        work = work[: self.max_faces]
+                missed.append(Work(t, t.crop, True))  # missed by the detector (e.g. occluded): keep
+        fresh = [Work(self._new_track(d_crop), d_crop, False, det)
+                 for di, (det, d_crop) in enumerate(detections) if di not in used]
+        # Confirmed tracks, then faces the detector just found, then tracks it did not see:
+        # with max_faces reached, a track that drifted off the face must not crowd out the face.
+        work = (matched + fresh + missed)[: self.max_faces]
         self.tracks = [w.track for w in work]
         return work
 

@@ -16,7 +16,6 @@ from kpdesk.workers.capture import CaptureWorker, describe_source
 from kpdesk.workers.inference import InferenceSettings, InferenceWorker
 from kpdesk.workers.mailbox import LatestMailbox
 from kpdesk.workers.messages import FramePacket
-from kpdesk.workers.qt_guard import install_none_refcount_guard
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ class LiveSession(QObject):
     def __init__(self, settings: InferenceSettings | None = None, realtime: bool = True,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
-        install_none_refcount_guard()  # long-running Qt threads: see qt_guard
         self.mailbox = _SourceGate()
         self.inference = InferenceWorker(self.mailbox, settings)
         self.realtime = realtime
