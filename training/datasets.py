@@ -134,6 +134,13 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
+def _read_lines(list_file: Path) -> list[str]:
+    try:
+        return list_file.read_text().splitlines()
+    except OSError as exc:
+        raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
+
+
 def _check_count(col: _Collector, pts: np.ndarray, k: int, where: str) -> bool:
     if len(pts) != k:
         col.bad(f"{where}: {len(pts)} points, schema expects {k}")
@@ -142,10 +149,7 @@ def _check_count(col: _Collector, pts: np.ndarray, k: int, where: str) -> bool:
 
 
 def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: int, col: _Collector) -> None:
-    try:
-        lines = list_file.read_text().splitlines()
-    except OSError as exc:
-        raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
+    lines = _read_lines(list_file)
     for ln_no, ln in enumerate(lines, 1):
         rel = ln.strip()
         if not rel or rel.startswith("#"):
@@ -167,10 +171,7 @@ def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: in
 
 
 def _load_mtfl(root: Path, list_file: Path, col: _Collector) -> None:
-    try:
-        lines = list_file.read_text().splitlines()
-    except OSError as exc:
-        raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
+    lines = _read_lines(list_file)
     for ln_no, ln in enumerate(lines, 1):
         parts = ln.split()
         if not parts:
@@ -204,13 +205,13 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
             raise LabelError(f"{f}: not found (CelebA needs list_landmarks_align_celeba.txt and "
                              "list_eval_partition.txt)")
     parts = {}
-    for ln_no, ln in enumerate(part_file.read_text().splitlines(), 1):
+    for ln_no, ln in enumerate(_read_lines(part_file), 1):
         p = ln.split()
         if len(p) == 2:
             parts[p[0]] = p[1]
         elif p:
             col.bad(f"{part_file}:{ln_no}: expected 'image partition', got {ln!r}")
-    lines = lm_file.read_text().splitlines()
+    lines = _read_lines(lm_file)
     for ln_no, ln in enumerate(lines[2:], 3):
         p = ln.split()
         if not p:
@@ -236,10 +237,7 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
 
 def _load_wflw(root: Path, list_file: Path, col: _Collector) -> None:
     """WFLW annotation lines: 196 coords, 4 box values, 6 attributes, image path."""
-    try:
-        lines = list_file.read_text().splitlines()
-    except OSError as exc:
-        raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
+    lines = _read_lines(list_file)
     for ln_no, ln in enumerate(lines, 1):
         p = ln.split()
         if not p:
