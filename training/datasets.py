@@ -74,6 +74,13 @@ class _Collector:
         log.warning("skipping: %s", msg)
         self.skipped.append(msg)
 
+    def image_ok(self, img: Path, where: str, shown: object = None) -> bool:
+        """False (after reporting ``where: problem: shown``) when the image is missing or unreadable."""
+        problem = image_problem(img)
+        if problem:
+            self.bad(f"{where}: {problem}: {img if shown is None else shown}")
+        return not problem
+
 
 def read_pts(path: Path, base: int = 0) -> np.ndarray:
     """Read a 300W ``.pts`` file -> (K, 2) 0-based. Raises LabelError with file:line."""
@@ -155,9 +162,7 @@ def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: in
         if not rel or rel.startswith("#"):
             continue
         img = root / rel
-        problem = image_problem(img)
-        if problem:
-            col.bad(f"{list_file}:{ln_no}: {problem}: {img}")
+        if not col.image_ok(img, f"{list_file}:{ln_no}"):
             continue
         try:
             pts = read_pts(img.with_suffix(".pts"), base)
@@ -187,9 +192,7 @@ def _load_mtfl(root: Path, list_file: Path, col: _Collector) -> None:
             col.bad(f"{where}: non-numeric coordinate in {ln!r}")
             continue
         img = root / parts[0].replace("\\", "/")
-        problem = image_problem(img)
-        if problem:
-            col.bad(f"{where}: {problem}: {img}")
+        if not col.image_ok(img, where):
             continue
         pts = np.stack([vals[:5], vals[5:]], axis=1)
         source = Path(parts[0]).parts[1] if len(Path(parts[0]).parts) > 2 else ""
@@ -228,9 +231,7 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
             col.bad(f"{where}: non-numeric value in {ln!r}")
             continue
         img = img_dir / p[0]
-        problem = image_problem(img)
-        if problem:
-            col.bad(f"{where}: {problem}: {img}")
+        if not col.image_ok(img, where):
             continue
         col.samples.append(Sample(str(img), v, "celeba"))
 
@@ -255,9 +256,7 @@ def _load_wflw(root: Path, list_file: Path, col: _Collector) -> None:
         img = root / "WFLW_images" / p[206]
         if not img.is_file():
             img = root / p[206]
-        problem = image_problem(img)
-        if problem:
-            col.bad(f"{where}: {problem}: {p[206]}")
+        if not col.image_ok(img, where, p[206]):
             continue
         col.samples.append(Sample(str(img), v, p[206].split("/")[0], attrs))
 
@@ -287,9 +286,7 @@ def _load_csv(root: Path, list_file: Path, k: int, base: int, col: _Collector) -
                 col.bad(f"{where}: non-numeric coordinate")
                 continue
             img = root / row[0]
-            problem = image_problem(img)
-            if problem:
-                col.bad(f"{where}: {problem}: {img}")
+            if not col.image_ok(img, where):
                 continue
             col.samples.append(Sample(str(img), v, ""))
     return k
