@@ -37,3 +37,15 @@ def astronaut_bgr():
     import skimage.data
 
     return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch intra-op thread for a module of tiny training tests (extra threads only
+    contend); restored afterwards. torch is imported here, not at collection."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,13 +18,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tests are tiny, and extra threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def make_tiny_face68(root: Path, n_train: int = 24, n_val: int = 8, size: int = 80, seed: int = 0) -> Path:

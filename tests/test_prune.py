@@ -19,13 +19,7 @@ from training.networks import LandmarkNet, ModelConfig
 S = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tests are tiny, and extra threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_net(seed: int = 0) -> LandmarkNet:
