@@ -3,7 +3,6 @@ shared engine. The GUI runs exactly these, in a child process."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -148,7 +147,3 @@ def run_train(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     if dinfo.world > 1:
         torch.distributed.destroy_process_group()
     return result
-
-
-def replace_cfg(cfg: RunConfig, **sections) -> RunConfig:
-    return dataclasses.replace(cfg, **sections)
