@@ -1,4 +1,6 @@
-"""Rebuild a model from a checkpoint alone (every checkpoint carries its config)."""
+"""Rebuild a model from a checkpoint alone (every checkpoint carries its config), or from a
+shipped ``NAME.onnx`` + ``NAME.json`` (``training.onnx_import``): wherever a checkpoint path
+is accepted (``distill.teacher``, ``prune.student``, ``train.init_checkpoint``, ``export``)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise TrainingError(f"{p}: checkpoint not found")
+    if p.suffix.lower() == ".onnx":
+        from training.onnx_import import checkpoint_from_onnx
+
+        return checkpoint_from_onnx(p)
     try:
         st = torch.load(p, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, ValueError) as exc:

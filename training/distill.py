@@ -189,11 +189,11 @@ def unaugmented(cfg: RunConfig, samples, schema):
 def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: CancelFlag | None = None,
                 events: EventStream | None = None, export: bool = True) -> dict:
     """Distil the frozen ``distill.teacher`` into a student built like run_train's."""
-    from training.jobs import export_best, init_model, prepare_run_dir
+    from training.jobs import export_best, init_model, prepare_run_dir, unaugmented_train
 
     single_process_only("distill")
     if not cfg.distill.teacher:
-        raise TrainingError("distill.teacher is empty: set it to the teacher's checkpoint (.pt)")
+        raise TrainingError("distill.teacher is empty: set it to the teacher's checkpoint (.pt) or shipped .onnx")
     t0 = time.time()
     device = pick_device(cfg.train.device)
     if cfg.train.threads:
@@ -205,7 +205,7 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
     check_geometry(cfg, teacher)
     train, val, schema = load_data(cfg)
     tr_ds, va_ds = make_datasets(cfg, train, val, schema)
-    model = init_model(cfg, events)
+    model = init_model(cfg, events, unaugmented_train(cfg, train, schema))
     distiller = build_distiller(cfg, model, teacher, unaugmented(cfg, train[:CALIB_IMAGES], schema))
     events.emit("log", message=f"teacher {teacher.path} ({teacher.cfg.model.arch}, {teacher.feat_channels} ch) "
                                f"frozen; projections {model.backbone.out_channels}->{distiller.dim}<-"

@@ -39,7 +39,18 @@ def imagenet_weights_path() -> Path:
     return Path(assets.asset_path("mobilenet_v2-b0353104.pth"))
 
 
-def init_model(cfg: RunConfig, events: EventStream) -> LandmarkNet:
+CALIB_BN_IMAGES = 64  # un-augmented training crops that restore BatchNorm statistics folded away in an ONNX model
+
+
+def calibration_images(ds, n: int = CALIB_BN_IMAGES) -> torch.Tensor:
+    """The first ``n`` crops of ``ds`` (an un-augmented dataset), stacked (n, 3, S, S)."""
+    return torch.stack([ds[i]["image"] for i in range(min(n, len(ds)))])
+
+
+def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNet:
+    """The network to train. ``train.init_checkpoint`` may be a checkpoint or a shipped
+    NAME.onnx; for the latter, ``calib_ds`` (un-augmented training crops) restores the
+    BatchNorm statistics the export folded away (``onnx_import.recalibrate_folded_bn``)."""
     model = build_model(cfg.model)
     t = cfg.train
     if t.init_checkpoint:
@@ -50,6 +61,16 @@ def init_model(cfg: RunConfig, events: EventStream) -> LandmarkNet:
         take = {k: v for k, v in st["model_state"].items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(take, strict=False)
         events.emit("log", message=f"initialised {len(take)}/{len(own)} tensors from {t.init_checkpoint}")
+        folded = [n for n in st.get("folded_bn", ()) if f"{n}.weight" in take]
+        if folded and calib_ds is not None and len(calib_ds):
+            from training.onnx_import import recalibrate_folded_bn
+
+            k = recalibrate_folded_bn(model, folded, calibration_images(calib_ds))
+            events.emit("log", message=f"{k} BatchNorm layers folded in the ONNX model recalibrated on "
+                                       f"{min(CALIB_BN_IMAGES, len(calib_ds))} training crops")
+        elif folded:
+            events.emit("log", message=f"warning: {len(folded)} BatchNorm layers of {t.init_checkpoint} keep "
+                                       "identity statistics (no calibration crops given)")
     elif t.pretrained == "imagenet":
         if cfg.model.arch == "mobilenetv2":
             path = imagenet_weights_path()
@@ -61,6 +82,14 @@ def init_model(cfg: RunConfig, events: EventStream) -> LandmarkNet:
         load_imagenet(model.backbone, t.pretrained)
         events.emit("log", message=f"backbone initialised from {t.pretrained}")
     return model
+
+
+def unaugmented_train(cfg: RunConfig, train, schema, n: int = CALIB_BN_IMAGES):
+    """The first ``n`` training samples with the validation crop (no augmentation), or None
+    when ``train.init_checkpoint`` is not an ONNX model (nothing to calibrate)."""
+    if not cfg.train.init_checkpoint.lower().endswith(".onnx"):
+        return None
+    return make_datasets(cfg, [], list(train[:n]), schema)[1]
 
 
 def real_batch(ds, n: int = 16) -> np.ndarray:
@@ -122,7 +151,7 @@ def run_train(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     events = events or EventStream(run_dir, enabled=dinfo.main)
     train, val, schema = load_data(cfg)
     tr_ds, va_ds = make_datasets(cfg, train, val, schema)
-    model = init_model(cfg, events)
+    model = init_model(cfg, events, unaugmented_train(cfg, train, schema))
     trainer = Trainer(cfg, model, run_dir, events, tr_ds, va_ds, cancel=cancel, device=device, dist_info=dinfo,
                       tag="train")
     prior_wall = 0.0

@@ -489,15 +489,18 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         state = st["extra"]
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **st["model_config"]))
         student_aux = None
+        folded_bn = []
     else:
         if not p.student:
-            raise TrainingError("prune.student is empty: set it to the (distilled) student's checkpoint (.pt)")
+            raise TrainingError("prune.student is empty: set it to the (distilled) student's checkpoint (.pt) "
+                                "or shipped .onnx")
         model, scfg, sst = model_from_checkpoint(p.student)
         if scfg.model.num_points != cfg.model.num_points:
             raise TrainingError(f"{p.student} predicts {scfg.model.num_points} points, the config says "
                                 f"{cfg.model.num_points}")
         cfg = dataclasses.replace(cfg, model=scfg.model)  # the student's own architecture is authoritative
         student_aux = sst.get("aux_state")
+        folded_bn = sst.get("folded_bn") or []  # a shipped .onnx student: BatchNorms to recalibrate
         state = {"format": "kpdesk-prune/1", "plan": [], "steps": [], "done": 0, "rows": [], "phase": "prune",
                  "student": p.student}
     prepare_run_dir(run_dir, cfg, resume)
@@ -530,6 +533,11 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     calib_idx = rng.permutation(len(train))[: p.calib_images]
     calib_ds = unaugmented(cfg, [train[i] for i in calib_idx], schema)
     calib = torch.stack([calib_ds[i]["image"] for i in range(len(calib_ds))]).to(device)
+    if folded_bn:
+        from training.onnx_import import recalibrate_folded_bn
+
+        k = recalibrate_folded_bn(model, folded_bn, calib)
+        events.emit("log", message=f"{k} BatchNorm layers folded in {p.student} recalibrated on {len(calib)} crops")
     importance = make_importance(p.importance, model, calib)
     loss_fn = make_distill_loss(cfg, teacher, distiller)
     proj = distiller.student_proj if distiller is not None else None
