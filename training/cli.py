@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("training.cli", "Export a checkpoint to ONNX + manifest, checked against PyTorch."),
 }
 OPTIONAL = ("training.distill", "training.prune", "training.evaluate", "training.bench", "training.ablations",
-            "training.ship")
+            "training.ship", "training.pseudolabel")
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:

@@ -152,7 +152,8 @@ def config_from_dict(d: dict[str, Any], base: Path | None = None) -> RunConfig:
     if base is not None:
         cfg = dataclasses.replace(
             cfg,
-            data=dataclasses.replace(cfg.data, root=_resolve_path(cfg.data.root, base)),
+            data=dataclasses.replace(cfg.data, root=_resolve_path(cfg.data.root, base),
+                                     extra_train=tuple(_resolve_path(r, base) for r in cfg.data.extra_train)),
             train=dataclasses.replace(
                 cfg.train,
                 init_checkpoint=_resolve_path(cfg.train.init_checkpoint, base),

@@ -38,6 +38,11 @@ class DataConfig:
         points_base: 1 for 1-based label files (genuine 300W .pts), else 0.
         on_error: ``skip`` (warn and drop the sample) or ``fatal``.
         num_points: for ``csv``: K (0 = infer from the header).
+        extra_train: more training packs in the face68 layout (``train.txt`` + images
+            with ``.pts``), e.g. pseudo-labelled faces from ``python -m training pseudo-label``.
+            Never used for validation.
+        extra_weight: loss weight of an extra-pack face relative to a face of ``root``.
+        extra_max_samples: use at most this many faces of each extra pack (0 = all).
     """
 
     format: str = "face68"
@@ -47,6 +52,9 @@ class DataConfig:
     points_base: int = 0
     on_error: str = "skip"
     num_points: int = 0
+    extra_train: tuple[str, ...] = ()
+    extra_weight: float = 1.0
+    extra_max_samples: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +66,7 @@ class Sample:
     pts: np.ndarray  # (K, 2) 0-based pixel centres in the image
     source: str = ""  # sub-set name, e.g. "afw", "helen", "ytf" (for per-source metrics)
     attrs: tuple[int, ...] = ()
+    weight: float = 1.0  # loss weight (extra packs: DataConfig.extra_weight)
 
 
 class _Collector:
@@ -328,3 +337,20 @@ def load_split(cfg: DataConfig, split: str) -> tuple[list[Sample], KeypointSchem
     if col.skipped:
         log.warning("%s split %s: %d samples skipped", root, split, len(col.skipped))
     return col.samples, schema
+
+
+def load_extra_train(cfg: DataConfig, schema: KeypointSchema) -> list[Sample]:
+    """The faces of ``cfg.extra_train`` packs, weighted by ``cfg.extra_weight``; each
+    source is prefixed ``extra:`` so per-source metrics never mix them with human labels."""
+    if cfg.extra_weight < 0:
+        raise LabelError(f"data.extra_weight must be >= 0, got {cfg.extra_weight}")
+    out: list[Sample] = []
+    for root in cfg.extra_train:
+        pack = DataConfig(format="face68", root=root, train_list="train.txt", on_error=cfg.on_error)
+        samples, sch = load_split(pack, "train")
+        if sch.num_points != schema.num_points:
+            raise LabelError(f"{root}: extra pack has {sch.num_points} points, the main data {schema.num_points}")
+        if cfg.extra_max_samples:
+            samples = samples[: cfg.extra_max_samples]
+        out += [Sample(s.path, s.pts, f"extra:{s.source}", s.attrs, cfg.extra_weight) for s in samples]
+    return out

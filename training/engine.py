@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from kpdesk.vision.codecs import LandmarkDecoder
 from kpdesk.vision.schema import KeypointSchema
 from training.config import RunConfig, TrainConfig
-from training.datasets import LabelError, Sample, load_split
+from training.datasets import LabelError, Sample, load_extra_train, load_split
 from training.events import EventStream
 from training.losses import landmark_loss
 from training.metrics import summarize
@@ -137,10 +137,11 @@ def load_data(cfg: RunConfig, schema_check: int | None = None) -> tuple[list[Sam
     try:
         train, schema = load_split(cfg.data, "train")
         val, _ = load_split(cfg.data, "val")
+        if cfg.train.max_train_samples:
+            train = train[: cfg.train.max_train_samples]
+        train = train + load_extra_train(cfg.data, schema)
     except LabelError as exc:
         raise TrainingError(str(exc)) from None
-    if cfg.train.max_train_samples:
-        train = train[: cfg.train.max_train_samples]
     if cfg.train.max_val_samples:
         val = val[: cfg.train.max_val_samples]
     k = schema_check or cfg.model.num_points

@@ -76,6 +76,7 @@ class LandmarkDataset(Dataset):
             "coords": torch.from_numpy(self.reg.encode(pts_crop).reshape(-1).astype(np.float32)),
             "pts_crop": torch.from_numpy(pts_crop.astype(np.float32)),
             "index": torch.tensor(i),
+            "weight": torch.tensor(self.samples[i].weight, dtype=torch.float32),
         }
         if self.hm is not None:
             hm, w = self.hm.encode(pts_crop)
