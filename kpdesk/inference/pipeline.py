@@ -19,8 +19,9 @@ import numpy as np
 from kpdesk.inference.detectors import FaceDetector
 from kpdesk.inference.model import LandmarkModel
 from kpdesk.inference.tracking import FaceTracker, points_box
+from kpdesk.vision.preprocess import InputPacker
 from kpdesk.vision.results import FaceResult, FrameResult, StageTimings
-from kpdesk.vision.transforms import apply_affine, invert_affine, warp_crop
+from kpdesk.vision.transforms import apply_affine, invert_affine
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Pipeline:
         self._detector = detector
         self._config = config or PipelineConfig()
         self._tracker = self._make_tracker()
+        self._packer = self._make_packer()
         self._apply_decode_mode()
 
     # -- configuration ----------------------------------------------------------------
@@ -104,6 +106,10 @@ class Pipeline:
             d_cutoff=c.d_cutoff,
         )
 
+    def _make_packer(self) -> InputPacker:
+        m = self._model.manifest
+        return InputPacker(self._model.input_size, m.mean, m.std)
+
     def _apply_decode_mode(self) -> None:
         self._model.decode_mode = self._config.decode_mode  # None -> the manifest's default
 
@@ -112,6 +118,7 @@ class Pipeline:
         self._model = model
         self._apply_decode_mode()
         self._tracker = self._make_tracker()
+        self._packer = self._make_packer()
 
     def set_detector(self, detector: FaceDetector) -> None:
         """Switch detectors; the next frame runs the new one."""
@@ -152,8 +159,8 @@ class Pipeline:
         t2 = t3 = t1
         if work:
             mats = [w.crop.matrix(size) for w in work]
-            crops = np.stack([warp_crop(frame_bgr, w.crop, size) for w in work])
-            x = model.preprocess(crops)
+            # Warp + normalise into reused buffers; equal to model.preprocess(warp_crop(...)).
+            x = self._packer.pack(frame_bgr, mats)
             t2 = time.perf_counter()
             coords, heatmaps = model.forward(x)
             t3 = time.perf_counter()

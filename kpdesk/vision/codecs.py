@@ -10,6 +10,7 @@ Coordinate spaces:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -80,35 +81,61 @@ class HeatmapCodec:
 
         Argmax, then a sub-pixel Newton step on the log-heatmap (exact for a Gaussian
         peak away from the border), clamped to half a pixel.
+
+        Only the 3 x 3 neighbourhood of each peak is gathered and taken the log of (the
+        step needs nothing else), with the same float32 operations in the same order as
+        taking the log of the whole map, so the result is the same to the bit.
         """
         hm = np.asarray(heatmaps, dtype=np.float32)
         lead = hm.shape[:-2]
         h, w = hm.shape[-2:]
-        flat = hm.reshape(-1, h, w)
+        flat = hm.reshape(-1, h * w)
         n = flat.shape[0]
-        idx = flat.reshape(n, -1).argmax(axis=1)
+        idx = flat.argmax(axis=1)
         py, px = np.divmod(idx, w)
-        conf = flat[np.arange(n), py, px]
-        logh = np.log(np.maximum(flat, 1e-10))
-        x0, x1, x2 = np.clip(px - 1, 0, w - 1), px, np.clip(px + 1, 0, w - 1)
-        y0, y1, y2 = np.clip(py - 1, 0, h - 1), py, np.clip(py + 1, 0, h - 1)
-        r = np.arange(n)
-        c = logh[r, y1, x1]
-        dx = 0.5 * (logh[r, y1, x2] - logh[r, y1, x0])
-        dy = 0.5 * (logh[r, y2, x1] - logh[r, y0, x1])
-        dxx = logh[r, y1, x2] - 2 * c + logh[r, y1, x0]
-        dyy = logh[r, y2, x1] - 2 * c + logh[r, y0, x1]
-        dxy = 0.25 * (logh[r, y2, x2] - logh[r, y2, x0] - logh[r, y0, x2] + logh[r, y0, x0])
+        # The 3 x 3 neighbourhood of each peak, as flat indexes into all n maps. Around a peak
+        # on the border some fall outside its map: they are clamped into the array and never
+        # used, since no step is taken at the border.
+        at = np.arange(n) * (h * w) + idx
+        near_idx = np.minimum(np.maximum(at[:, None] + _neighbours(w), 0), n * h * w - 1)
+        near = flat.reshape(-1)[near_idx]  # (n, 9); column 3 * (dy + 1) + (dx + 1)
+        conf = near[:, 4]
+        lg = np.log(np.maximum(near, 1e-10))
+        c = lg[:, 4]
+        dx = 0.5 * (lg[:, 5] - lg[:, 3])
+        dy = 0.5 * (lg[:, 7] - lg[:, 1])
+        dxx = lg[:, 5] - 2 * c + lg[:, 3]
+        dyy = lg[:, 7] - 2 * c + lg[:, 1]
+        dxy = 0.25 * (lg[:, 8] - lg[:, 6] - lg[:, 2] + lg[:, 0])
         det = dxx * dyy - dxy * dxy
-        interior = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1) & (det > 1e-8) & (dxx < 0) & (dyy < 0)
+        interior = _inside(h, w)[idx] & (det > 1e-8) & (dxx < 0) & (dyy < 0)
         safe = np.where(interior, det, 1.0)
         ox = np.where(interior, -(dyy * dx - dxy * dy) / safe, 0.0)
         oy = np.where(interior, -(dxx * dy - dxy * dx) / safe, 0.0)
-        ox = np.clip(ox, -0.5, 0.5)
-        oy = np.clip(oy, -0.5, 0.5)
-        pts_hm = np.stack([px + ox, py + oy], axis=-1)
+        # min / max rather than np.clip: the same values, without clip's per-call overhead.
+        pts_hm = np.empty((n, 2), np.float64)
+        np.add(px, np.minimum(np.maximum(ox, -0.5), 0.5), out=pts_hm[:, 0])
+        np.add(py, np.minimum(np.maximum(oy, -0.5), 0.5), out=pts_hm[:, 1])
         pts_crop = self.hm_to_crop(pts_hm)
         return pts_crop.reshape(*lead, 2), conf.reshape(lead)
+
+
+@lru_cache(maxsize=8)
+def _neighbours(w: int) -> np.ndarray:
+    """Flat offsets of a 3 x 3 neighbourhood in rows of width w, row by row."""
+    off = np.array([dy * w + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    off.setflags(write=False)
+    return off
+
+
+@lru_cache(maxsize=8)
+def _inside(h: int, w: int) -> np.ndarray:
+    """(h * w,) bool: the flat positions whose 3 x 3 neighbourhood lies inside the map."""
+    m = np.zeros((h, w), bool)
+    m[1:-1, 1:-1] = True
+    m = m.reshape(-1)
+    m.setflags(write=False)
+    return m
 
 
 @dataclass(frozen=True)
@@ -137,11 +164,11 @@ class LandmarkDecoder:
         if self.mode != "regression" and not self.heatmap_size:
             raise ValueError(f"decode mode {self.mode!r} needs a heatmap_size")
 
-    @property
+    @cached_property
     def regression(self) -> RegressionCodec:
         return RegressionCodec(self.input_size)
 
-    @property
+    @cached_property
     def heatmap(self) -> HeatmapCodec:
         if not self.heatmap_size:
             raise ValueError("this decoder has no heatmap")
@@ -161,5 +188,5 @@ class LandmarkDecoder:
             return reg, c
         if self.mode == "heatmap" or reg is None:
             return hm_pts, conf
-        w = np.clip((conf - self.fusion_lo) / (self.fusion_hi - self.fusion_lo), 0.0, 1.0)[..., None]
+        w = np.minimum(np.maximum((conf - self.fusion_lo) / (self.fusion_hi - self.fusion_lo), 0.0), 1.0)[..., None]
         return w * hm_pts + (1.0 - w) * reg, conf

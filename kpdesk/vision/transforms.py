@@ -56,9 +56,18 @@ class CropSpec:
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:
-    """Exact inverse of a (2, 3) affine matrix."""
-    a = np.vstack([np.asarray(m, dtype=np.float64), [0.0, 0.0, 1.0]])
-    return np.linalg.inv(a)[:2]
+    """Exact inverse of a (2, 3) affine matrix (closed form: a general 3 x 3 inverse costs
+    several times more per frame and agrees to ~1e-12 px).
+
+    Raises:
+        numpy.linalg.LinAlgError: the matrix is singular.
+    """
+    (a, b, tx), (c, d, ty) = np.asarray(m, dtype=np.float64).tolist()
+    det = a * d - b * c
+    if det == 0.0:
+        raise np.linalg.LinAlgError(f"affine matrix is singular: {[[a, b, tx], [c, d, ty]]}")
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])
 
 
 def apply_affine(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
