@@ -32,16 +32,22 @@ class AugmentConfig:
 
 
 def _color(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    x = img.astype(np.float32)
-    x = x * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30)  # contrast, brightness
-    mean = x.mean(axis=2, keepdims=True)
-    x = mean + (x - mean) * rng.uniform(0.6, 1.4)  # saturation
-    x *= rng.uniform(0.9, 1.1, size=3).astype(np.float32)  # white balance
-    x = np.clip(x, 0, 255)
+    """Contrast, brightness, saturation and white balance as one 3x4 colour matrix (they are
+    all affine before the clip), then an optional gamma curve as a lookup table: the same
+    draws as applying them one by one, about 10x cheaper."""
+    contrast, bright = rng.uniform(0.6, 1.4), rng.uniform(-30, 30)
+    sat = rng.uniform(0.6, 1.4)
+    wb = rng.uniform(0.9, 1.1, size=3)
+    # z = diag(wb) @ (sat * I + (1 - sat) / 3 * ones) @ (contrast * x + bright)
+    mix = sat * np.eye(3) + (1.0 - sat) / 3.0
+    lin = wb[:, None] * mix * contrast
+    off = wb * mix.sum(axis=1) * bright
+    out = cv2.transform(img, np.hstack([lin, off[:, None]]).astype(np.float32))
     if rng.random() < 0.3:  # low light / overexposure via gamma
         g = rng.uniform(0.5, 2.2)
-        x = 255.0 * (x / 255.0) ** g
-    return x.astype(np.uint8)
+        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** g, 0, 255).astype(np.uint8)
+        out = cv2.LUT(out, lut)
+    return out
 
 
 def _blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
