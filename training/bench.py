@@ -76,6 +76,7 @@ class BenchConfig:
     robustness: bool = True
     jitter: bool = True
     only: tuple[str, ...] = ()
+    crop_detectors: tuple[str, ...] = ("blazeface", "haar")  # accuracy on crops from the app's detectors too
 
     @classmethod
     def quick(cls, **kw: Any) -> BenchConfig:
@@ -257,7 +258,10 @@ def _compact(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench_model(path: Path, cfg: BenchConfig, data: Callable[[str], list[Sample] | None],
-                images: ImageCache, emit: Callable[[str], None]) -> dict[str, Any]:
+                images: ImageCache, emit: Callable[[str], None],
+                faces: Callable[[str, str], Any] | None = None) -> dict[str, Any]:
+    """One model's record. ``faces(schema name, detector)``: that detector's faces on the
+    split (``bench_detect.FaceFinds``), for the accuracy on detector crops."""
     runner: Runner = load_runner(path, threads=cfg.eval_threads)
     info = runner.info
     rec: dict[str, Any] = {
@@ -278,6 +282,15 @@ def bench_model(path: Path, cfg: BenchConfig, data: Callable[[str], list[Sample]
         main = rec["accuracy"][runner.default_decode]["norm_main"]
         rec["norm_main"] = main
         rec["_nme_clean"] = nme_per_image(pred.pred_crop[runner.default_decode], pred.gt_crop, pred.schema, main)
+        if faces is not None and cfg.crop_detectors:
+            from training.bench_detect import detector_accuracy, label_crop_summary
+
+            crops = {"labels": label_crop_summary(rec["_nme_clean"], samples)}
+            for det in cfg.crop_detectors:
+                finds = faces(runner.schema.name, det)
+                emit(f"{runner.name}: accuracy on {det} crops ({finds.n_detected}/{len(samples)} faces found)")
+                crops[det] = detector_accuracy(runner, samples, finds, images, main)
+            rec["crops"] = crops
         x = runner_input(runner, samples[0], images)
     else:
         x = np.zeros((1, 3, runner.input_size, runner.input_size), np.float32)
@@ -359,6 +372,18 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
                     splits[schema_name] = spread(load_samples(data_root / folder, lst, fmt)[0], cfg.max_images)
         return splits[schema_name]
 
+    found: dict[tuple[str, str], Any] = {}
+
+    def faces(schema_name: str, detector: str):
+        """A detector's faces on a split, found once and shared by every model."""
+        from training.bench_detect import find_faces
+
+        key = (schema_name, detector)
+        if key not in found:
+            emit(f"{detector}: finding the faces of {len(splits[schema_name] or [])} images")
+            found[key] = find_faces(splits[schema_name] or [], images, detector, cancel=cancel)
+        return found[key]
+
     t0 = time.time()
     records = []
     for path, error in entries:
@@ -370,7 +395,7 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
             records.append({"name": path.stem, "path": str(path), "ok": False, "error": error})
             continue
         try:
-            records.append(bench_model(path, cfg, data, images, emit))
+            records.append(bench_model(path, cfg, data, images, emit, faces))
         except (EvalError, ValueError, OSError) as exc:
             log.warning("%s: %s", path, exc)
             records.append({"name": path.stem, "path": str(path), "ok": False, "error": str(exc)})
@@ -471,6 +496,9 @@ def to_markdown(result: dict[str, Any]) -> str:
         rows = [[r["name"]] + [_f(r["accuracy"][m]["nme_ion"]) if m in r["accuracy"] else "–" for m in modes]
                 for r in rs]
         md.append("\nNME ION % by decode mode:\n\n" + _table(["model", *modes], rows))
+        from training.bench_detect import markdown as detector_markdown
+
+        md.append(detector_markdown(rs, f"{folder}/{lst}", tuple(c.get("crop_detectors") or ())))
     if recs:
         md.append("\n## Size and speed\n\nonnxruntime, batch 1, forward pass only (pre-processing and decoding "
                   f"excluded), {c['latency_runs']} timed runs after {c['latency_warmup']} warm-up runs.\n\n")
@@ -553,6 +581,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-robustness", action="store_true")
     p.add_argument("--no-jitter", action="store_true")
     p.add_argument("--only", nargs="*", default=[], help="model names to include (default: all)")
+    p.add_argument("--crop-detectors", nargs="*", default=None, choices=["blazeface", "haar"],
+                   help="also measure accuracy on crops from these app detectors, misses counted as failures "
+                        "(default: blazeface haar; none given: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--update-cards", action="store_true",
                    help="write the measured figures into each model's manifest and models/README.md")
@@ -564,6 +595,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                           "detector": args.detector, "eval_threads": args.threads, "seed": args.seed,
                           "robustness": not args.no_robustness, "jitter": not args.no_jitter,
                           "only": tuple(args.only)}
+    if args.crop_detectors is not None:
+        kw["crop_detectors"] = tuple(args.crop_detectors)
     for a, k in (("max_images", "max_images"), ("robust_images", "robust_images"),
                  ("latency_runs", "latency_runs"), ("jitter_faces", "jitter_faces"),
                  ("jitter_frames", "jitter_frames")):
