@@ -28,8 +28,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kpdesk.vision.perturb import Perturbation
 from kpdesk.vision.schema import KeypointSchema
-from kpdesk.vision.transforms import CropSpec, crop_params_from_points
+from kpdesk.vision.transforms import crop_params_from_points
 from training.datasets import Sample
 from training.evaluate import (
     EvalError,
@@ -90,6 +91,13 @@ def _face_box(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts.min(axis=0), pts.max(axis=0)
 
 
+# Each named perturbation is a ``kpdesk.vision.perturb.Perturbation`` (the app's robustness
+# lab runs the same code): (kind, severity in that kind's unit).
+NAMED_PERTURBATIONS = {"occlusion20": ("occlusion", 20.0), "occlusion40": ("occlusion", 40.0),
+                       "rotate30": ("rotation", 30.0), "rotate45": ("rotation", 45.0),
+                       "blur": ("blur", 3.0), "lowlight": ("lowlight", 1.0)}
+
+
 def make_perturbation(name: str, seed: int = 0) -> Perturb:
     """A deterministic perturbation (see ``training.evaluate.Perturb``) by name.
 
@@ -100,46 +108,10 @@ def make_perturbation(name: str, seed: int = 0) -> Perturb:
     blur: Gaussian blur, sigma 3% of the face's longer side.
     lowlight: gamma 2.2 darkening to ~45% brightness plus Gaussian sensor noise (std 6).
     """
-    if name.startswith("occlusion"):
-        frac = int(name[len("occlusion"):]) / 100.0
-
-        def occl(img: np.ndarray, pts: np.ndarray, spec: CropSpec, i: int) -> tuple[np.ndarray, CropSpec]:
-            rng = np.random.default_rng((seed, 11, i))
-            lo, hi = _face_box(pts)
-            w, h = hi - lo
-            ow, oh = w * math.sqrt(frac), h * math.sqrt(frac)
-            x0, y0 = lo[0] + rng.uniform(0, w - ow), lo[1] + rng.uniform(0, h - oh)
-            out = img.copy()
-            xa, ya = int(round(x0)), int(round(y0))
-            xb, yb = int(round(x0 + ow)), int(round(y0 + oh))
-            out[max(ya, 0):max(yb, 0), max(xa, 0):max(xb, 0)] = rng.integers(0, 256, size=3)
-            return out, spec
-
-        return occl
-    if name.startswith("rotate"):
-        ang = float(name[len("rotate"):])
-
-        def rot(img: np.ndarray, pts: np.ndarray, spec: CropSpec, i: int) -> tuple[np.ndarray, CropSpec]:
-            sign = 1.0 if i % 2 == 0 else -1.0
-            return img, CropSpec(spec.center_x, spec.center_y, spec.side, spec.angle_deg + sign * ang)
-
-        return rot
-    if name == "blur":
-        def blur(img: np.ndarray, pts: np.ndarray, spec: CropSpec, i: int) -> tuple[np.ndarray, CropSpec]:
-            lo, hi = _face_box(pts)
-            sigma = 0.03 * float(max(hi - lo))
-            return cv2.GaussianBlur(img, (0, 0), sigmaX=max(sigma, 0.5)), spec
-
-        return blur
-    if name == "lowlight":
-        def dark(img: np.ndarray, pts: np.ndarray, spec: CropSpec, i: int) -> tuple[np.ndarray, CropSpec]:
-            rng = np.random.default_rng((seed, 13, i))
-            x = img.astype(np.float32) / 255.0
-            x = 255.0 * 0.8 * x**2.2 + rng.normal(0.0, 6.0, size=img.shape).astype(np.float32)
-            return np.clip(x, 0, 255).astype(np.uint8), spec
-
-        return dark
-    raise ValueError(f"unknown perturbation {name!r}; known: {PERTURBATIONS}")
+    if name not in NAMED_PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {name!r}; known: {PERTURBATIONS}")
+    kind, severity = NAMED_PERTURBATIONS[name]
+    return Perturbation(kind, severity, "random", seed).apply
 
 
 # -- latency ------------------------------------------------------------------------------
