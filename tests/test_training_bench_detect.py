@@ -20,7 +20,7 @@ from test_training_eval import export_constant_model, same_face_pack
 from kpdesk.assets import is_available
 from kpdesk.inference.detectors import BoxCalibration, Detection, FaceDetector
 from kpdesk.vision.schema import get_schema
-from training.bench_detect import display_groups, summary_with_misses
+from training.bench_detect import display_groups, match, summary_with_misses
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +43,15 @@ def test_summary_counts_misses_as_failures() -> None:
     # a miss is an infinite error: the CED never reaches it
     assert a["auc10"] < summary_with_misses(np.where(np.isfinite(err), err, 0.0), src)["all"]["auc10"]
     assert display_groups(["afw", "afw"]) == ["all", "afw"]
+
+
+def test_match_takes_the_detection_holding_the_face_centre() -> None:
+    pts = np.array([[40.0, 40.0], [60.0, 70.0]])  # box centre (50, 55)
+    far = Detection((100, 100, 150, 150), 0.99)
+    big = Detection((0, 0, 140, 140), 0.5)  # holds the centre, its own centre (70, 70)
+    tight = Detection((35, 35, 66, 76), 0.6)  # centre (50.5, 55.5)
+    assert match([far, big, tight], pts) is tight and match([far, big], pts) is big
+    assert match([far], pts) is None and match([], pts) is None
 
 
 class Scripted(FaceDetector):
