@@ -1,7 +1,8 @@
 """``kpdesk`` desktop app entry point.
 
     python -m kpdesk.gui.app [--source demo|0|VIDEO|FOLDER|IMAGE] [--model NAME] [--models-dir DIR]
-                             [--tab live|performance|compare|training]
+                             [--tab live|performance|compare|training|robustness]
+                             [--lab-folder DIR --lab-models A,B,C --lab-sweep KIND]
                              [--screenshot PATH --quit-after SECONDS]
 
 With no camera it plays the built-in demo face. ``--screenshot`` grabs the window just
@@ -29,10 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs-dir", default=None, help="folder for training runs (default: <repo>/runs)")
     ap.add_argument("--detector", default="auto", help="face detector: auto, blazeface, haar")
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: auto)")
-    ap.add_argument("--tab", choices=("live", "performance", "compare", "training"), default="live")
+    ap.add_argument("--tab", choices=("live", "performance", "compare", "training", "robustness"), default="live")
     ap.add_argument("--overlays", default="",
                     help="comma list to turn on: indices,skeleton,heatmap,box,keypoints (prefix '-' to turn off)")
     ap.add_argument("--occlusion", default="", help="occlusion preset to start with, e.g. 'sunglasses band'")
+    ap.add_argument("--lab-folder", default=None, help="robustness lab: labelled folder to start with")
+    ap.add_argument("--lab-models", default="", help="robustness lab: comma list of 1-3 model names to compare")
+    ap.add_argument("--lab-sweep", default=None, choices=("occlusion", "rotation", "blur", "lowlight"),
+                    help="robustness lab: run this sweep as soon as the models are scanned")
     ap.add_argument("--watch-run", default=None, help="show the curves of this training run folder (events.jsonl)")
     ap.add_argument("--screenshot", default=None, help="save a PNG of the window before quitting")
     ap.add_argument("--quit-after", type=float, default=None, help="quit after this many seconds")
@@ -54,6 +59,39 @@ def _apply_overlays(window: object, spec: str) -> None:
         if name not in boxes:
             raise SystemExit(f"kpdesk: unknown overlay {name!r}; known: {', '.join(boxes)}")
         boxes[name].setChecked(on)
+
+
+def _prepare_lab(window: object, args: argparse.Namespace) -> None:
+    """Robustness lab options: folder, models, and a sweep started once the catalog is in."""
+    from kpdesk.gui.main_window import MainWindow
+
+    assert isinstance(window, MainWindow)
+    lab = window.robustness_tab
+    if args.lab_folder:
+        lab.set_folder(str(Path(args.lab_folder).expanduser()))
+    names = [n.strip() for n in args.lab_models.split(",") if n.strip()]
+    if len(names) > 3:
+        raise SystemExit("kpdesk: --lab-models takes at most 3 models")
+    if args.lab_sweep:
+        lab.set_kind(args.lab_sweep)
+    if not names and not args.lab_sweep:
+        return
+    state = {"done": False}
+
+    def on_catalog() -> None:
+        if state["done"] or not lab.catalog:
+            return
+        state["done"] = True
+        if names:
+            known = {e.name for e in lab.catalog if e.ok}
+            missing = [n for n in names if n not in known]
+            if missing:
+                window.show_message(f"--lab-models: no usable model {', '.join(missing)}", "error")
+            lab.set_variants([n for n in names if n in known])
+        if args.lab_sweep:
+            lab.start()
+
+    lab.catalog_changed.connect(on_catalog)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         window.live_tab.occ_combo.setCurrentIndex(i)
     if args.watch_run:
         window.training_tab.watch_run(Path(args.watch_run))
+    _prepare_lab(window, args)
     window.select_tab(args.tab)
     window.show()
     window.start()

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QTabWidget, QVBo
 
 from kpdesk.gui.banner import MessageBanner
 from kpdesk.gui.compare_tab import CompareTab
+from kpdesk.gui.lab.tab import RobustnessTab
 from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
 from kpdesk.gui.training_tab import TrainingTab
@@ -28,7 +29,7 @@ from kpdesk.workers.tasks import run_in_background
 
 log = logging.getLogger(__name__)
 
-TAB_NAMES = ("live", "performance", "compare", "training")
+TAB_NAMES = ("live", "performance", "compare", "training", "robustness")
 PREFERRED_LIVE = ("student", "student-0.25x", "teacher")
 
 
@@ -97,10 +98,12 @@ class MainWindow(QMainWindow):
         self.perf_tab = PerformanceTab(self.history)
         self.compare_tab = CompareTab(self.history, detectors, self.live_tab.overlay_options)
         self.training_tab = TrainingTab(self.models_dir, runs_dir)
+        self.robustness_tab = RobustnessTab(threads=1)
         self.tabs.addTab(self.live_tab, "Live")
         self.tabs.addTab(self.perf_tab, "Performance")
         self.tabs.addTab(self.compare_tab, "Compare")
         self.tabs.addTab(self.training_tab, "Training")
+        self.tabs.addTab(self.robustness_tab, "Robustness")
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
         self.live_tab.source_requested.connect(self.open_source)
@@ -113,6 +116,7 @@ class MainWindow(QMainWindow):
         self.compare_tab.variants_changed.connect(self.apply_variants)
         self.compare_tab.rect_selected.connect(self.live_tab._on_rect)
         self.training_tab.message.connect(self.show_message)
+        self.robustness_tab.message.connect(self.show_message)
         self.training_tab.model_installed.connect(lambda _p: self.rescan_models())
 
         sb = self.statusBar()
@@ -180,6 +184,7 @@ class MainWindow(QMainWindow):
             self.show_message(f"No usable model in {self.models_dir}: showing the video without landmarks. "
                               "Train one in the Training tab or copy NAME.onnx + NAME.json there.", "warning")
         self.compare_tab.set_catalog(self.catalog)
+        self.robustness_tab.set_catalog(self.catalog)
         self.apply_variants()
 
     def _select_initial_model(self) -> None:
@@ -356,6 +361,7 @@ class MainWindow(QMainWindow):
         """Stop timers, a running training job and the threads. Idempotent."""
         self.refresh_timer.stop()
         self.training_tab.shutdown()
+        self.robustness_tab.shutdown()
         self.session.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API

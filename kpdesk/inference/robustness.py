@@ -45,7 +45,7 @@ class SweepConfig:
     placement: str = "random"
     seed: int = 0
     worst_k: int = 4
-    batch_size: int = 16
+    batch_size: int = 8
 
     def __post_init__(self) -> None:
         if not self.severities:
@@ -157,7 +157,7 @@ def ocular_pair(model: LandmarkModel) -> tuple[int, int]:
 
 
 def evaluate_cell(model: LandmarkModel, faces: Sequence[LabelledFace], perturbation: Perturbation,
-                  images: ImageStore | None = None, worst_k: int = 4, batch_size: int = 16,
+                  images: ImageStore | None = None, worst_k: int = 4, batch_size: int = 8,
                   cancel: Callable[[], bool] | None = None,
                   on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, tuple[WorstFace, ...]]:
     """NME (%) of ``model`` on every face under ``perturbation``, and its ``worst_k`` worst faces.

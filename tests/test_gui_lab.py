@@ -1,0 +1,149 @@
+"""The robustness lab tab (pytest-qt, offscreen): a sweep in a worker with live curves, the
+worst faces, CSV + PNG, cancel, errors, and the tab inside the main window."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from kpdesk.gui.qt_env import prepare_qt_environment  # noqa: E402
+
+prepare_qt_environment()
+
+from PySide6.QtCore import QTimer  # noqa: E402
+from test_vision_labels import make_face68  # noqa: E402
+from test_workers_tinymodel import build_tiny_models  # noqa: E402
+
+from kpdesk.gui.lab.mosaic import worst_mosaic  # noqa: E402
+from kpdesk.gui.lab.tab import RobustnessTab  # noqa: E402
+from kpdesk.inference.catalog import scan_models  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT_MS = 120_000  # generous: CI machines may be busy
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return next(iter(build_tiny_models(tmp_path_factory.mktemp("labmodels")).values())).parent
+
+
+@pytest.fixture(scope="module")
+def face_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("labfaces")
+    make_face68(root, n=12)
+    return root
+
+
+@pytest.fixture()
+def tab(qtbot, models_dir: Path, face_folder: Path) -> RobustnessTab:  # noqa: ANN001
+    t = RobustnessTab(threads=1)
+    qtbot.addWidget(t)
+    t.resize(1200, 800)
+    t.show()
+    t.set_catalog(scan_models(models_dir))
+    t.set_folder(str(face_folder))
+    yield t
+    t.shutdown()
+
+
+def test_sweep_runs_in_a_worker_and_fills_curves_worst_faces_csv_png(qtbot, tab: RobustnessTab,  # noqa: ANN001
+                                                                      tmp_path: Path) -> None:
+    assert tab.list_combo.currentData() == "val.txt"
+    assert [label for label, _ in tab.variants()] == ["student", "student-0.25x"]  # preferred defaults
+    tab.set_variants(["student", "student-0.25x", "teacher"])
+    tab.set_kind("rotation")
+    tab.severities_edit.setText("0, 30, 60")
+    ticks = []
+    timer = QTimer(interval=10, timeout=lambda: ticks.append(tab.running))
+    timer.start()
+    with qtbot.waitSignal(tab.running_changed, timeout=5000):
+        assert tab.start()
+    assert not tab.run_btn.isEnabled() and tab.cancel_btn.isEnabled()
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT_MS)
+    timer.stop()
+    assert sum(ticks) >= 3  # the GUI thread kept running its timers during the sweep
+    res = tab.result
+    assert res is not None and not res.cancelled and res.faces == 12
+    assert len(res.cells) == 9
+    for label, curve in tab.curves.items():
+        x, y = curve.getData()
+        assert list(x) == [0, 30, 60] and np.allclose(y, res.series(label)[1])
+    assert tab.worst_severity.count() == 3 and tab.worst_view.frame is not None
+    assert "mean NME" in tab.worst_caption.text()
+    assert tab.progress.value() == tab.progress.maximum() == 12 * 9
+    assert tab.save_csv_btn.isEnabled() and tab.save_png_btn.isEnabled()
+    rows = list(csv.reader(tab.save_csv(tmp_path / "t.csv").open()))
+    assert len(rows) == 10 and rows[1][2] == "rotation"
+    png = cv2.imread(str(tab.save_png(tmp_path / "p.png")))
+    assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
+
+
+def test_cancel_keeps_the_finished_cells(qtbot, tab: RobustnessTab) -> None:  # noqa: ANN001
+    tab.set_kind("blur")
+    tab.severities_edit.setText("0, 1, 2, 3, 4, 5, 6, 7, 8")
+    cells = []
+    tab.start()
+    tab.worker.cell_done.connect(lambda c: (cells.append(c), tab.cancel()))
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT_MS)
+    assert tab.result.cancelled
+    assert 1 <= len(tab.result.cells) < 2 * 9
+    assert "Cancelled" in tab.status.text()
+    assert tab.run_btn.isEnabled() and not tab.cancel_btn.isEnabled()
+
+
+def test_bad_inputs_are_reported_not_raised(qtbot, tab: RobustnessTab, tmp_path: Path,  # noqa: ANN001
+                                            face_folder: Path) -> None:
+    msgs = []
+    tab.message.connect(lambda text, level: msgs.append((level, text)))
+    tab.set_folder(str(tmp_path / "missing"))
+    assert not tab.start() and not tab.running
+    assert msgs[-1][0] == "error" and "does not exist" in msgs[-1][1]
+    tab.set_folder(str(face_folder))
+    tab.severities_edit.setText("0, 500")
+    assert not tab.start()
+    assert "severity must be in" in msgs[-1][1]
+    # A folder the reader cannot use fails in the worker and comes back as a message.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    tab.set_folder(str(empty))
+    tab.severities_edit.setText("0, 10")
+    assert tab.start()
+    qtbot.waitUntil(lambda: not tab.running, timeout=TIMEOUT_MS)
+    assert msgs[-1][0] == "error" and "no usable labelled face" in msgs[-1][1]
+
+
+def test_worst_mosaic_shows_labels_and_prediction_side_by_side() -> None:
+    from kpdesk.inference.robustness import WorstFace
+
+    crop = np.full((64, 64, 3), 90, np.uint8)
+    gt = np.full((68, 2), 30.0)
+    pred = np.full((68, 2), 40.0)
+    faces = [WorstFace(i, f"/x/{i}.jpg", 20.0 - i, crop, gt, pred) for i in range(3)]
+    img = worst_mosaic(faces, tile=100, cols=2)
+    assert img.shape == (2 * 118 + 8, 2 * 202 + 8, 3)
+    left, right = img[:100, :100], img[:100, 102:202]
+    # Labels in green at crop (30, 30) on the left, the prediction in red at (40, 40) on the right.
+    assert left[47, 47, 1] > 150 and left[47, 47, 2] < 150 and tuple(left[63, 63]) == (90, 90, 90)
+    assert right[63, 63, 2] > 150 and right[63, 63, 1] < 150 and tuple(right[47, 47]) == (90, 90, 90)
+    assert worst_mosaic([]) is None
+
+
+def test_main_window_has_the_lab_tab(qtbot, models_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    from kpdesk.gui.main_window import TAB_NAMES, MainWindow
+
+    w = MainWindow(models_dir=models_dir, source="demo", threads=1, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.show()
+    w.start()
+    try:
+        w.select_tab("robustness")
+        assert w.tabs.currentWidget() is w.robustness_tab and "robustness" in TAB_NAMES
+        qtbot.waitUntil(lambda: w.robustness_tab.variant_combos[0].count() == 3, timeout=TIMEOUT_MS)
+    finally:
+        w.shutdown()
