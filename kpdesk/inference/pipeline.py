@@ -198,4 +198,5 @@ class Pipeline:
             detector_name=self._detector.name,
             timestamp=t_sec,
             extras={"track_ids": tuple(ids), "detected": detected},
+            frame_size=(int(frame_bgr.shape[1]), int(frame_bgr.shape[0])),
         )

@@ -53,7 +53,8 @@ class FaceResult:
 
 @dataclass(frozen=True, eq=False)
 class FrameResult:
-    """All faces found in one frame, with the model that found them and the timings."""
+    """All faces found in one frame, with the model that found them and the timings.
+    ``frame_size`` is the frame's (width, height) in pixels, (0, 0) when unknown."""
 
     frame_index: int
     model_name: str
@@ -62,3 +63,4 @@ class FrameResult:
     detector_name: str = ""
     timestamp: float = 0.0
     extras: dict = field(default_factory=dict)
+    frame_size: tuple[int, int] = (0, 0)
