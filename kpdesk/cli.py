@@ -67,13 +67,16 @@ class _Sink:
             self._writer = None
 
 
-def _face_json(face: Any) -> dict[str, Any]:
+def _face_json(face: Any, frame_size: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    from kpdesk.vision.headpose import face_pose, pose_record
+
     return {
         "box": [round(float(v), 2) for v in face.box_xyxy],
         "points": np.round(face.pts_img, 2).tolist(),
         "conf": np.round(face.conf.astype(np.float64), 4).tolist(),
         "tracked": bool(face.tracked),
         "detector_score": None if face.detector_score is None else round(float(face.detector_score), 4),
+        "pose": pose_record(face_pose(face.pts_img, frame_size)),  # yaw / pitch / roll, degrees
     }
 
 
@@ -94,7 +97,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from kpdesk.inference.model import LandmarkModel, ModelLoadError
     from kpdesk.inference.pipeline import Pipeline, PipelineConfig
     from kpdesk.inference.sources import FolderSource, ImageSource, SourceError, open_source
-    from kpdesk.vision.draw import draw_text, render_result
+    from kpdesk.vision.draw import draw_pose_axes, draw_text, render_result
+    from kpdesk.vision.headpose import face_pose
 
     try:
         source = open_source(args.source)
@@ -151,11 +155,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 detect_ms.append(result.timings.detect)
             if sink is not None:
                 img = render_result(frame, result, model.schema, heatmap=args.heatmaps, crop_size=model.input_size)
+                if args.pose:
+                    for face in result.faces:
+                        pose = face_pose(face.pts_img, result.frame_size)
+                        if pose is not None:
+                            draw_pose_axes(img, pose)
                 draw_text(img, f"{result.timings.total:.1f} ms  {model.name} / {detector.name}")
                 sink.write(img, index)
             if jsonl is not None:
+                faces = [_face_json(f, result.frame_size) for f in result.faces]
                 rec = {"frame": index, "timestamp": round(ts, 4), "model": result.model_name,
-                       "detector": result.detector_name, "faces": [_face_json(f) for f in result.faces],
+                       "detector": result.detector_name, "faces": faces,
                        "timings": {k: round(v, 3) for k, v in result.timings.as_dict().items()}}
                 jsonl.write(json.dumps(rec) + "\n")
             index += 1
@@ -239,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--decode", choices=["regression", "heatmap", "fusion"], help="override the manifest's decode")
     d.add_argument("--heatmaps", action="store_true", help="blend the heatmaps into the annotated output")
     d.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of the points")
+    d.add_argument("--pose", action="store_true", help="draw each face's head-pose axes and angles in --out "
+                                                       "(the --json records always carry yaw / pitch / roll)")
     d.set_defaults(func=cmd_detect)
 
     m = sub.add_parser("models", help="list the model catalog")

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: auto)")
     ap.add_argument("--tab", choices=("live", "performance", "compare", "training", "robustness"), default="live")
     ap.add_argument("--overlays", default="",
-                    help="comma list to turn on: indices,skeleton,heatmap,box,keypoints (prefix '-' to turn off)")
+                    help="comma list to turn on: indices,skeleton,heatmap,box,keypoints,pose (prefix '-' to turn off)")
     ap.add_argument("--occlusion", default="", help="occlusion preset to start with, e.g. 'sunglasses band'")
     ap.add_argument("--lab-folder", default=None, help="robustness lab: labelled folder to start with")
     ap.add_argument("--lab-models", default="", help="robustness lab: comma list of 1-3 model names to compare")
@@ -52,7 +52,7 @@ def _apply_overlays(window: object, spec: str) -> None:
     assert isinstance(window, MainWindow)
     boxes = {"indices": window.live_tab.cb_indices, "skeleton": window.live_tab.cb_skeleton,
              "heatmap": window.live_tab.cb_heatmap, "box": window.live_tab.cb_box,
-             "keypoints": window.live_tab.cb_points}
+             "keypoints": window.live_tab.cb_points, "pose": window.live_tab.cb_pose}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         on = not item.startswith("-")
         name = item.lstrip("-+")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -22,9 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kpdesk.gui.pose_plot import HeadPosePlot
 from kpdesk.gui.render import OverlayOptions, render_variant
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
+from kpdesk.vision.headpose import HeadPose, face_pose
 from kpdesk.workers.messages import InferenceResult
 from kpdesk.workers.occlusion import PRESETS
 
@@ -96,6 +99,9 @@ class LiveTab(QWidget):
         self.info.setWordWrap(True)
         self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         left.addWidget(self.info)
+        self.pose_plot = HeadPosePlot()
+        self.pose_plot.setVisible(False)
+        left.addWidget(self.pose_plot)
         lay.addLayout(left, 1)
 
         panel = QWidget()
@@ -152,7 +158,10 @@ class LiveTab(QWidget):
         self.cb_box = QCheckBox("Face box", checked=True)
         self.cb_skeleton = QCheckBox("Skeleton", checked=True)
         self.cb_heatmap = QCheckBox("Heatmap")
-        for cb in (self.cb_points, self.cb_indices, self.cb_box, self.cb_skeleton, self.cb_heatmap):
+        self.cb_pose = QCheckBox("Head pose (axes + plot)")
+        self.cb_pose.setToolTip("Yaw / pitch / roll from the landmarks (solvePnP against a 3D mean face); "
+                                "recordings and `kpdesk detect --json` always include them")
+        for cb in (self.cb_points, self.cb_indices, self.cb_box, self.cb_skeleton, self.cb_heatmap, self.cb_pose):
             f.addRow(cb)
             cb.toggled.connect(self._on_overlay_toggled)
         self.heatmap_point = QSpinBox(minimum=-1, maximum=255, value=-1, specialValueText="all points (sum)")
@@ -216,6 +225,7 @@ class LiveTab(QWidget):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         lay.addWidget(scroll)
         self._last: InferenceResult | None = None
+        self.last_pose: HeadPose | None = None
 
     # ---- state read by the window -----------------------------------------------------
     def overlay_options(self) -> OverlayOptions:
@@ -227,6 +237,7 @@ class LiveTab(QWidget):
             heatmap=self.cb_heatmap.isChecked(),
             heatmap_point=self.heatmap_point.value(),
             occluded_below=self.occ_threshold.value() / 100.0,
+            head_pose=self.cb_pose.isChecked(),
         )
 
     def smoothing(self) -> tuple[bool, float]:
@@ -289,6 +300,9 @@ class LiveTab(QWidget):
     def _on_overlay_toggled(self, _checked: bool) -> None:
         if self.sender() is self.cb_heatmap:
             self.settings_changed.emit()  # the pipeline must keep heatmaps
+        if self.sender() is self.cb_pose:
+            self.pose_plot.clear()
+            self.pose_plot.setVisible(self.cb_pose.isChecked())
         self._rerender()
 
     def _rerender(self) -> None:
@@ -312,6 +326,8 @@ class LiveTab(QWidget):
                 caption = f"{name}: error"
                 lines = [vr.error[:90]]
         self.view.set_frame(img, caption, lines)
+        if self.cb_pose.isChecked():
+            self._add_pose(res)
         if vr is not None and vr.result is not None:
             det = vr.result.detector_name or vr.spec.detector
             pts = vr.schema.num_points if vr.schema else 0
@@ -322,6 +338,15 @@ class LiveTab(QWidget):
                 f"{t.preprocess:.1f} / infer {t.inference:.1f} / decode {t.decode:.1f} ms")
         elif vr is None:
             self.info.setText(f"frame {res.frame.frame_index} · no model running")
+
+    def _add_pose(self, res: InferenceResult) -> None:
+        """The first face's pose into the plot (a gap when there is none)."""
+        vr = res.primary
+        faces = vr.result.faces if vr is not None and vr.result is not None else ()
+        frame = res.frame.frame_bgr
+        pose = face_pose(faces[0].pts_img, (frame.shape[1], frame.shape[0])) if faces else None
+        self.pose_plot.add(res.processed_at or time.monotonic(), pose)
+        self.last_pose = pose
 
     def heatmap_needed(self) -> bool:
         return self.cb_heatmap.isChecked()

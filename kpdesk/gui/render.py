@@ -3,7 +3,7 @@
 Pure numpy + cv2 on BGR images (no Qt), so a snapshot is exactly what the view shows and
 tests can check pixels against the pipeline's coordinates. Added here: occluded
 (low-confidence) points drawn as a ring with a cross, the heatmap of one chosen point or
-the normalised sum of all points, and the outline of the painted occluder.
+the normalised sum of all points, the outline of the painted occluder, head-pose axes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from kpdesk.vision import draw
+from kpdesk.vision.headpose import face_pose
 from kpdesk.vision.results import FaceResult
 from kpdesk.vision.schema import KeypointSchema
 from kpdesk.vision.transforms import apply_affine, invert_affine
@@ -36,6 +37,7 @@ class OverlayOptions:
     occluded_below: float = 0.35
     heatmap_alpha: float = 0.6
     occluder_outline: bool = True
+    head_pose: bool = False
 
 
 def confidence_color(conf: float) -> tuple[int, int, int]:
@@ -109,6 +111,10 @@ def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, 
         draw_occluded(img, pts[low], r)
     if opts.indices:
         draw.draw_indices(img, pts)
+    if opts.head_pose:
+        pose = face_pose(pts, (img.shape[1], img.shape[0]))
+        if pose is not None:
+            draw.draw_pose_axes(img, pose)
 
 
 def render_variant(frame_bgr: np.ndarray, vr: VariantResult | None, opts: OverlayOptions,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kpdesk.vision.headpose import HeadPose
 from kpdesk.vision.results import FaceResult, FrameResult
 from kpdesk.vision.schema import KeypointSchema
 
@@ -71,6 +72,25 @@ def draw_text(img: np.ndarray, text: str, org: tuple[int, int] = (8, 20), scale:
     """Text with a dark outline, readable on any background."""
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    return img
+
+
+POSE_AXIS_COLORS = ((60, 60, 255), (80, 220, 80), (255, 160, 40))  # BGR: x red, y green, facing blue
+
+
+def draw_pose_axes(img: np.ndarray, pose: HeadPose, length_mm: float = 60.0, thickness: int = 2,
+                   label: bool = True) -> np.ndarray:
+    """The head's axes from the nose tip (x right: red, y down: green, facing: blue) and,
+    with ``label``, its yaw / pitch / roll beside them."""
+    origin, ends = pose.axes_px(length_mm)
+    o = _pt(origin)
+    for end, color in zip(ends, POSE_AXIS_COLORS):
+        cv2.arrowedLine(img, o, _pt(end), color, thickness, cv2.LINE_AA, tipLength=0.15)
+    if label:
+        text = f"yaw {pose.yaw:+.0f}  pitch {pose.pitch:+.0f}  roll {pose.roll:+.0f}"
+        x = int(max(min(p[0] for p in (origin, *ends)) - 10, 4))
+        y = int(min(max(p[1] for p in (origin, *ends)) + 18, img.shape[0] - 6))
+        draw_text(img, text, (x, y), 0.45)
     return img
 
 

@@ -150,3 +150,17 @@ def estimate_head_pose(pts_img: np.ndarray, frame_size: tuple[int, int],
     err = float(np.sqrt(np.mean(np.sum((proj - img) ** 2, axis=1))))
     yaw, pitch, roll = angles_from_rotation(r)
     return HeadPose(yaw, pitch, roll, r, t, err, f, c)
+
+
+def face_pose(pts_img: np.ndarray, frame_size: tuple[int, int]) -> HeadPose | None:
+    """``estimate_head_pose`` that also returns None when the frame size is unknown ((0, 0))."""
+    if frame_size[0] <= 0 or frame_size[1] <= 0:
+        return None
+    return estimate_head_pose(pts_img, frame_size)
+
+
+def pose_record(pose: HeadPose | None) -> dict[str, float] | None:
+    """The JSON form used by recordings and ``kpdesk detect --json``: yaw, pitch, roll in degrees
+    (2 decimals), or None when there is no pose."""
+    return None if pose is None else pose.as_dict(2)
+

@@ -1,8 +1,10 @@
 """Writes the landmarks of a session to JSON lines or CSV (Qt-free).
 
-One row per face per frame. JSON lines keep the full arrays; CSV flattens them to
-``x0, y0, c0, x1, y1, c1, ...`` columns (the header is written for the first model's
-point count; a model with a different count later starts a fresh header line).
+One row per face per frame, with the face's head pose (yaw / pitch / roll in degrees,
+``kpdesk.vision.headpose``; empty for layouts other than 68 / 5 points). JSON lines keep
+the full arrays; CSV flattens them to ``x0, y0, c0, x1, y1, c1, ...`` columns (the header is
+written for the first model's point count; a model with a different count later starts a
+fresh header line).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import IO
 
+from kpdesk.vision.headpose import face_pose, pose_record
 from kpdesk.vision.results import FrameResult
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,9 @@ class LandmarkRecorder:
             return
         try:
             for face_i, face in enumerate(result.faces):
+                pose = pose_record(face_pose(face.pts_img, result.frame_size))
                 if self._csv is not None:
-                    self._write_csv(variant, result, face_i, face)
+                    self._write_csv(variant, result, face_i, face, pose)
                 else:
                     row = {
                         "frame": result.frame_index,
@@ -60,6 +64,7 @@ class LandmarkRecorder:
                         "box_xyxy": [round(float(v), 2) for v in face.box_xyxy],
                         "pts_img": [[round(float(x), 2), round(float(y), 2)] for x, y in face.pts_img],
                         "conf": [round(float(c), 4) for c in face.conf],
+                        "pose": pose,
                         "timings_ms": {k: round(v, 3) for k, v in result.timings.as_dict().items()},
                     }
                     self._fh.write(json.dumps(row) + "\n")
@@ -68,17 +73,20 @@ class LandmarkRecorder:
             self.close()
             raise RecorderError(f"{self.path}: write failed: {exc}") from exc
 
-    def _write_csv(self, variant: str, result: FrameResult, face_i: int, face) -> None:  # noqa: ANN001
+    def _write_csv(self, variant: str, result: FrameResult, face_i: int, face,  # noqa: ANN001
+                   pose: dict[str, float] | None) -> None:
         assert self._csv is not None
         k = len(face.pts_img)
         if self._csv_k != k:
-            header = ["frame", "t", "variant", "model", "face", "box_x0", "box_y0", "box_x1", "box_y1"]
+            header = ["frame", "t", "variant", "model", "face", "box_x0", "box_y0", "box_x1", "box_y1",
+                      "yaw", "pitch", "roll"]
             for i in range(k):
                 header += [f"x{i}", f"y{i}", f"c{i}"]
             self._csv.writerow(header)
             self._csv_k = k
         row: list[object] = [result.frame_index, round(result.timestamp, 4), variant, result.model_name, face_i]
         row += [round(float(v), 2) for v in face.box_xyxy]
+        row += [pose["yaw"], pose["pitch"], pose["roll"]] if pose else ["", "", ""]
         for (x, y), c in zip(face.pts_img, face.conf):
             row += [round(float(x), 2), round(float(y), 2), round(float(c), 4)]
         self._csv.writerow(row)
