@@ -58,3 +58,28 @@ def test_bf16_probe_leaves_the_model_and_rng_alone(torch_one_thread):
     assert torch.equal(torch.get_rng_state(), rng)
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_a_run_with_auto_bf16_reports_its_choice_and_trains_on_an_extra_pack(tmp_path, torch_one_thread):
+    import json
+
+    from test_training_datasets import make_face68, tiny_config
+
+    from training.config import config_from_dict
+    from training.jobs import run_train
+
+    pack = make_face68(tmp_path / "face68")
+    extra = make_face68(tmp_path / "extra")
+    d = tiny_config(pack, epochs=1)
+    d["train"]["cpu_bf16"] = "auto"
+    d["data"]["extra_train"] = [str(extra)]
+    d["data"]["extra_weight"] = 0.5
+    run = tmp_path / "run"
+    run_train(config_from_dict(d), run, export=False)
+    ev = [json.loads(ln) for ln in (run / "events.jsonl").read_text().splitlines()]
+    choice = [e for e in ev if e["event"] == "log" and "bf16_choice" in e]
+    assert len(choice) == 1 and isinstance(choice[0]["bf16_choice"]["bf16"], bool)
+    start = next(e for e in ev if e["event"] == "start")
+    n = len((pack / "train.txt").read_text().split())
+    assert start["train_samples"] == n + len((extra / "train.txt").read_text().split())
+    assert ev[-1]["event"] == "done"
