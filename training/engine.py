@@ -421,9 +421,9 @@ class Trainer:
         total = epochs or self.t.epochs
         if self.bf16_choice:
             c = self.bf16_choice
-            self.events.emit("log", message=f"train.cpu_bf16=auto: bf16 backbone autocast {'on' if c['bf16'] else 'off'}"
-                                            f" (measured {c['fp32_img_s']} img/s float32, {c['bf16_img_s']} bf16)",
-                             bf16_choice=c)
+            self.events.emit("log", bf16_choice=c,
+                             message=f"train.cpu_bf16=auto: bf16 backbone autocast {'on' if c['bf16'] else 'off'} "
+                                     f"(measured {c['fp32_img_s']} img/s float32, {c['bf16_img_s']} bf16)")
         self.events.emit("start", run_dir=str(self.run_dir), epochs=total, start_epoch=self.epoch,
                          train_samples=len(self.train_ds), val_samples=len(self.val_ds), device=str(self.device),
                          world=self.dist.world, tag=self.tag)
