@@ -72,3 +72,17 @@ def resolve_model(name_or_path: str | Path, folder: str | Path | None = None) ->
         return cand
     known = sorted(q.stem for q in root.glob("*.onnx")) if root.is_dir() else []
     raise ModelLoadError(f"{name_or_path}: no such model in {root} (known: {', '.join(known) or 'none'})")
+
+# The model used when none is named (the app's Live tab and ``kpdesk detect``): the first of
+# these that is present and usable, else the first usable model by name. ``student`` is the
+# most accurate shipped model and runs a face in ~2 ms on one CPU thread (README, Models).
+PREFERRED_MODELS = ("student", "student-0.25x", "teacher")
+
+
+def default_entry(entries: list[CatalogEntry]) -> CatalogEntry | None:
+    """The catalog entry to use when the user names no model (None: no usable model)."""
+    ok = {e.name: e for e in entries if e.ok}
+    for name in PREFERRED_MODELS:
+        if name in ok:
+            return ok[name]
+    return next(iter(ok.values()), None)
