@@ -83,3 +83,14 @@ def test_a_run_with_auto_bf16_reports_its_choice_and_trains_on_an_extra_pack(tmp
     n = len((pack / "train.txt").read_text().split())
     assert start["train_samples"] == n + len((extra / "train.txt").read_text().split())
     assert ev[-1]["event"] == "done"
+
+
+def test_best_epoch_can_be_chosen_on_some_val_sources():
+    from training.engine import TrainingError, selection_score
+
+    m = {"nme_ion": 6.0, "by_source": {"afw": {"nme_ion": 5.0, "n": 1}, "helen": {"nme_ion": 4.0, "n": 3},
+                                       "ytf": {"nme_ion": 7.0, "n": 6}}}
+    assert selection_score(m, "nme_ion") == 6.0
+    assert selection_score(m, "nme_ion", ("afw", "helen")) == pytest.approx(4.25)
+    with pytest.raises(TrainingError, match="lfw"):
+        selection_score(m, "nme_ion", ("lfw",))

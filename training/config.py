@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from training.datasets import DataConfig
 from training.networks import ModelConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -66,6 +70,9 @@ class TrainConfig:
     init_checkpoint: str = ""
     decode_eval: tuple[str, ...] = ("regression", "heatmap", "fusion")
     select: str = "nme_ion"
+    # best.pt is chosen on these val sources only (face-count weighted), e.g. ["afw", "helen"]:
+    # the human-labelled part when the rest follows another labelling convention. Empty = all.
+    select_sources: tuple[str, ...] = ()
     grad_clip: float = 5.0
     export_name: str = ""
 
@@ -189,11 +196,139 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override, resolve paths and validate (``validate_config``) a run config."""
     p = Path(path)
     try:
         d = json.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a JSON config file (binary content)") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    return config_from_dict(apply_overrides(d, overrides or []), base=p.resolve().parent)
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: expected a JSON object with sections {sorted(SECTIONS)}")
+    return validate_config(config_from_dict(apply_overrides(d, overrides or []), base=p.resolve().parent))
+
+
+# ---- validation: every value checked before any work starts -------------------------------
+KNOWN_ARCHS = ("mobilenetv2", "resnet50", "mobilenetv2-tiny", "resnet18-bottleneck-tiny")
+DATA_FORMATS = ("face68", "face5", "300w", "celeba", "wflw", "csv")
+DECODES = ("regression", "heatmap", "fusion")
+
+
+def max_threads() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a checkpoint (missing, empty, a folder, text), or None. Only
+    the first bytes are read: ``torch.save`` writes a zip archive (legacy: a pickle)."""
+    p = Path(path)
+    if p.is_dir():
+        return "is a folder, not a checkpoint"
+    if not p.is_file():
+        return "checkpoint not found"
+    if p.suffix.lower() == ".onnx":
+        return None  # a shipped model; training.onnx_import checks it
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not head:
+        return "empty file, not a checkpoint"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    kind = "a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "unknown content"
+    return f"not a PyTorch checkpoint ({kind})"
+
+
+def checkpoint_files(cfg: RunConfig) -> list[tuple[str, str]]:
+    """(key, path) of the checkpoints the config names."""
+    return [(k, v) for k, v in (("train.init_checkpoint", cfg.train.init_checkpoint),
+                                ("distill.teacher", cfg.distill.teacher), ("prune.student", cfg.prune.student)) if v]
+
+
+def validate_config(cfg: RunConfig) -> RunConfig:
+    """Check every value; raise ConfigError naming the first bad key. ``train.threads`` above
+    the CPU count is capped (with a warning). Returns the (possibly capped) config.
+
+    Files are not looked at here (a chain of runs names checkpoints that do not exist
+    yet); ``checkpoint_problem`` checks one that should."""
+    def need(ok: bool, key: str, rule: str) -> None:
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(cfg, section), name)
+            raise ConfigError(f"{key}: {rule}, got {value!r}")
+
+    def num(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    m, d, t, a, dl, pr = cfg.model, cfg.data, cfg.train, cfg.augment, cfg.distill, cfg.prune
+    need(m.arch in KNOWN_ARCHS, "model.arch", f"must be one of {', '.join(KNOWN_ARCHS)}")
+    need(m.num_points >= 1, "model.num_points", "must be >= 1")
+    need(m.input_size >= 32 and m.input_size % 32 == 0, "model.input_size", "must be a multiple of 32, >= 32")
+    need(0 <= m.heatmap_size <= m.input_size, "model.heatmap_size", "must be 0 (no heatmap head) .. input_size")
+    need(m.hm_source in ("last", "fpn"), "model.hm_source", "must be 'last' or 'fpn'")
+    need(m.head_channels >= 1, "model.head_channels", "must be >= 1")
+    need(m.reg_hidden >= 1, "model.reg_hidden", "must be >= 1")
+
+    need(d.format in DATA_FORMATS, "data.format", f"must be one of {', '.join(DATA_FORMATS)}")
+    need(d.on_error in ("skip", "fatal"), "data.on_error", "must be 'skip' or 'fatal'")
+    need(d.points_base in (0, 1), "data.points_base", "must be 0 or 1")
+    need(d.num_points >= 0, "data.num_points", "must be >= 0 (0: from the format)")
+    need(num(d.extra_weight) and d.extra_weight >= 0, "data.extra_weight", "must be a number >= 0")
+    need(d.extra_max_samples >= 0, "data.extra_max_samples", "must be >= 0")
+
+    need(t.epochs >= 1, "train.epochs", "must be >= 1")
+    need(t.batch_size >= 2, "train.batch_size", "must be >= 2 (batch normalisation needs 2 samples)")
+    need(t.optimizer in ("sgd", "adamw"), "train.optimizer", "must be 'sgd' or 'adamw'")
+    need(num(t.lr) and t.lr > 0, "train.lr", "must be a number > 0")
+    need(num(t.momentum) and 0 <= t.momentum < 1, "train.momentum", "must be in [0, 1)")
+    need(num(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "must be a number >= 0")
+    need(all(num(v) and 0 < v <= 1 for v in t.lr_steps), "train.lr_steps", "must be fractions of the epochs in (0, 1]")
+    need(num(t.lambda_rh) and t.lambda_rh >= 0, "train.lambda_rh", "must be a number >= 0")
+    need(num(t.sigma) and t.sigma > 0, "train.sigma", "must be a number > 0")
+    need(t.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?|mps", t.device) is not None, "train.device",
+         "must be auto, cpu, cuda or cuda:N")
+    need(t.cpu_bf16 in (True, False, "auto"), "train.cpu_bf16", 'must be true, false or "auto"')
+    need(t.threads >= 0, "train.threads", "must be >= 0 (0: the library default)")
+    need(t.num_workers >= 0, "train.num_workers", "must be >= 0")
+    for key in ("max_steps_per_epoch", "max_train_samples", "max_val_samples"):
+        need(getattr(t, key) >= 0, f"train.{key}", "must be >= 0 (0: no limit)")
+    need(len(t.decode_eval) > 0 and all(v in DECODES for v in t.decode_eval), "train.decode_eval",
+         f"must list decode modes from {', '.join(DECODES)}")
+    need(re.fullmatch(r"nme_\w+|fr\d+_\w+", str(t.select)) is not None, "train.select",
+         "must be a lower-is-better metric such as nme_ion, nme_box or fr10_ion")
+    need(num(t.grad_clip) and t.grad_clip >= 0, "train.grad_clip", "must be a number >= 0 (0: off)")
+    need(t.export_name == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", t.export_name) is not None,
+         "train.export_name", "must be a plain file name (letters, digits, . _ + -)")
+
+    for key in ("scale", "shift", "rotate_deg"):
+        need(num(getattr(a, key)) and getattr(a, key) >= 0, f"augment.{key}", "must be a number >= 0")
+    need(a.scale < 1, "augment.scale", "must be < 1")
+    for key in ("rotate_p", "flip_p", "color_p", "blur_p", "occlusion_p", "gray_p"):
+        need(num(getattr(a, key)) and 0 <= getattr(a, key) <= 1, f"augment.{key}", "must be a probability in [0, 1]")
+
+    need(num(dl.lambda_dp) and dl.lambda_dp >= 0, "distill.lambda_dp", "must be a number >= 0")
+    need(dl.proj_dim >= 1, "distill.proj_dim", "must be >= 1")
+    need(num(pr.alpha) and 0 < pr.alpha < 1, "prune.alpha", "must be in (0, 1) (the fraction of filters pruned)")
+    need(pr.importance in ("reconstruction", "l1"), "prune.importance", "must be 'reconstruction' or 'l1'")
+    need(pr.calib_images >= 1, "prune.calib_images", "must be >= 1")
+    need(pr.finetune_steps >= 0, "prune.finetune_steps", "must be >= 0")
+    need(pr.final_epochs >= 0, "prune.final_epochs", "must be >= 0")
+    need(pr.layers_per_step >= 1, "prune.layers_per_step", "must be >= 1")
+    need(pr.latency_runs >= 1, "prune.latency_runs", "must be >= 1")
+
+    limit = max_threads()
+    if t.threads > limit:
+        log.warning("train.threads=%d is more than this machine's %d CPUs: using %d", t.threads, limit, limit)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, threads=limit))
+    return cfg

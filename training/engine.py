@@ -194,6 +194,18 @@ def evaluate(model: nn.Module, ds: LandmarkDataset, device: torch.device, modes:
     return res
 
 
+def selection_score(metrics: dict[str, Any], key: str, sources: tuple[str, ...] = ()) -> float:
+    """``metrics[key]``, or its face-count weighted mean over ``sources`` of ``metrics["by_source"]``."""
+    if not sources:
+        return metrics[key]
+    by = metrics.get("by_source") or {}
+    missing = [s for s in sources if s not in by]
+    if missing:
+        raise TrainingError(f"train.select_sources: val has no faces from {missing} (it has {sorted(by)})")
+    n = sum(by[s]["n"] for s in sources)
+    return sum(by[s][key] * by[s]["n"] for s in sources) / n
+
+
 def measure_bf16(model: nn.Module, input_size: int, batch_size: int, channels_last: bool = True,
                  steps: int = 2) -> dict[str, Any]:
     """Time forward + backward of a copy of ``model`` in float32 and with the bfloat16
@@ -434,7 +446,8 @@ class Trainer:
                 if self.dist.main:
                     val = self.validate()
                     rec["val"] = val
-                    mode, score = min(((k, v[self.t.select]) for k, v in val.items()), key=lambda kv: kv[1])
+                    mode, score = min(((k, selection_score(v, self.t.select, self.t.select_sources))
+                                       for k, v in val.items()), key=lambda kv: kv[1])
                     self.events.emit("metric", epoch=self.epoch, epochs=total, split="val", decode=mode,
                                      **{k: v for k, v in val[mode].items() if k != "by_source"},
                                      by_source=val[mode].get("by_source"), train_loss=tr.get("loss"),
