@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kpdesk.inference.model import LandmarkModel, ModelLoadError
-from kpdesk.vision.manifest import Manifest
+from kpdesk.inference.model import LandmarkModel, ModelLoadError, manifest_path_for
+from kpdesk.vision.manifest import Manifest, ManifestError
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,16 @@ def default_models_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "models"
 
 
+def is_model_file(p: Path) -> bool:
+    """A ``NAME.onnx`` the catalog lists: not hidden (``.NAME.tmp.onnx`` is a write in
+    progress or a leftover of a failed one; backups live in the hidden ``.backup/``)."""
+    return p.suffix == ".onnx" and not p.name.startswith(".") and ".tmp." not in p.name and p.is_file()
+
+
+def model_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*.onnx") if is_model_file(p))
+
+
 def scan_models(folder: str | Path | None = None, validate: bool = True) -> list[CatalogEntry]:
     """List the models in ``folder`` (default ``default_models_dir()``), sorted by name.
 
@@ -43,7 +53,7 @@ def scan_models(folder: str | Path | None = None, validate: bool = True) -> list
     if not root.is_dir():
         return []
     entries = []
-    for p in sorted(root.glob("*.onnx")):
+    for p in model_files(root):
         try:
             if validate:
                 manifest = LandmarkModel.load(p, threads=1, optimize=False).manifest
@@ -70,8 +80,31 @@ def resolve_model(name_or_path: str | Path, folder: str | Path | None = None) ->
     cand = root / f"{name_or_path}.onnx"
     if cand.is_file():
         return cand
-    known = sorted(q.stem for q in root.glob("*.onnx")) if root.is_dir() else []
+    known = [q.stem for q in model_files(root)] if root.is_dir() else []
     raise ModelLoadError(f"{name_or_path}: no such model in {root} (known: {', '.join(known) or 'none'})")
+
+
+def restamp_model(onnx_path: str | Path) -> Manifest:
+    """Bind ``NAME.json`` to the current ``NAME.onnx`` (after changing the graph on purpose):
+    write the graph's sha256 into the manifest, then check that the graph still agrees
+    with the manifest's shapes and outputs. Returns the new manifest.
+
+    Raises:
+        ModelLoadError: no such graph, an unreadable manifest, or a graph that disagrees
+            with the manifest (the manifest is left as it was).
+    """
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found")
+    man_path = manifest_path_for(path)
+    try:
+        old = Manifest.load(man_path)
+    except ManifestError as exc:
+        raise ModelLoadError(str(exc)) from None
+    new = old.stamped(path)
+    LandmarkModel.load(path, threads=1, optimize=False, manifest=new)  # the graph against the new manifest
+    new.save(man_path)  # atomic
+    return new
 
 # The model used when none is named (the app's Live tab and ``kpdesk detect``): the first of
 # these that is present and usable, else the first usable model by name. ``student`` is the

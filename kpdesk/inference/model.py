@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,13 +11,33 @@ import numpy as np
 import onnxruntime as ort
 
 from kpdesk.vision.codecs import DECODE_MODES, LandmarkDecoder
-from kpdesk.vision.manifest import Manifest, ManifestError
+from kpdesk.vision.manifest import Manifest, ManifestError, file_sha256
 from kpdesk.vision.preprocess import to_input
 from kpdesk.vision.schema import KeypointSchema
+
+log = logging.getLogger(__name__)
 
 
 class ModelLoadError(Exception):
     """A model file is missing, corrupt, or disagrees with its manifest. Names the file."""
+
+
+def max_threads() -> int:
+    """The most intra-op threads worth asking for: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_threads(threads: int) -> int:
+    """``threads`` capped at ``max_threads()`` (0, onnxruntime's own choice, stays 0): a
+    pool far larger than the machine only thrashes (9999 threads hung for minutes)."""
+    limit = max_threads()
+    if threads > limit:
+        log.warning("%d onnxruntime threads asked for, this machine has %d CPUs: using %d", threads, limit, limit)
+        return limit
+    return threads
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +64,34 @@ def _dim(d: object) -> int | None:
 
 def manifest_path_for(onnx_path: str | Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def graph_sha256(path: Path) -> str:
+    """sha256 of a graph file, cached per (path, size, mtime): model switches re-open
+    the same files over and over, and hashing a 50 MB graph costs ~0.1 s."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    digest = _SHA_CACHE.get(key)
+    if digest is None:
+        digest = _SHA_CACHE[key] = file_sha256(path)
+        while len(_SHA_CACHE) > 64:
+            _SHA_CACHE.pop(next(iter(_SHA_CACHE)))
+    return digest
+
+
+def check_checksum(path: Path, m: Manifest) -> None:
+    """Raise ModelLoadError when the manifest is stamped for another graph file."""
+    if not m.onnx_sha256:
+        return
+    actual = graph_sha256(path)
+    if actual != m.onnx_sha256:
+        raise ModelLoadError(
+            f"{path}: the graph does not belong to its manifest {manifest_path_for(path).name} (sha256 "
+            f"{actual[:12]}…, manifest says {m.onnx_sha256[:12]}…); if you changed the graph on purpose, "
+            f"re-stamp it: kpdesk models --restamp {path}")
 
 
 def _check_outputs(path: Path, m: Manifest, outputs: dict[str, list]) -> None:
@@ -114,7 +164,7 @@ class LandmarkModel:
 
     @classmethod
     def load(cls, onnx_path: str | Path, threads: int = 0, providers: list[str] | None = None,
-             optimize: bool = True) -> LandmarkModel:
+             optimize: bool = True, manifest: Manifest | None = None) -> LandmarkModel:
         """Open ``NAME.onnx`` and its manifest ``NAME.json``; check that they agree.
 
         Args:
@@ -122,6 +172,7 @@ class LandmarkModel:
             threads: intra-op threads for onnxruntime; 0 lets onnxruntime choose.
             providers: execution providers; default CPU.
             optimize: graph optimisations on (off only makes loading faster, e.g. to validate).
+            manifest: check the graph against this manifest instead of ``NAME.json``.
 
         Raises:
             ModelLoadError: naming the file, for a missing / corrupt graph or manifest,
@@ -130,13 +181,16 @@ class LandmarkModel:
         path = Path(onnx_path)
         if not path.is_file():
             raise ModelLoadError(f"{path}: model file not found")
-        try:
-            manifest = Manifest.load(manifest_path_for(path))
-        except ManifestError as exc:
-            raise ModelLoadError(str(exc)) from None
+        if manifest is None:
+            try:
+                manifest = Manifest.load(manifest_path_for(path))
+            except ManifestError as exc:
+                raise ModelLoadError(str(exc)) from None
+        check_checksum(path, manifest)
         opts = ort.SessionOptions()
         if threads < 0:
             raise ModelLoadError(f"{path}: threads must be >= 0, got {threads}")
+        threads = cap_threads(threads)
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3

@@ -6,7 +6,9 @@ says how to pre-process for the model, how to decode it, and what it was trained
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,15 @@ FORMAT = "kpdesk-landmark/1"
 
 class ManifestError(ValueError):
     """A manifest file is missing, unreadable or inconsistent."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,8 @@ class Manifest:
         sigma: std of the Gaussian targets in heatmap pixels.
         decode: default decode mode, one of ``DECODE_MODES``.
         arch: network name, e.g. ``mobilenetv2`` or ``resnet50``.
+        onnx_sha256: sha256 of the ``NAME.onnx`` this manifest belongs to (checked when
+            the model loads), or None for an unstamped manifest.
         info: free-form card fields (training data, licence, metrics, params, MACs,
             size, latency, command, wall time, ...).
     """
@@ -54,6 +67,7 @@ class Manifest:
     decode: str = "regression"
     arch: str = ""
     input_name: str = "input"
+    onnx_sha256: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -77,6 +91,17 @@ class Manifest:
     def with_info(self, **kw: Any) -> Manifest:
         return replace(self, info={**self.info, **kw})
 
+    def stamped(self, onnx_path: str | Path) -> Manifest:
+        """This manifest bound to the graph file ``onnx_path`` (its sha256; the card's copy
+        of the checksum and file size follow)."""
+        digest, size = file_sha256(onnx_path), Path(onnx_path).stat().st_size
+        info = dict(self.info)
+        if "onnx_sha256" in info:
+            info["onnx_sha256"] = digest
+        if "file_size_bytes" in info:
+            info["file_size_bytes"] = size
+        return replace(self, onnx_sha256=digest, info=info)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["schema"] = self.schema.to_dict()
@@ -84,7 +109,14 @@ class Manifest:
         return {"format": FORMAT, **d}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        """Write atomically (a temporary file beside it, then a rename)."""
+        p = Path(path)
+        tmp = p.with_name(f".{p.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> Manifest:
@@ -105,12 +137,16 @@ class Manifest:
                 decode=str(d.get("decode", "regression")),
                 arch=str(d.get("arch", "")),
                 input_name=str(d.get("input_name", "input")),
+                # Older manifests carry the checksum in the card only.
+                onnx_sha256=d.get("onnx_sha256") or dict(d.get("info") or {}).get("onnx_sha256") or None,
                 info=dict(d.get("info", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ManifestError):
-                raise
-            raise ManifestError(f"{source}: invalid manifest: {exc!r}") from exc
+        except ManifestError:
+            raise
+        except KeyError as exc:
+            raise ManifestError(f"{source}: invalid manifest: missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ManifestError(f"{source}: invalid manifest: {exc}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:

@@ -102,8 +102,12 @@ class KeypointSchema:
                 crop_scale=float(d.get("crop_scale", 1.5)),
                 groups=tuple((str(n), tuple(ix)) for n, ix in d.get("groups", [])),
             )
-        except (KeyError, TypeError) as exc:
-            raise SchemaError(f"invalid schema dict: {exc!r}") from exc
+        except KeyError as exc:
+            raise SchemaError(f"invalid schema: missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, SchemaError):
+                raise
+            raise SchemaError(f"invalid schema: {exc}") from None
 
 
 def _perm_from_pairs(k: int, pairs: list[tuple[int, int]]) -> tuple[int, ...]:
