@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,8 +20,19 @@ DEMO_DEFAULT_FRAMES = 300
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
 
 
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
+
+
 class CLIError(Exception):
     """An expected failure: reported as one line, exit status 2."""
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: stop, close the files, report, exit 143."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class _Sink:
@@ -36,12 +48,25 @@ class _Sink:
         self._writer: Any = None
         suffix = out.suffix.lower()
         self.kind = "video" if suffix in VIDEO_SUFFIXES else "image" if suffix else "folder"
+        self._names: set[str] = set()
+        if self.kind == "image" and not cv2.haveImageWriter(f"x{suffix}"):
+            raise CLIError(f"{out}: cannot write {suffix} files; use a video ({', '.join(VIDEO_SUFFIXES)}), "
+                           f"an image (.png, .jpg, ...) or a folder")
         if self.kind == "folder":
             out.mkdir(parents=True, exist_ok=True)
         elif not out.parent.is_dir():
             raise CLIError(f"{out}: output folder {out.parent} does not exist")
 
-    def write(self, frame: np.ndarray, index: int) -> None:
+    def _named(self, source_name: str) -> Path:
+        """A folder output named after the source file (``a.jpg`` -> ``a.png``; ``a.jpg.png``
+        if an ``a.*`` was written already)."""
+        name = f"{Path(source_name).stem}.png"
+        if name in self._names:
+            name = f"{source_name}.png"
+        self._names.add(name)
+        return self.out / name
+
+    def write(self, frame: np.ndarray, index: int, source_name: str | None = None) -> None:
         cv2 = self._cv2
         if self.kind == "video":
             if self._writer is None:
@@ -53,12 +78,16 @@ class _Sink:
             self._writer.write(frame)
             return
         if self.kind == "folder":
-            path = self.out / f"frame_{index:06d}.png"
+            path = self._named(source_name) if source_name else self.out / f"frame_{index:06d}.png"
         elif self.single:
             path = self.out
         else:
             path = self.out.with_name(f"{self.out.stem}_{index:06d}{self.out.suffix}")
-        if not cv2.imwrite(str(path), frame):
+        try:
+            ok = cv2.imwrite(str(path), frame)
+        except cv2.error as exc:
+            raise CLIError(f"{path}: cannot write image: {str(exc).strip().splitlines()[-1]}") from None
+        if not ok:
             raise CLIError(f"{path}: cannot write image")
 
     def close(self) -> None:
@@ -128,18 +157,28 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if max_frames is None and source.frame_count is None and not source.is_live:
         max_frames = DEMO_DEFAULT_FRAMES
     total = source.frame_count if max_frames is None else min(max_frames, source.frame_count or max_frames)
-    sink = _Sink(Path(args.out), source.fps or 30.0, single_frame=total == 1) if args.out else None
+    try:
+        sink = _Sink(Path(args.out), source.fps or 30.0, single_frame=total == 1) if args.out else None
+    except CLIError:
+        source.close()
+        raise
     jsonl = None
     if args.json:
         try:
             jsonl = open(args.json, "w")  # noqa: SIM115 - closed in finally
         except OSError as exc:
+            source.close()
             raise CLIError(f"{args.json}: cannot write: {exc.strerror}") from None
+
+    def on_term(_sig: int, _frame: object) -> None:
+        raise _Terminated
+
+    old_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
 
     rows: list[dict[str, float]] = []
     detect_ms: list[float] = []  # the detect stage on frames where the detector ran
     n_faces = 0
-    interrupted = False
+    interrupted: str | None = None
     t_start = time.perf_counter()
     try:
         index = 0
@@ -161,21 +200,27 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         if pose is not None:
                             draw_pose_axes(img, pose)
                 draw_text(img, f"{result.timings.total:.1f} ms  {model.name} / {detector.name}")
-                sink.write(img, index)
+                sink.write(img, index, source.frame_name)
             if jsonl is not None:
                 faces = [_face_json(f, result.frame_size) for f in result.faces]
-                rec = {"frame": index, "timestamp": round(ts, 4), "model": result.model_name,
+                rec = {"frame": index, **({"file": source.frame_name} if source.frame_name else {}),
+                       "timestamp": round(ts, 4), "model": result.model_name,
                        "detector": result.detector_name, "faces": faces,
                        "timings": {k: round(v, 3) for k, v in result.timings.as_dict().items()}}
                 jsonl.write(json.dumps(rec) + "\n")
+                jsonl.flush()  # a kill loses at most the row being written
             index += 1
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = "interrupted"
+    except _Terminated:
+        interrupted = "terminated"
     except SourceError as exc:
         if not rows:
             raise CLIError(str(exc)) from None
         print(f"kpdesk: warning: {exc}; stopping", file=sys.stderr)
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         wall = time.perf_counter() - t_start
         source.close()
         detector.close()
@@ -184,13 +229,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if jsonl is not None:
             jsonl.close()
 
+    if interrupted is None and source.shortfall:
+        print(f"kpdesk: warning: {source.shortfall}", file=sys.stderr)
+    code = {None: 0, "interrupted": EXIT_INTERRUPTED, "terminated": EXIT_TERMINATED}[interrupted]
     m = model.manifest
-    print(f"kpdesk detect: {len(rows)} frames from {source.name}{' (interrupted)' if interrupted else ''}; "
+    note = f" ({interrupted})" if interrupted else ""
+    print(f"kpdesk detect: {_plural(len(rows), 'frame')} from {source.name}{note}; "
           f"model {m.name} ({m.schema.num_points} pts, {m.input_size} px, {model.decode_mode}); "
           f"detector {detector.name}; threads {args.threads or 'auto'}")
     if not rows:
-        return 0
-    print(f"faces: found in {n_faces}/{len(rows)} frames; detector ran on {len(detect_ms)} frames")
+        return code
+    print(f"faces: found in {n_faces}/{_plural(len(rows), 'frame')}; "
+          f"detector ran on {_plural(len(detect_ms), 'frame')}")
     for line in _stats_table(rows):
         print(line)
     if detect_ms:
@@ -203,13 +253,32 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(f"annotated output: {sink.out}")
     if args.json:
         print(f"landmarks: {args.json}")
-    return 0
+    return code
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from kpdesk.inference.catalog import default_models_dir, scan_models
+    from kpdesk.inference.catalog import default_models_dir, resolve_model, restamp_model, scan_models
+    from kpdesk.inference.model import ModelLoadError
 
     folder = Path(args.models_dir) if args.models_dir else default_models_dir()
+    if args.restamp:
+        try:
+            path = resolve_model(args.restamp, folder)
+            m = restamp_model(path)
+        except ModelLoadError as exc:
+            raise CLIError(str(exc)) from None
+        print(f"re-stamped {m.name}: {path.with_suffix('.json')} now belongs to {path.name} "
+              f"(sha256 {m.onnx_sha256})")
+        return 0
+    if not folder.is_dir():
+        raise CLIError(f"model folder {folder} does not exist" if not folder.exists()
+                       else f"{folder} is not a folder")
     entries = scan_models(folder)
     if not entries:
         print(f"no models in {folder}")
@@ -256,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the model catalog")
     m.add_argument("--models-dir", help="model folder (default: $KPDESK_MODELS or the repository's models/)")
+    m.add_argument("--restamp", metavar="NAME", help="bind NAME.json to NAME.onnx after changing the graph on "
+                                                     "purpose (writes the graph's sha256; the shapes must agree)")
     m.set_defaults(func=cmd_models)
     return ap
 
@@ -269,13 +340,19 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None and value < low:
                 print(f"kpdesk: error: {flag} must be >= {low}, got {value}", file=sys.stderr)
                 return EXIT_USAGE
+        from kpdesk.inference.model import max_threads
+
+        if args.threads > max_threads():
+            print(f"kpdesk: warning: --threads {args.threads} is more than this machine's {max_threads()} CPUs: "
+                  f"using {max_threads()}", file=sys.stderr)
+            args.threads = max_threads()
     try:
         return int(args.func(args))
     except CLIError as exc:
         print(f"kpdesk: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -35,14 +35,14 @@ def test_detect_image_writes_png_and_jsonl(tmp_path: Path, astronaut_bgr: np.nda
     out, js = tmp_path / "annotated.png", tmp_path / "pts.jsonl"
     assert _detect(str(img), "--model", "tiny", "--out", str(out), "--json", str(js), models_dir=models_dir) == 0
     text = capsys.readouterr().out
-    assert "1 frames from" in text and "faces: found in 1/1 frames" in text
+    assert "1 frame from" in text and "faces: found in 1/1 frame;" in text and "1 frames" not in text
     for stage in ("detect", "preprocess", "inference", "decode", "total"):
         assert any(line.split()[:1] == [stage] for line in text.splitlines()), stage
     assert "FPS:" in text
     annotated = cv2.imread(str(out))
     assert annotated.shape == astronaut_bgr.shape and not np.array_equal(annotated, astronaut_bgr)
     (rec,) = [json.loads(line) for line in js.read_text().splitlines()]
-    assert rec["frame"] == 0 and rec["model"] == "tiny" and len(rec["faces"]) == 1
+    assert rec["frame"] == 0 and rec["file"] == "astronaut.jpg" and rec["model"] == "tiny" and len(rec["faces"]) == 1
     face = rec["faces"][0]
     assert len(face["points"]) == 68 and len(face["conf"]) == 68 and len(face["box"]) == 4
 
@@ -58,14 +58,71 @@ def test_detect_demo_to_video(tmp_path: Path, models_dir: str, capsys: pytest.Ca
     cap.release()
 
 
-def test_detect_folder_to_folder(tmp_path: Path, astronaut_bgr: np.ndarray, models_dir: str) -> None:
+def test_detect_folder_outputs_and_records_carry_the_source_file_names(tmp_path: Path, astronaut_bgr: np.ndarray,
+                                                                       models_dir: str) -> None:
+    """A skipped (unreadable) file shifts the frame numbers; the names say which image is which."""
     src = tmp_path / "in"
     src.mkdir()
-    for i in range(2):
-        cv2.imwrite(str(src / f"{i}.png"), astronaut_bgr)
-    (src / "broken.png").write_bytes(b"x")
-    assert _detect(str(src), "--model", "tiny", "--out", str(tmp_path / "out"), models_dir=models_dir) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["frame_000000.png", "frame_000001.png"]
+    cv2.imwrite(str(src / "a.png"), astronaut_bgr)
+    (src / "b.png").write_bytes(b"x")  # unreadable: skipped
+    cv2.imwrite(str(src / "c.jpg"), astronaut_bgr)
+    cv2.imwrite(str(src / "c.png"), astronaut_bgr)
+    js = tmp_path / "pts.jsonl"
+    assert _detect(str(src), "--model", "tiny", "--out", str(tmp_path / "out"), "--json", str(js),
+                   models_dir=models_dir) == 0
+    recs = [json.loads(line) for line in js.read_text().splitlines()]
+    assert [(r["frame"], r["file"]) for r in recs] == [(0, "a.png"), (1, "c.jpg"), (2, "c.png")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png", "c.png.png"]
+
+
+def test_detect_says_when_a_video_is_shorter_than_its_header(tmp_path: Path, models_dir: str,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    full, cut = tmp_path / "full.avi", tmp_path / "cut.avi"
+    w = cv2.VideoWriter(str(full), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"XVID"), 10, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        w.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w.release()
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert _detect(str(full), "--model", "tiny", models_dir=models_dir) == 0
+    assert "header promises" not in capsys.readouterr().err
+    assert _detect(str(cut), "--model", "tiny", models_dir=models_dir) == 0
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("kpdesk: warning: ") and "header promises 30 frames, only" in line, line
+    assert "30 frames from" not in captured.out
+
+
+def test_a_broken_video_gives_one_line_without_ffmpeg_noise(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(4000))
+    env = {**os.environ, "KPDESK_MODELS": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "kpdesk.cli", "detect", str(bad)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"kpdesk: error: {bad}: cannot open video (not a supported video file)"]
+
+
+@pytest.mark.parametrize("suffix", [".xyz", ".txt"])
+def test_an_output_type_that_cannot_be_written_is_one_line_before_any_work(tmp_path: Path, models_dir: str, suffix: str,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    assert _detect("demo", "--model", "tiny", "--max-frames", "3", "--out", str(tmp_path / f"x{suffix}"),
+                   models_dir=models_dir) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("kpdesk: error: ") and f"cannot write {suffix} files" in line
+    assert "frames from" not in captured.out
+
+
+def test_too_many_threads_are_capped_with_a_warning(models_dir: str, capsys: pytest.CaptureFixture) -> None:
+    from kpdesk.inference.model import max_threads
+
+    assert main(["detect", "demo", "--model", "tiny", "--models-dir", models_dir, "--detector", "haar",
+                 "--max-frames", "2", "--threads", "9999"]) == 0
+    captured = capsys.readouterr()
+    assert f"--threads 9999 is more than this machine's {max_threads()} CPUs" in captured.err
+    assert f"threads {max_threads()}" in captured.out
 
 
 def test_models_lists_good_and_broken(tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -75,8 +132,11 @@ def test_models_lists_good_and_broken(tmp_path: Path, tiny_model_path: Path, cap
     assert main(["models", "--models-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "68 pts" in out and "junk" in out and "BROKEN" in out
+    (tmp_path / "empty").mkdir()
     assert main(["models", "--models-dir", str(tmp_path / "empty")]) == 0
     assert "no models" in capsys.readouterr().out
+    assert main(["models", "--models-dir", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"kpdesk: error: model folder {tmp_path / 'missing'} does not exist"
 
 
 @pytest.mark.parametrize("case", ["missing-file", "bad-image", "camera", "bad-model", "unknown-model", "bad-flag"])

@@ -114,6 +114,18 @@ def test_recorder_writes_one_row_per_face(tmp_path: Path, suffix: str) -> None:
         assert rows[1][rows[0].index("x1")] == "2.0" and rows[2][rows[0].index("y0")] == "2.0"
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_recorder_rows_reach_the_file_before_it_is_closed(tmp_path: Path, suffix: str) -> None:
+    """A killed app (no close) loses at most the frame being written."""
+    pts, conf = np.arange(10, dtype=np.float64).reshape(5, 2), np.linspace(0, 1, 5)
+    rec = LandmarkRecorder(tmp_path / f"rec{suffix}")
+    for i in range(3):
+        rec.write("live", _frame_result(pts + i, conf))
+        lines = (tmp_path / f"rec{suffix}").read_text().splitlines()  # another reader, file still open
+        assert len(lines) == i + 1 + (suffix == ".csv")  # + the CSV header
+    rec.close()
+
+
 def test_agreement_in_percent_of_interocular_distance() -> None:
     s68 = get_schema("ibug68")
     rng = np.random.default_rng(0)

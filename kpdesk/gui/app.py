@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from kpdesk.gui.qt_env import prepare_qt_environment
@@ -39,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lab-sweep", default=None, choices=("occlusion", "rotation", "blur", "lowlight"),
                     help="robustness lab: run this sweep as soon as the models are scanned")
     ap.add_argument("--watch-run", default=None, help="show the curves of this training run folder (events.jsonl)")
+    ap.add_argument("--record", default=None, help="record the landmarks to this .jsonl / .csv file from the start")
     ap.add_argument("--screenshot", default=None, help="save a PNG of the window before quitting")
     ap.add_argument("--quit-after", type=float, default=None, help="quit after this many seconds")
     ap.add_argument("--size", default="1500x920", help="window size WxH")
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         models_dir = Path(model).resolve().parent
     window = MainWindow(models_dir=models_dir, source=args.source, model=model, detector=args.detector,
                         threads=args.threads, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
+    stop = _close_on_signals(window)
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
         window.resize(w, h)
@@ -133,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     window.select_tab(args.tab)
     window.show()
     window.start()
+    if args.record and not window.start_recording(args.record):
+        window.shutdown()
+        stop.restore()
+        raise SystemExit(f"kpdesk: cannot record to {args.record}")
     if args.quit_after is not None:
         def finish() -> None:
             if args.screenshot:
@@ -156,7 +165,49 @@ def main(argv: list[str] | None = None) -> int:
         window.closed.connect(loop.quit)
         rc = loop.exec()
     window.shutdown()
+    stop.restore()
+    if stop.signum is not None:
+        return 128 + stop.signum  # 130 after Ctrl+C, 143 after SIGTERM, as shells report them
     return int(rc)
+
+
+class _SignalClose:
+    """SIGINT (Ctrl+C in the terminal) and SIGTERM close the window like its close button:
+    threads stop, a recording is flushed and closed. Python runs signal handlers only
+    between bytecodes, and Qt's event loop is C++: a timer lets Python run every 200 ms.
+    A second signal while closing exits at once."""
+
+    def __init__(self, window: object) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.window = window
+        self.signum: int | None = None
+        self._old: dict[int, object] = {}
+        self._timer = QTimer(interval=200)
+        self._timer.timeout.connect(lambda: None)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+            self._timer.start()
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        from PySide6.QtCore import QTimer
+
+        if self.signum is not None:  # the second one: do not wait for the clean close
+            os._exit(128 + signum)
+        self.signum = signum
+        log.warning("%s: closing", signal.Signals(signum).name)
+        QTimer.singleShot(0, self.window.close)  # type: ignore[attr-defined]
+
+    def restore(self) -> None:
+        self._timer.stop()
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        self._old.clear()
+
+
+def _close_on_signals(window: object) -> _SignalClose:
+    return _SignalClose(window)
 
 
 def _dark_palette(app: object) -> None:

@@ -22,6 +22,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# FFmpeg (inside OpenCV) prints its own lines ("moov atom not found", ...) on stderr; the
+# failure is reported as one SourceError line instead. OpenCV reads this once, when its
+# FFmpeg backend is first used; a value set by the user wins (e.g. 32 to see them).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -40,6 +45,18 @@ def _quiet_opencv() -> Iterator[None]:
         yield
     finally:
         lg.setLogLevel(old)
+
+
+@contextlib.contextmanager
+def _quiet_native_open() -> Iterator[None]:
+    """Opening a video: OpenCV's own container parsers print straight to file descriptor 2
+    ("Unexpected element. Expected: LIST ..."), past any log level. fd 2 points at /dev/null
+    for the open, through the detectors' helper (one owner of fd 2 across threads;
+    ``KPDESK_NATIVE_LOGS=1`` keeps the lines)."""
+    from kpdesk.inference.detectors import _native_stderr_silenced
+
+    with _quiet_opencv(), _native_stderr_silenced():
+        yield
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -65,6 +82,16 @@ class FrameSource(ABC):
     @property
     def frame_count(self) -> int | None:
         """Number of frames, or None when unknown / unbounded."""
+        return None
+
+    @property
+    def frame_name(self) -> str | None:
+        """The file the last frame came from (image and folder sources), else None."""
+        return None
+
+    @property
+    def shortfall(self) -> str | None:
+        """After the end: why fewer frames came than the source promised, else None."""
         return None
 
     @abstractmethod
@@ -131,7 +158,7 @@ class VideoSource(FrameSource):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = str(self.path)
-        with _quiet_opencv():
+        with _quiet_native_open():
             self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
             self._cap.release()
@@ -141,18 +168,31 @@ class VideoSource(FrameSource):
         n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self._count = n if n > 0 else None
         self._index = 0
+        self._ended = False
 
     @property
     def frame_count(self) -> int | None:
         return self._count
 
+    @property
+    def shortfall(self) -> str | None:
+        """A file whose header promises more frames than could be decoded (cut short, e.g. a
+        copy or a recording that stopped). A frame or two of slack: some containers only
+        estimate their frame count."""
+        n = self._count
+        if not self._ended or n is None or n - self._index <= max(2, n // 100):
+            return None
+        return f"{self.path}: the header promises {n} frames, only {self._index} could be decoded (truncated file?)"
+
     def read(self) -> tuple[np.ndarray, float] | None:
         if self._cap is None:
             return None
-        ok, frame = self._cap.read()
+        with _quiet_opencv():
+            ok, frame = self._cap.read()
         if not ok or frame is None:
             if self._index == 0:
                 raise SourceError(f"{self.path}: no frame could be decoded")
+            self._ended = True
             return None
         t = self._index / self.fps
         self._index += 1
@@ -176,6 +216,10 @@ class ImageSource(FrameSource):
     def frame_count(self) -> int:
         return 1
 
+    @property
+    def frame_name(self) -> str:
+        return self.path.name
+
     def read(self) -> tuple[np.ndarray, float] | None:
         frame, self._frame = self._frame, None
         return None if frame is None else (frame, 0.0)
@@ -194,11 +238,17 @@ class FolderSource(FrameSource):
             raise SourceError(f"{self.path}: folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self._pos = 0
         self._delivered = 0
+        self._current: Path | None = None
         self.skipped: list[Path] = []
 
     @property
     def frame_count(self) -> int:
         return len(self._files)
+
+    @property
+    def frame_name(self) -> str | None:
+        """The file of the last frame: frame numbers shift past a skipped file, names do not."""
+        return None if self._current is None else self._current.name
 
     def read(self) -> tuple[np.ndarray, float] | None:
         while self._pos < len(self._files):
@@ -212,6 +262,7 @@ class FolderSource(FrameSource):
                 continue
             t = self._delivered / self.fps
             self._delivered += 1
+            self._current = p
             return frame, t
         if self._delivered == 0:
             raise SourceError(f"{self.path}: none of its {len(self._files)} images could be read")
@@ -224,6 +275,7 @@ class DemoSource(FrameSource):
     time. Frame ``i`` depends only on ``i`` (``frame(i)``), so tests are reproducible."""
 
     FACE_CENTER = (224.0, 132.0)  # face centre in the astronaut photo (x, y)
+    FACE_BOX = (162.0, 72.0, 288.0, 192.0)  # the face in the photo: hairline to chin, ear to ear
     MAX_ROLL_DEG = 35.0
 
     def __init__(self, num_frames: int | None = None, fps: float = 30.0, size: tuple[int, int] = (640, 480)) -> None:
@@ -254,6 +306,27 @@ class DemoSource(FrameSource):
         scale = 0.95 + 0.2 * math.sin(2 * math.pi * t / 11.0)
         return cx, cy, roll, scale
 
+    def photo_to_frame(self, i: int) -> np.ndarray:
+        """(2, 3) affine from astronaut-photo pixels to frame ``i``'s pixels."""
+        cx, cy, roll, scale = self.pose(i)
+        m = cv2.getRotationMatrix2D(self.FACE_CENTER, roll, scale)
+        m[:, 2] += (cx - self.FACE_CENTER[0], cy - self.FACE_CENTER[1])
+        return m
+
+    def face_quad(self, i: int) -> np.ndarray:
+        """The true face box (``FACE_BOX``) in frame ``i``: (4, 2) corners, turned with the face."""
+        x0, y0, x1, y1 = self.FACE_BOX
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        m = self.photo_to_frame(i)
+        return corners @ m[:, :2].T + m[:, 2]
+
+    def in_face(self, i: int, pts: np.ndarray) -> np.ndarray:
+        """Which of the points (N, 2), in frame ``i``'s pixels, lie inside the true face box -> (N,) bool."""
+        m = cv2.invertAffineTransform(self.photo_to_frame(i))
+        q = np.asarray(pts, dtype=np.float64) @ m[:, :2].T + m[:, 2]
+        x0, y0, x1, y1 = self.FACE_BOX
+        return (q[:, 0] >= x0) & (q[:, 0] <= x1) & (q[:, 1] >= y0) & (q[:, 1] <= y1)
+
     def occluder(self, i: int) -> tuple[int, int, int, int] | None:
         """The occluding bar (x0, y0, x1, y1) of frame i, or None (covered 2 s out of 6)."""
         t = i / self.fps
@@ -266,9 +339,7 @@ class DemoSource(FrameSource):
         return (x - half_w, int(cy) - half_h, x + half_w, int(cy) + half_h)
 
     def frame(self, i: int) -> np.ndarray:
-        cx, cy, roll, scale = self.pose(i)
-        m = cv2.getRotationMatrix2D(self.FACE_CENTER, roll, scale)
-        m[:, 2] += (cx - self.FACE_CENTER[0], cy - self.FACE_CENTER[1])
+        m = self.photo_to_frame(i)
         out = self._background.copy()
         cv2.warpAffine(self._photo, m, self.size, dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
         bar = self.occluder(i)

@@ -135,8 +135,9 @@ class CaptureWorker(QThread):
                 if last is None:
                     self.failed.emit(f"{name}: delivered no frames")
                     return
+                short = getattr(source, "shortfall", None)  # a truncated file says so
                 if self.loop and _is_video(source):
-                    self.ended.emit(f"{name}: end of video, playing again")
+                    self.ended.emit(f"{short}; playing again" if short else f"{name}: end of video, playing again")
                     self._close(source, name)
                     source, _ = _open(resolved)
                     ts_offset = last[1] + 1.0 / float(getattr(source, "fps", None) or 30.0)

@@ -28,7 +28,8 @@ class RecorderError(OSError):
 
 
 class LandmarkRecorder:
-    """Append-only landmark log. Not thread-safe: one thread writes (the inference thread)."""
+    """Append-only landmark log, flushed after every frame. Not thread-safe: one thread
+    writes (the inference thread)."""
 
     def __init__(self, path: str | Path, fmt: str | None = None) -> None:
         self.path = Path(path)
@@ -69,6 +70,8 @@ class LandmarkRecorder:
                     }
                     self._fh.write(json.dumps(row) + "\n")
                 self.rows += 1
+            # Every frame reaches the file: a killed app loses at most the frame being written.
+            self._fh.flush()
         except OSError as exc:
             self.close()
             raise RecorderError(f"{self.path}: write failed: {exc}") from exc
