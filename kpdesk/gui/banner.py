@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
 _STYLES = {
     "error": ("#5c1a1a", "#ffdede", "#a33"),
@@ -29,7 +30,11 @@ class _Entry:
 class MessageBanner(QFrame):
     """Shows the last few distinct messages, newest first; a repeated message bumps its
     counter instead of stacking. Notices expire after a few seconds; warnings and errors
-    stay until dismissed. The strip takes the colour of its most severe message."""
+    stay until dismissed. The strip takes the colour of its most severe message.
+
+    Each message takes one line, elided to the strip's width (the full text is the
+    tooltip and ``text``), so however long the messages, the strip stays at most
+    ``MAX_LINES`` lines high and never pushes the window's controls off screen."""
 
     dismissed = Signal()
 
@@ -39,7 +44,8 @@ class MessageBanner(QFrame):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 4, 4, 4)
         self.label = QLabel()
-        self.label.setWordWrap(True)
+        self.label.setWordWrap(False)
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setTextFormat(Qt.TextFormat.PlainText)
         close = QToolButton()
@@ -49,6 +55,9 @@ class MessageBanner(QFrame):
         close.clicked.connect(self.dismiss)
         lay.addWidget(self.label, 1)
         lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self._close = close
+        self._lines: list[str] = []
         self.entries: list[_Entry] = []
         self.history: list[tuple[float, str, str]] = []
         self._expiry = QTimer(self, interval=1000, timeout=self._expire)
@@ -96,12 +105,27 @@ class MessageBanner(QFrame):
         self.setStyleSheet(f"QFrame#banner {{ background:{bg}; border:1px solid {border}; border-radius:4px; }}")
         self.label.setStyleSheet(f"color:{fg}; border:none; background:transparent;")
         lines = [e.text if e.count == 1 else f"{e.text}  (×{e.count})" for e in self.entries]
-        self.label.setText("\n".join(lines))
+        self._lines = [" ".join(ln.split()) for ln in lines]  # one line each: newlines folded
+        self.label.setToolTip("\n\n".join(lines))
+        self._fit()
         self.show()
         if any(e.level == "info" for e in self.entries):
             self._expiry.start()
         else:
             self._expiry.stop()
+
+    def _fit(self) -> None:
+        """Elide each line to the label's width."""
+        fm = self.label.fontMetrics()
+        m = self.layout().contentsMargins()
+        # From the strip's own width: the label's may not be laid out yet.
+        width = self.width() - m.left() - m.right() - self._close.sizeHint().width() - 2 * self.layout().spacing() - 4
+        width = max(width, 80)
+        self.label.setText("\n".join(fm.elidedText(ln, Qt.TextElideMode.ElideRight, width) for ln in self._lines))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._fit()
 
     def dismiss(self) -> None:
         self.entries = []

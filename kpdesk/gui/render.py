@@ -47,7 +47,7 @@ def confidence_color(conf: float) -> tuple[int, int, int]:
 
 
 def point_radius(frame_shape: tuple[int, ...]) -> int:
-    return max(2, int(round(2.5 * max(1.0, min(frame_shape[:2]) / 480.0))))
+    return draw.dot_radius(frame_shape)
 
 
 def heatmap_layer(face: FaceResult, point: int = -1) -> np.ndarray | None:
@@ -82,13 +82,14 @@ def blend_heatmap_roi(img: np.ndarray, layer: np.ndarray, crop_matrix: np.ndarra
 def draw_occluded(img: np.ndarray, pts: np.ndarray, radius: int) -> None:
     """Low-confidence points as a ring with a cross: readable whatever the colour scheme."""
     d = radius
+    t = draw.line_thickness(img.shape)
     for x, y in pts:
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
         p = (int(round(float(x))), int(round(float(y))))
-        cv2.circle(img, p, radius + 1, OCCLUDED_BGR, 1, cv2.LINE_AA)
-        cv2.line(img, (p[0] - d, p[1] - d), (p[0] + d, p[1] + d), OCCLUDED_BGR, 1, cv2.LINE_AA)
-        cv2.line(img, (p[0] - d, p[1] + d), (p[0] + d, p[1] - d), OCCLUDED_BGR, 1, cv2.LINE_AA)
+        cv2.circle(img, p, radius + 1, OCCLUDED_BGR, t, cv2.LINE_AA)
+        cv2.line(img, (p[0] - d, p[1] - d), (p[0] + d, p[1] + d), OCCLUDED_BGR, t, cv2.LINE_AA)
+        cv2.line(img, (p[0] - d, p[1] + d), (p[0] + d, p[1] - d), OCCLUDED_BGR, t, cv2.LINE_AA)
 
 
 def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, input_size: int,
@@ -101,9 +102,10 @@ def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, 
     pts = np.asarray(face.pts_img, dtype=np.float64)
     conf = np.asarray(face.conf, dtype=np.float32)
     if opts.skeleton and schema is not None:
-        draw.draw_skeleton(img, pts, schema.edges)
+        draw.draw_skeleton(img, pts, schema.edges, thickness=draw.line_thickness(img.shape))
     if opts.box:
-        draw.draw_box(img, face.box_xyxy, draw.TRACKED_BOX_COLOR if face.tracked else draw.BOX_COLOR)
+        draw.draw_box(img, face.box_xyxy, draw.TRACKED_BOX_COLOR if face.tracked else draw.BOX_COLOR,
+                      thickness=draw.line_thickness(img.shape, 1.5))
     if opts.keypoints:
         r = point_radius(img.shape)
         low = conf < opts.occluded_below

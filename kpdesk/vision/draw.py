@@ -30,6 +30,45 @@ def _pt(p: np.ndarray) -> tuple[int, int]:
     return int(round(float(p[0]))), int(round(float(p[1])))
 
 
+def line_scale(shape: tuple[int, ...]) -> float:
+    """Overlay size factor of an image (H, W, ...): 1 for a ~1000 px frame. Lines, dots and
+    captions grow with it, so they stay visible when a 8000 x 6000 photo is shown whole."""
+    return max(shape[0], shape[1]) / 1000.0
+
+
+def line_thickness(shape: tuple[int, ...], base: float = 1.0) -> int:
+    """Line width in pixels for an image (H, W, ...): ``base`` px on a ~1000 px frame, never < 1."""
+    return max(1, int(round(base * line_scale(shape))))
+
+
+def dot_radius(shape: tuple[int, ...]) -> int:
+    """Keypoint radius for an image (H, W, ...)."""
+    return max(2, int(round(2.5 * max(1.0, line_scale(shape) * 2.0))))
+
+
+_FONT_PX = 22.0  # approx. cap height of FONT_HERSHEY_SIMPLEX at scale 1, in pixels
+
+
+def index_labels(pts: np.ndarray) -> tuple[list[int], float]:
+    """Which points to label with their index, and the font scale: the text is sized to the
+    face (a label ~ a 40th of its landmark box), and where the points are too close for
+    that text (a small face) only every n-th point is labelled, instead of a clump."""
+    p = np.asarray(pts, dtype=np.float64)
+    ok = np.all(np.isfinite(p), axis=1)
+    if ok.sum() < 2:
+        return [int(i) for i in np.flatnonzero(ok)], 0.35
+    q = p[ok]
+    face = float(np.max(q.max(axis=0) - q.min(axis=0)))
+    scale = float(np.clip(face / 40.0 / _FONT_PX, 0.3, 12.0))
+    d = np.linalg.norm(q[:, None] - q[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    spacing = float(np.median(d.min(axis=1)))  # typical distance to the nearest point
+    text_px = _FONT_PX * scale
+    step = max(1, int(np.ceil(text_px / max(spacing, 1e-6))))
+    idx = np.flatnonzero(ok)
+    return [int(i) for i in idx if i % step == 0], scale
+
+
 def draw_points(img: np.ndarray, pts: np.ndarray, conf: np.ndarray | None = None, radius: int = 2,
                 color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
     """Points (K, 2) as filled dots, coloured by confidence when given."""
@@ -40,12 +79,19 @@ def draw_points(img: np.ndarray, pts: np.ndarray, conf: np.ndarray | None = None
     return img
 
 
-def draw_indices(img: np.ndarray, pts: np.ndarray, font_scale: float = 0.3,
+def draw_indices(img: np.ndarray, pts: np.ndarray, font_scale: float | None = None,
                  color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """Each point's index beside it."""
-    for i, p in enumerate(pts):
-        x, y = _pt(p)
-        cv2.putText(img, str(i), (x + 3, y - 3), cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, 1, cv2.LINE_AA)
+    """Points' indices beside them, sized to the face (``index_labels``: on a small face,
+    every n-th point only); ``font_scale`` forces a size and labels every point."""
+    if font_scale is None:
+        which, font_scale = index_labels(pts)
+    else:
+        which = [i for i, p in enumerate(pts) if np.all(np.isfinite(p))]
+    thick = max(1, int(round(font_scale * 1.5)))
+    off = max(3, int(round(font_scale * 8)))
+    for i in which:
+        x, y = _pt(pts[i])
+        cv2.putText(img, str(i), (x + off, y - off), cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, thick, cv2.LINE_AA)
     return img
 
 
@@ -67,18 +113,23 @@ def draw_box(img: np.ndarray, box_xyxy: tuple[float, float, float, float], color
     return img
 
 
-def draw_text(img: np.ndarray, text: str, org: tuple[int, int] = (8, 20), scale: float = 0.5,
+def draw_text(img: np.ndarray, text: str, org: tuple[int, int] | None = None, scale: float | None = None,
               color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """Text with a dark outline, readable on any background."""
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    """Text with a dark outline, readable on any background. Without ``scale`` / ``org``, a
+    caption at the top left sized to the image (``line_scale``)."""
+    k = max(1.0, line_scale(img.shape) * 1.6)
+    scale = 0.5 * k if scale is None else scale
+    org = (int(8 * k), int(20 * k)) if org is None else org
+    thin = max(1, int(round(scale * 2)))
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thin + 2, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thin, cv2.LINE_AA)
     return img
 
 
 POSE_AXIS_COLORS = ((60, 60, 255), (80, 220, 80), (255, 160, 40))  # BGR: x red, y green, facing blue
 
 
-def draw_pose_axes(img: np.ndarray, pose: HeadPose, length_mm: float = 60.0, thickness: int = 2,
+def draw_pose_axes(img: np.ndarray, pose: HeadPose, length_mm: float = 80.0, thickness: int = 2,
                    label: bool = True) -> np.ndarray:
     """The head's axes from the nose tip (x right: red, y down: green, facing: blue) and,
     with ``label``, its yaw / pitch / roll beside them."""
@@ -111,17 +162,19 @@ def blend_heatmap(img: np.ndarray, heatmaps: np.ndarray, crop_matrix: np.ndarray
 
 def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None = None, *, points: bool = True,
               skeleton: bool = True, box: bool = True, indices: bool = False, heatmap: bool = False,
-              crop_size: int | None = None, radius: int = 2, label: str | None = None) -> np.ndarray:
+              crop_size: int | None = None, radius: int | None = None, label: str | None = None) -> np.ndarray:
     """One face: optional heatmap layer, skeleton, box, points coloured by confidence, indices.
-    ``heatmap`` needs ``face.heatmap`` and ``crop_size`` (the model's input size)."""
+    ``heatmap`` needs ``face.heatmap`` and ``crop_size`` (the model's input size). Line widths
+    and the dot ``radius`` (default) follow the image size."""
     if heatmap and face.heatmap is not None and crop_size:
         blend_heatmap(img, face.heatmap, face.crop_matrix, crop_size)
     if skeleton and schema is not None:
-        draw_skeleton(img, face.pts_img, schema.edges)
+        draw_skeleton(img, face.pts_img, schema.edges, thickness=line_thickness(img.shape))
     if box:
-        draw_box(img, face.box_xyxy, TRACKED_BOX_COLOR if face.tracked else BOX_COLOR, label)
+        draw_box(img, face.box_xyxy, TRACKED_BOX_COLOR if face.tracked else BOX_COLOR, label,
+                 thickness=line_thickness(img.shape, 1.5))
     if points:
-        draw_points(img, face.pts_img, face.conf, radius)
+        draw_points(img, face.pts_img, face.conf, dot_radius(img.shape) if radius is None else radius)
     if indices:
         draw_indices(img, face.pts_img)
     return img
