@@ -114,6 +114,13 @@ def test_300w_folder_split(face68: Path) -> None:
     assert len(samples) == 5 and all("/afw/" in s.path for s in samples)  # 3 train + 2 val afw faces
 
 
+def test_300w_folder_split_writes_nothing_into_the_data_folder(face68: Path) -> None:
+    before = sorted(p.relative_to(face68) for p in face68.rglob("*"))
+    for split in ("train", "val"):
+        load_split(_cfg(face68, format="300w", train_list="images/afw", val_list="images/helen"), split)
+    assert sorted(p.relative_to(face68) for p in face68.rglob("*")) == before
+
+
 def _img(path: Path, size: int = 32) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.full((size, size, 3), 128, np.uint8))

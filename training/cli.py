@@ -54,6 +54,7 @@ def cmd_export(args: argparse.Namespace, events: EventStream | None, cancel: Can
     from training.export import export_model
     from training.jobs import LICENCE_NOTE, real_batch
 
+    out_path = _export_target(Path(args.out).expanduser(), args.replace)
     model, cfg, st = model_from_checkpoint(args.checkpoint)
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=args.data))
@@ -61,16 +62,35 @@ def cmd_export(args: argparse.Namespace, events: EventStream | None, cancel: Can
     _, va = make_datasets(cfg, val[:16], val[:16], schema)
     best = st.get("best", {})
     decode = args.decode or best.get("decode") or "regression"
-    m = export_model(model, schema, Path(args.out), input_size=cfg.model.input_size,
+    m = export_model(model, schema, out_path, input_size=cfg.model.input_size,
                      heatmap_size=cfg.model.heatmap_size, sigma=cfg.train.sigma, decode=decode, arch=cfg.model.arch,
-                     real_inputs=real_batch(va), fp16_weights=args.fp16_weights,
+                     real_inputs=real_batch(va), fp16_weights=args.fp16_weights, backup_existing=args.replace,
                      info={"licence": LICENCE_NOTE, "checkpoint": Path(args.checkpoint).name,
                            "val_metrics": best.get("metrics", {}).get(decode, {}), "best_epoch": best.get("epoch"),
                            "run_config": cfg.to_dict()})
-    out = {"onnx": str(Path(args.out)), "manifest": str(Path(args.out).with_suffix(".json")),
+    out = {"onnx": str(out_path), "manifest": str(out_path.with_suffix(".json")),
            "parity": m.info["parity_max_abs_diff"], "size_bytes": m.info["file_size_bytes"]}
     print(json.dumps({"event": "exported", **out}), flush=True)
     return out
+
+
+def _export_target(out: Path, replace: bool) -> Path:
+    """Where ``export --out`` writes: never over an existing model silently. A taken name
+    gives the first free ``NAME-N`` (with a warning), unless ``replace``: then the old pair
+    moves into ``.backup/`` beside it first."""
+    from kpdesk.inference.install import free_name
+
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--out {out}: expected a NAME.onnx path")
+    if not (out.exists() or out.with_suffix(".json").exists()):
+        return out
+    if replace:
+        print(f"warning: {out} exists: replacing it; the old one goes to {out.parent / '.backup'}/", file=sys.stderr)
+        return out
+    new = out.with_name(f"{free_name(out.parent, out.stem)}.onnx")
+    print(f"warning: {out} exists: exporting to {new} instead (--replace replaces it, keeping a backup)",
+          file=sys.stderr)
+    return new
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
@@ -87,6 +107,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--decode", choices=["regression", "heatmap", "fusion"], default=None)
     p.add_argument("--data", default="", help="data folder (default: the one in the checkpoint's config)")
     p.add_argument("--fp16-weights", action="store_true", help="store weights as float16 (computed in float32)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an existing --out (it is kept in .backup/ beside it); without it a taken "
+                        "name exports to NAME-2.onnx, ...")
     runners["export"] = cmd_export
     for modname in OPTIONAL:
         try:
@@ -102,6 +125,52 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     return ap, runners
 
 
+CONFIG_JOBS = ("train", "distill", "prune")  # jobs whose --config is checked here before any work
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Everything checkable before work starts: the job's config (every value), files given
+    as checkpoints that are not checkpoints, and a thread count far above the machine's."""
+    from training.config import checkpoint_files, checkpoint_problem, max_threads
+
+    if args.subcommand in CONFIG_JOBS and getattr(args, "config", None):
+        cfg = load_config(args.config, getattr(args, "set", []))
+        for key, path in checkpoint_files(cfg):
+            problem = checkpoint_problem(path)
+            if problem and Path(path).exists():  # a missing one may be made by an earlier job
+                raise ConfigError(f"{key}: {path}: {problem}")
+    for attr in ("checkpoint", "model"):
+        path = getattr(args, attr, None)
+        if isinstance(path, str) and Path(path).suffix.lower() in (".pt", ".pth", ".ckpt"):
+            problem = checkpoint_problem(path)
+            if problem:
+                raise ConfigError(f"{path}: {problem}")
+    threads = getattr(args, "threads", None)
+    if isinstance(threads, int):
+        if threads < 0:
+            raise ConfigError(f"--threads must be >= 0, got {threads}")
+        if threads > max_threads():
+            print(f"warning: --threads {threads} is more than this machine's {max_threads()} CPUs: "
+                  f"using {max_threads()}", file=sys.stderr)
+            args.threads = max_threads()
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures reported as one line (``--debug`` shows the traceback)."""
+    import pickle
+    import zipfile
+
+    from kpdesk.inference.install import ModelInstallError
+    from kpdesk.inference.model import ModelLoadError
+
+    errors: list[type[BaseException]] = [TrainingError, ConfigError, ValueError, OSError, ModelLoadError,
+                                         ModelInstallError, pickle.UnpicklingError, zipfile.BadZipFile]
+    export = sys.modules.get("training.export")
+    if export is not None:
+        errors.append(export.ExportError)
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap, runners = build_parser()
     args = ap.parse_args(argv)
@@ -110,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     cancel = CancelFlag()
     cancel.listen()
     try:
+        _check_inputs(args)
         runners[args.subcommand](args, None, cancel)
         return 0
     except Cancelled:
@@ -118,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"event": "error", "kind": "diverged", "message": str(exc)}), flush=True)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
-    except (TrainingError, ConfigError, ValueError, OSError) as exc:
-        if args.debug:
+    except Exception as exc:
+        if args.debug or not isinstance(exc, _expected_errors()):
             raise
-        print(json.dumps({"event": "error", "kind": type(exc).__name__, "message": str(exc)}), flush=True)
-        print(f"error: {exc}", file=sys.stderr)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(json.dumps({"event": "error", "kind": type(exc).__name__, "message": msg}), flush=True)
+        print(f"error: {msg}", file=sys.stderr)
         return EXIT_ERROR

@@ -164,8 +164,11 @@ def _check_count(col: _Collector, pts: np.ndarray, k: int, where: str) -> bool:
     return True
 
 
-def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: int, col: _Collector) -> None:
-    lines = _read_lines(list_file)
+def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: int, col: _Collector,
+                   lines: list[str] | None = None) -> None:
+    """The images named in ``list_file`` (or, given, ``lines``: image paths relative to
+    ``root``, e.g. a folder's listing made in memory) with their ``.pts`` labels."""
+    lines = _read_lines(list_file) if lines is None else lines
     for ln_no, ln in enumerate(lines, 1):
         rel = ln.strip()
         if not rel or rel.startswith("#"):
@@ -314,10 +317,10 @@ def load_split(cfg: DataConfig, split: str) -> tuple[list[Sample], KeypointSchem
     if cfg.format in ("face68", "300w"):
         schema = get_schema("ibug68")
         if cfg.format == "300w" and (root / lst).is_dir():
-            tmp = sorted(p.relative_to(root) for p in (root / lst).rglob("*") if p.suffix.lower() in (".jpg", ".png"))
-            listing = root / f".kpdesk_{split}_list.txt"
-            listing.write_text("\n".join(str(p) for p in tmp) + "\n")
-            _load_pts_list(root, listing, schema, cfg.points_base, col)
+            # A folder as the split: its images, listed in memory (the user's data folder is
+            # read-only to us: nothing is written into it).
+            found = sorted(p.relative_to(root) for p in (root / lst).rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+            _load_pts_list(root, root / lst, schema, cfg.points_base, col, lines=[str(p) for p in found])
         else:
             _load_pts_list(root, root / lst, schema, cfg.points_base, col)
     elif cfg.format == "face5":

@@ -82,13 +82,16 @@ def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> list[np.ndarray]:
 
 def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, input_size: int, heatmap_size: int,
                  sigma: float, decode: str, arch: str, info: dict[str, Any] | None = None,
-                 real_inputs: np.ndarray | None = None, fp16_weights: bool = False, tol: float = 1e-3) -> Manifest:
+                 real_inputs: np.ndarray | None = None, fp16_weights: bool = False, tol: float = 1e-3,
+                 backup_existing: bool = False) -> Manifest:
     """Export ``model`` (forward -> dict with coords[, heatmaps]) and its manifest.
 
     Parity: the ONNX outputs are compared with PyTorch on 4 random inputs and on
     ``real_inputs`` (B, 3, S, S) when given; the max abs differences go into the
     manifest, and a difference over ``tol`` raises ``ExportError``. Files are written
-    to temporary names, verified, then renamed, so a reader never sees half a model.
+    to temporary names, verified, then renamed, so a reader never sees half a model; with
+    ``backup_existing`` a model already at ``out_onnx`` is first moved into ``.backup/``
+    beside it (only once the new one is ready), otherwise it is replaced.
     """
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
@@ -134,12 +137,16 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
             name=name, schema=schema, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
             crop_scale=schema.crop_scale, coords_output="coords", heatmaps_output="heatmaps" if has_hm else None,
             heatmap_size=heatmap_size if has_hm else None, sigma=sigma, decode=decode if has_hm else "regression",
-            arch=arch, info=card,
+            arch=arch, onnx_sha256=card["onnx_sha256"], info=card,
         )
         manifest.save(tmp_json)
         Manifest.load(tmp_json)  # verify it reads back
+        if backup_existing:
+            from kpdesk.inference.install import backup_model
+
+            backup_model(out_onnx.parent, name)
+        os.replace(tmp_json, out_onnx.with_suffix(".json"))  # manifest first: the catalog keys on *.onnx
         os.replace(tmp, out_onnx)
-        os.replace(tmp_json, out_onnx.with_suffix(".json"))
         log.info("exported %s (%.2f MB, parity %s)", out_onnx, card["file_size_bytes"] / 1e6, parity)
         return manifest
     finally:
