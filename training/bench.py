@@ -590,10 +590,13 @@ def run(args: argparse.Namespace, events: Any, cancel: Any) -> dict[str, Any]:
                          if "accuracy" in r else {"error": r.get("error", r.get("note", ""))})
              for r in res["models"]}
     if args.update_cards:
-        from training.cards import update_cards
+        from training.cards import update_cards, update_readme
+        from training.config import REPO_ROOT
 
         models_dir = Path(res["meta"]["models_dir"])
         res["files"]["cards"] = str(update_cards(Path(res["files"]["json"]), models_dir))
+        if models_dir.resolve() == (REPO_ROOT / "models").resolve():  # the shipped models: the README shows them
+            res["files"]["readme"] = str(update_readme(Path(res["files"]["json"]), REPO_ROOT / "README.md"))
     ev.emit("done", command="bench", files=res["files"], models=short, seconds=res["meta"]["seconds"])
     return res
 

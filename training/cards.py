@@ -63,6 +63,61 @@ def _command(cmd: str) -> str:
     return " ".join(parts)
 
 
+ROBUST_COLUMNS = (("clean", "clean"), ("occlusion20", "occl. 20%"), ("occlusion40", "occl. 40%"),
+                  ("rotate30", "rot. 30°"), ("rotate45", "rot. 45°"), ("blur", "blur"), ("lowlight", "low light"))
+
+
+def readme_tables(result: dict) -> dict[str, str]:
+    """The top-level README's model and robustness tables (Markdown) from one bench result."""
+    models = [r for r in result["models"] if r.get("ok")]
+    rows = ["| model | arch | val ION NME % (all) | AFW+HELEN | YTF | params | MACs | ONNX | onnxruntime 1 thread, "
+            "median ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in models:
+        acc = r.get("accuracy", {}).get(r.get("decode"), {})
+        by = acc.get("by_source", {}) or {}
+        split = (r.get("split") or "").split("/")[0]
+        rows.append(f"| `{r['name']}` | {r.get('arch', '?')} | {_f(acc.get('nme_ion'))} ({split}) | "
+                    f"{_f(by.get('afw+helen', {}).get('nme_ion'))} | {_f(by.get('ytf', {}).get('nme_ion'))} | "
+                    f"{r.get('params', 0) / 1e6:.3f} M | {r.get('macs', 0) / 1e6:.1f} M | "
+                    f"{r.get('file_size_bytes', 0) / 1e6:.2f} MB | "
+                    f"{_f(r.get('latency', {}).get('threads_1', {}).get('median_ms'))} |")
+    rob = [r for r in models if isinstance(r.get("robustness"), dict) and "clean" in r["robustness"]]
+    rrows = ["| model | " + " | ".join(h for _, h in ROBUST_COLUMNS) + " | occl. 40% / clean |",
+             "|---" * (len(ROBUST_COLUMNS) + 2) + "|"]
+    for r in rob:
+        vals = {k: r["robustness"].get(k, {}).get(r["decode"], {}).get("nme_ion") for k, _ in ROBUST_COLUMNS}
+        ratio = vals["occlusion40"] / vals["clean"] if vals.get("clean") and vals.get("occlusion40") else None
+        rrows.append(f"| `{r['name']}` | " + " | ".join(_f(vals[k]) for k, _ in ROBUST_COLUMNS)
+                     + f" | {_f(ratio)}x |")
+    return {"models": "\n".join(rows), "robustness": "\n".join(rrows) if rob else ""}
+
+
+def replace_between_markers(text: str, key: str, body: str) -> str:
+    """Replace what stands between ``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->``."""
+    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
+def update_readme(bench_json: Path, readme: Path) -> Path:
+    """Rewrite the README's bench tables (between their markers) from ``bench_json``."""
+    result = json.loads(bench_json.read_text())
+    text = readme.read_text()
+    meta = result["meta"]
+    for key, body in readme_tables(result).items():
+        if body:
+            note = (f"\n_Measured by `{_command(meta.get('command', 'python -m training bench'))}` on "
+                    f"{meta.get('date')} (load average {meta.get('load_avg')})._")
+            text = replace_between_markers(text, key, body + "\n" + note)
+    tmp = readme.with_name(f".{readme.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, readme)
+    return readme
+
+
 def update_cards(bench_json: Path, models_dir: Path) -> Path:
     result = json.loads(bench_json.read_text())
     meta = dict(result["meta"])
