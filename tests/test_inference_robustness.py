@@ -123,3 +123,32 @@ def test_same_numbers_as_training_bench() -> None:
         theirs = 100 * nme_per_image(pred.pred_crop[runner.default_decode], pred.gt_crop, pred.schema, "ion")
         ours, _ = evaluate_cell(model, faces, Perturbation(kind, sev))
         assert np.allclose(ours, theirs, atol=1e-3), name
+
+
+def test_five_point_models_on_a_face5_list(tmp_path: Path) -> None:
+    """MTFL-style lists work too: NME normalised by the eye centres (points 0 and 1)."""
+    import json
+
+    import cv2
+    from fixtures import export_tiny
+
+    from kpdesk.vision.schema import get_schema
+
+    onnx = export_tiny(tmp_path / "m", "five", points=5)
+    card = json.loads(onnx.with_suffix(".json").read_text())
+    card["schema"] = get_schema("mtfl5").to_dict()  # as the shipped student-5pt
+    onnx.with_suffix(".json").write_text(json.dumps(card))
+    five = LandmarkModel.load(onnx, threads=1)
+    assert five.schema.ocular == (0, 1)
+    (tmp_path / "images").mkdir()
+    lines = []
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.jpg"), np.full((80, 80, 3), 120, np.uint8))
+        lines.append(f"images/{i}.jpg 25 55 40 28 52 30 31 45 60 59 1 2 2 3")
+    (tmp_path / "test.txt").write_text("\n".join(lines) + "\n")
+    faces = load_labelled_folder(tmp_path, "test.txt").faces
+    res = run_sweep([("five", five)], faces, SweepConfig("lowlight", (0, 2)))
+    assert [c.n for c in res.cells] == [4, 4] and all(np.all(np.isfinite(c.nme)) for c in res.cells)
+    custom = LandmarkModel.load(export_tiny(tmp_path / "c", "custom5", points=5), threads=1)
+    with pytest.raises(SweepError, match="no eye points"):
+        run_sweep([("custom5", custom)], faces, SweepConfig("blur", (0,)))
