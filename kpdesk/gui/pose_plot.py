@@ -25,6 +25,7 @@ class HeadPosePlot(QWidget):
         self.plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.plot.setYRange(-70, 70, padding=0)
         self.plot.setMinimumHeight(150)
+        self.setMaximumHeight(240)  # the video keeps most of the height
         lay.addWidget(self.plot)
         self.series = {k: RollingSeries(window_s) for k in POSE_COLORS}
         self.curves = {k: self.plot.plot(name=k, pen={"color": c, "width": 2}) for k, c in POSE_COLORS.items()}
