@@ -129,19 +129,21 @@ def draw_text(img: np.ndarray, text: str, org: tuple[int, int] | None = None, sc
 POSE_AXIS_COLORS = ((60, 60, 255), (80, 220, 80), (255, 160, 40))  # BGR: x red, y green, facing blue
 
 
-def draw_pose_axes(img: np.ndarray, pose: HeadPose, length_mm: float = 80.0, thickness: int = 2,
+def draw_pose_axes(img: np.ndarray, pose: HeadPose, length_mm: float = 80.0, thickness: int | None = None,
                    label: bool = True) -> np.ndarray:
     """The head's axes from the nose tip (x right: red, y down: green, facing: blue) and,
-    with ``label``, its yaw / pitch / roll beside them."""
+    with ``label``, its yaw / pitch / roll beside them. Line and text grow with the image."""
     origin, ends = pose.axes_px(length_mm)
     o = _pt(origin)
+    thickness = thickness or max(2, line_thickness(img.shape, 2.0))
     for end, color in zip(ends, POSE_AXIS_COLORS):
         cv2.arrowedLine(img, o, _pt(end), color, thickness, cv2.LINE_AA, tipLength=0.15)
     if label:
+        k = max(1.0, line_scale(img.shape) * 1.6)
         text = f"yaw {pose.yaw:+.0f}  pitch {pose.pitch:+.0f}  roll {pose.roll:+.0f}"
-        x = int(max(min(p[0] for p in (origin, *ends)) - 10, 4))
-        y = int(min(max(p[1] for p in (origin, *ends)) + 18, img.shape[0] - 6))
-        draw_text(img, text, (x, y), 0.45)
+        x = int(max(min(p[0] for p in (origin, *ends)) - 10 * k, 4))
+        y = int(min(max(p[1] for p in (origin, *ends)) + 18 * k, img.shape[0] - 6))
+        draw_text(img, text, (x, y), 0.45 * k)
     return img
 
 
