@@ -1,5 +1,9 @@
-"""Compare mode: 2 or 3 variants on the same frames, side by side, with their latency and
-how far apart their landmarks are."""
+"""Compare mode: 2 or 3 variants on the same video, side by side, with their latency and
+how far apart their landmarks are.
+
+Each variant runs on its own thread at its own rate (see ``kpdesk.workers.inference``), so
+each pane shows the newest frame its variant processed and its own frame rate; the
+distance between two variants is measured on frames both of them processed."""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from kpdesk.gui.plots import VARIANT_COLORS, fmt_ms, robust_y_range, set_curve, 
 from kpdesk.gui.render import OverlayOptions, render_variant
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
-from kpdesk.workers.agreement import Agreement, agreement
+from kpdesk.workers.agreement import Agreement
 from kpdesk.workers.messages import InferenceResult, VariantResult, VariantSpec
 from kpdesk.workers.stats import PerfHistory, RollingSeries
 
@@ -51,6 +55,8 @@ class CompareTab(QWidget):
         self.views: list[VideoView] = []
         self.agreements: dict[str, RollingSeries] = {}
         self.last_agreements: dict[str, Agreement | None] = {}
+        self.matched_frames: dict[str, int] = {}  # pair -> frames both variants processed
+        self.shown: dict[str, VariantResult] = {}  # label -> the result its pane shows
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         controls = QHBoxLayout()
@@ -142,41 +148,47 @@ class CompareTab(QWidget):
         return specs
 
     # ---- results ----------------------------------------------------------------------
-    def show_result(self, res: InferenceResult) -> None:
+    def show_result(self, res: InferenceResult, force: bool = False) -> None:
+        """Draw each variant's newest result in its pane (only the panes whose variant has a
+        new one, unless ``force``) and take in the pair agreements that came with it."""
         by_label = {vr.spec.label: vr for vr in res.variants}
+        wanted = {spec.label for spec in self.variant_specs()}
         opts = self.overlay()
         for label, view in zip(SLOT_LABELS, self.views):
             vr = by_label.get(label)
             if vr is None:
-                view.setVisible(label != "C")
-                view.clear("no model")
+                view.setVisible(label != "C" or label in wanted)
+                self.shown.pop(label, None)
+                if label in wanted:
+                    if view.frame is None:
+                        view.clear("starting…")
+                else:
+                    view.clear("no model")
                 continue
             view.setVisible(True)
-            img = render_variant(res.frame.frame_bgr, vr, opts, res.occluder_quad)
-            caption = f"{label}: {vr.model_name or Path(str(vr.spec.model_path)).stem}"
+            if not force and self.shown.get(label) is vr:
+                continue  # this variant has nothing new yet (it runs at its own rate)
+            self.shown[label] = vr
+            frame = vr.frame if vr.frame is not None else res.frame
+            img = render_variant(frame.frame_bgr, vr, opts, vr.occluder_quad if vr.frame is not None
+                                 else res.occluder_quad)
+            caption = f"{label}: {vr.model_name or Path(str(vr.spec.model_path)).stem} · {vr.fps:.0f} fps"
             if vr.result is not None:
                 lines = [f"{vr.result.timings.total:.1f} ms · {vr.spec.decode_mode or 'default'} · "
                          f"{vr.result.detector_name}"]
             else:
                 lines = [(vr.error or "no result")[:80]]
             view.set_frame(img, caption, lines)
-        self._update_agreement(res, by_label)
+        self._take_agreements(res)
 
-    def _update_agreement(self, res: InferenceResult, by_label: dict[str, VariantResult]) -> None:
-        t = res.processed_at or time.monotonic()
-        labels = [lab for lab in SLOT_LABELS if lab in by_label]
-        for a_i in range(len(labels)):
-            for b_i in range(a_i + 1, len(labels)):
-                a, b = by_label[labels[a_i]], by_label[labels[b_i]]
-                key = f"{labels[a_i]}–{labels[b_i]}"
-                ag = None
-                if (a.result is not None and b.result is not None and a.result.faces and b.result.faces
-                        and a.schema is not None and b.schema is not None):
-                    ag = agreement(a.result.faces[0].pts_img, a.schema, b.result.faces[0].pts_img, b.schema)
-                self.last_agreements[key] = ag
-                if ag is not None:
-                    series = self.agreements.setdefault(key, RollingSeries(self.history.window_s))
-                    series.append(t, ag.mean_pct_iod if ag.mean_pct_iod is not None else np.nan)
+    def _take_agreements(self, res: InferenceResult) -> None:
+        for pa in res.agreements:
+            self.last_agreements[pa.pair] = pa.agreement
+            self.matched_frames[pa.pair] = self.matched_frames.get(pa.pair, 0) + 1
+            ag = pa.agreement
+            if ag is not None:
+                series = self.agreements.setdefault(pa.pair, RollingSeries(self.history.window_s))
+                series.append(pa.t, ag.mean_pct_iod if ag.mean_pct_iod is not None else np.nan)
 
     def refresh(self) -> None:
         """Timer tick: redraw the curves and the summary line."""
@@ -192,12 +204,11 @@ class CompareTab(QWidget):
             bt, bv = vh.stages["total"].binned(now, 0.5)
             set_curve(curve, bt, bv)
             shown.append(bv)
-            if len(v):
-                # Variants run one after another on the same frames: each one's own rate is
-                # what it could sustain alone, 1000 / its latency.
+            vr = self.shown.get(lab)
+            if len(v) and vr is not None:
+                # Each variant runs on its own thread: its frame rate is its own.
                 ms = float(np.mean(v[-30:]))
-                parts.append(f"<b>{lab}</b> {fmt_ms(ms)} ms ({1000.0 / ms:.0f} fps alone)" if ms > 0
-                             else f"<b>{lab}</b> –")
+                parts.append(f"<b>{lab}</b> {fmt_ms(ms)} ms · {vr.fps:.0f} fps")
         robust_y_range(self.latency_plot, shown, floor=2.0)
         colors = [(255, 255, 255), (120, 255, 200), (255, 200, 120)]
         agree_values = []
@@ -210,6 +221,8 @@ class CompareTab(QWidget):
         # Typical disagreement is a few %; a variant that loses the face spikes far above and
         # runs off the top rather than flattening everything else.
         robust_y_range(self.agree_plot, agree_values, floor=5.0)
+        wanted = {spec.label for spec in self.variant_specs()}
         for key, ag in self.last_agreements.items():
-            parts.append(f"<b>{key}</b> {ag.text() if ag is not None else 'no common face'}")
+            if set(key.split("–")) <= wanted:
+                parts.append(f"<b>{key}</b> {ag.text() if ag is not None else 'no common face'}")
         self.summary.setText("   ·   ".join(parts))

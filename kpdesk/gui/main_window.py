@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self.last_result: InferenceResult | None = None
         self.results_shown = 0
         self.recorder: LandmarkRecorder | None = None
+        self._drawn: dict[str, object] = {}  # label -> the newest VariantResult put in the history
         self._scan_task = None
         self._tasks: list[object] = []
         detectors = _available_detectors()
@@ -118,6 +119,8 @@ class MainWindow(QMainWindow):
         self.training_tab.message.connect(self.show_message)
         self.robustness_tab.message.connect(self.show_message)
         self.training_tab.model_installed.connect(lambda _p: self.rescan_models())
+        self.training_tab.job_running_changed.connect(lambda _r: self._update_pause())
+        self.training_tab.pause_live.toggled.connect(lambda _c: self._update_pause())
 
         sb = self.statusBar()
         self.status_source = QLabel("source: —")
@@ -249,7 +252,19 @@ class MainWindow(QMainWindow):
     def _on_tab_changed(self, _index: int) -> None:
         self.apply_variants()
         if self.last_result is not None:
-            self._show(self.last_result)
+            self._show(self.last_result, force=True)
+
+    def _update_pause(self) -> None:
+        """Live inference pauses while a training job started here runs (unless unticked)."""
+        pause = self.training_tab.job_running and self.training_tab.pause_live.isChecked()
+        if pause == self.session.inference.paused:
+            return
+        self.session.inference.set_paused(pause)
+        if pause:
+            self.show_message("Live inference paused while the training job runs (untick the option in the "
+                              "Training tab to keep it running).", "info")
+        elif self.training_tab.job_running:
+            self.show_message("Live inference runs beside the training job.", "info")
 
     # ---- results ----------------------------------------------------------------------
     def _on_result(self) -> None:
@@ -261,14 +276,16 @@ class MainWindow(QMainWindow):
         t = res.processed_at or time.monotonic()
         self.history.add(t, res.fps, res.capture_dropped, res.display_dropped)
         for vr in res.variants:
-            if vr.result is not None:
+            # Variants run at their own rates: a result holds the newest of each, new or not.
+            if vr.result is not None and self._drawn.get(vr.spec.label) is not vr:
+                self._drawn[vr.spec.label] = vr
                 self.history.add_variant(t, vr.spec.label, vr.result.timings.as_dict(), len(vr.result.faces))
         self._show(res)
 
-    def _show(self, res: InferenceResult) -> None:
+    def _show(self, res: InferenceResult, force: bool = False) -> None:
         current = self.tabs.currentWidget()
         if current is self.compare_tab:
-            self.compare_tab.show_result(res)
+            self.compare_tab.show_result(res, force=force)
         elif current is self.live_tab:
             self.live_tab.show_result(res)
 

@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -132,10 +133,12 @@ def _path_row(edit: QLineEdit, pick: Any) -> QWidget:
 
 
 class TrainingTab(QWidget):
-    """Signals: ``model_installed(str path)`` after an export was installed; ``message(str, str level)``."""
+    """Signals: ``model_installed(str path)`` after an export was installed; ``message(str, str level)``;
+    ``job_running_changed(bool)`` when a job started here starts or ends."""
 
     model_installed = Signal(str)
     message = Signal(str, str)
+    job_running_changed = Signal(bool)
 
     def __init__(self, models_dir: Path, runs_dir: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -155,6 +158,7 @@ class TrainingTab(QWidget):
         self._metric_key = ""
         self._pending_installs: list[Any] = []
         self.installed: list[str] = []
+        self._was_running = False
 
         root = QHBoxLayout(self)
         left = QVBoxLayout()
@@ -211,6 +215,9 @@ class TrainingTab(QWidget):
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.cancel_btn)
         left.addLayout(buttons)
+        self.pause_live = QCheckBox("Pause live inference while a job runs", checked=True)
+        self.pause_live.setToolTip("Gives the job the CPU; untick to keep the Live and Compare views running")
+        left.addWidget(self.pause_live)
         self.watch_btn = QPushButton("Watch a run folder…")
         self.watch_btn.setToolTip("Follow the events of a job started from the command line (RUN_DIR/events.jsonl)")
         self.watch_btn.clicked.connect(self._pick_watch)
@@ -292,6 +299,13 @@ class TrainingTab(QWidget):
         self.alpha.setEnabled(command == "prune")
         self.start_btn.setEnabled(not running)
         self.cancel_btn.setEnabled(running)
+        if running != self._was_running:
+            self._was_running = running
+            self.job_running_changed.emit(running)
+
+    @property
+    def job_running(self) -> bool:
+        return self.job is not None and self.job.running
 
     # ---- watching a run started elsewhere ----------------------------------------------
     def _pick_watch(self) -> None:

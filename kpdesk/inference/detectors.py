@@ -165,20 +165,36 @@ def _native_stderr_silenced() -> Iterator[None]:
     """MediaPipe / LiteRT print INFO and alignment warnings straight to file descriptor 2
     when a detector is created, first run and closed; no environment variable turns them
     off. Point fd 2 at /dev/null for those calls (``KPDESK_NATIVE_LOGS=1`` keeps them).
-    Process-wide while it lasts: other threads' stderr is lost for those milliseconds."""
+    Process-wide while it lasts: other threads' stderr is lost for those milliseconds.
+
+    Several threads may create detectors at once (one per Compare variant): the first one
+    in saves fd 2 and the last one out restores it, so none restores another's /dev/null."""
     if os.environ.get("KPDESK_NATIVE_LOGS"):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    global _SILENCED_DEPTH, _SAVED_STDERR_FD
+    with _SILENCE_LOCK:
+        if _SILENCED_DEPTH == 0:
+            sys.stderr.flush()
+            _SAVED_STDERR_FD = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _SILENCED_DEPTH += 1
     try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _SILENCE_LOCK:
+            _SILENCED_DEPTH -= 1
+            if _SILENCED_DEPTH == 0 and _SAVED_STDERR_FD is not None:
+                os.dup2(_SAVED_STDERR_FD, 2)
+                os.close(_SAVED_STDERR_FD)
+                _SAVED_STDERR_FD = None
+
+
+_SILENCE_LOCK = threading.Lock()
+_SILENCED_DEPTH = 0
+_SAVED_STDERR_FD: int | None = None
 
 
 def _register_early_exit(fn: Callable[[], None]) -> None:

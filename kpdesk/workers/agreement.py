@@ -73,3 +73,66 @@ def agreement(pts_a: np.ndarray, schema_a: KeypointSchema, pts_b: np.ndarray,
         if iod > 1e-6:
             pct = 100.0 * mean_px / float(iod)
     return Agreement(mean_px, pct, len(pa))
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """Two variants' predictions on one frame that both processed.
+
+    Attributes:
+        pair: ``"A–B"``, labels in the variants' order.
+        frame_key: (source id, frame index) of the frame.
+        agreement: how far apart their first faces are, or None when one of them found
+            no face (or they share no points).
+        t: ``time.monotonic()`` when the second of the two results arrived.
+    """
+
+    pair: str
+    frame_key: tuple[int, int]
+    agreement: Agreement | None
+    t: float
+
+
+class FrameMatcher:
+    """Pairs the results of variants that run at their own rates.
+
+    Each variant's thread reports what it found on the frames it processed; agreement is
+    computed on a frame as soon as the second variant of a pair has processed it too, so
+    a fast variant is compared with a slow one on the slow one's frames, never on two
+    different frames. Keeps the last ``keep`` frames of each variant. Not thread-safe:
+    the caller holds a lock.
+    """
+
+    def __init__(self, keep: int = 90) -> None:
+        self.keep = keep
+        self._order: tuple[str, ...] = ()
+        self._seen: dict[str, dict[tuple[int, int], tuple[np.ndarray | None, KeypointSchema | None]]] = {}
+
+    def set_labels(self, labels: tuple[str, ...] | list[str]) -> None:
+        """The variants now running, in order; forgets the others."""
+        self._order = tuple(labels)
+        self._seen = {lab: self._seen.get(lab, {}) for lab in self._order}
+
+    def add(self, label: str, frame_key: tuple[int, int], pts_img: np.ndarray | None,
+            schema: KeypointSchema | None, t: float) -> list[PairAgreement]:
+        """Record ``label``'s first face on a frame (None: no face); returns the pairs this
+        completes."""
+        if label not in self._seen:
+            return []
+        mine = self._seen[label]
+        mine[frame_key] = (pts_img, schema)
+        while len(mine) > self.keep:
+            mine.pop(next(iter(mine)))
+        out = []
+        for other in self._order:
+            if other == label or frame_key not in self._seen[other]:
+                continue
+            o_pts, o_schema = self._seen[other][frame_key]
+            first = self._order.index(label) < self._order.index(other)
+            ag = None
+            if pts_img is not None and o_pts is not None and schema is not None and o_schema is not None:
+                ag = (agreement(pts_img, schema, o_pts, o_schema) if first
+                      else agreement(o_pts, o_schema, pts_img, schema))
+            pair = f"{label}–{other}" if first else f"{other}–{label}"
+            out.append(PairAgreement(pair, frame_key, ag, t))
+        return out

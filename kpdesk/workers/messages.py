@@ -61,6 +61,12 @@ class VariantResult:
         input_size: S of the model's crops (heatmaps are drawn through the S x S crop).
         ort_threads: onnxruntime intra-op threads of the session (0 = onnxruntime's choice).
         wall_ms: wall time of the whole ``Pipeline.process`` call.
+        frame: the frame this variant processed (occluder painted in). Variants run at their
+            own rates, so in Compare each pane shows its own variant's frame.
+        occluder_quad: the occluder painted into ``frame``, if any (see ``InferenceResult``).
+        fps: frames this variant processed per second (its own thread's rate).
+        seq: how many results this variant's thread has produced (tells a new one from a repeat).
+        dropped: frames this variant skipped because a newer one arrived first.
     """
 
     spec: VariantSpec
@@ -71,20 +77,32 @@ class VariantResult:
     input_size: int = 0
     ort_threads: int = 0
     wall_ms: float = 0.0
+    frame: FramePacket | None = None
+    occluder_quad: tuple[tuple[float, float], ...] | None = None
+    fps: float = 0.0
+    seq: int = 0
+    dropped: int = 0
 
 
 @dataclass(frozen=True, eq=False)
 class InferenceResult:
     """Everything the GUI needs to draw one processed frame.
 
+    Every variant runs on its own thread at its own rate, so ``variants`` holds the newest
+    result of each (in the requested order), each with the frame it processed; ``frame`` is
+    the newest of those frames (with one variant, the frame it processed).
+
     Attributes:
         frame: the frame as the models saw it (occluder painted in), read-only.
-        variants: one result per running variant, in the requested order.
-        fps: frames processed per second by the inference thread (smoothed).
-        capture_dropped: frames the capture thread overwrote before inference took them.
+        variants: the newest result of each running variant, in the requested order.
+        fps: frames per second of the first variant (with none, of the video alone).
+        capture_dropped: frames the first variant never saw: overwritten by a newer one
+            on their way from the capture thread to it.
         display_dropped: results the GUI never drew because a newer one replaced them.
-        occluder_quad: corners (image pixels, clockwise from its top-left) of the painted
-            occluder, if any; it turns with the face's roll.
+        occluder_quad: corners (image pixels, clockwise from its top-left) of the occluder
+            painted into ``frame``, if any; it turns with the face's roll.
+        agreements: for Compare, every pair of variants matched on a frame both processed
+            since the GUI last took a result (``kpdesk.workers.agreement.PairAgreement``).
     """
 
     frame: FramePacket
@@ -95,6 +113,7 @@ class InferenceResult:
     occluder_quad: tuple[tuple[float, float], ...] | None = None
     processed_at: float = 0.0
     extras: dict = field(default_factory=dict)
+    agreements: tuple = ()
 
     @property
     def primary(self) -> VariantResult | None:
