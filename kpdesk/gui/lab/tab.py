@@ -85,6 +85,7 @@ class RobustnessTab(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Worst faces of"))
         self.worst_variant = QComboBox()
+        self.worst_variant.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.worst_variant.currentIndexChanged.connect(lambda _i: self._show_worst())
         row.addWidget(self.worst_variant)
         row.addWidget(QLabel("at"))
