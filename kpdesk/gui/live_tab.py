@@ -27,6 +27,7 @@ from kpdesk.gui.pose_plot import HeadPosePlot
 from kpdesk.gui.render import OverlayOptions, render_variant
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
+from kpdesk.inference.sources import CameraMode, parse_camera_spec
 from kpdesk.vision.headpose import HeadPose, face_pose
 from kpdesk.workers.messages import InferenceResult
 from kpdesk.workers.occlusion import PRESETS
@@ -71,7 +72,8 @@ def fill_model_combo(combo: QComboBox, entries: list[CatalogEntry], keep: str | 
 
 class LiveTab(QWidget):
     """Signals:
-        source_requested(str spec): open this source.
+        source_requested(str spec): open this source (a camera mode: ``cam:N:WxH@FPS``).
+        mirror_changed(bool): mirror camera images (selfie view) or not.
         variant_changed(): model, detector or decode mode changed.
         settings_changed(): smoothing / max faces / threads / heatmap need changed.
         occlusion_changed(): occluder preset or rectangle changed.
@@ -79,6 +81,7 @@ class LiveTab(QWidget):
     """
 
     source_requested = Signal(str)
+    mirror_changed = Signal(bool)
     variant_changed = Signal()
     settings_changed = Signal()
     occlusion_changed = Signal()
@@ -118,6 +121,19 @@ class LiveTab(QWidget):
         self.source_combo.addItem("Image file…", _PICK_IMAGE)
         self.source_combo.activated.connect(self._on_source_activated)
         f.addRow(self.source_combo)
+        self.cb_mirror = QCheckBox("Mirror camera (selfie view)", checked=True)
+        self.cb_mirror.setToolTip("Show camera images flipped left-right, like a mirror. The models see the "
+                                  "flipped image, so the landmarks match what is shown.")
+        self.cb_mirror.toggled.connect(self.mirror_changed)
+        f.addRow(self.cb_mirror)
+        self.mode_combo = QComboBox()
+        self.mode_combo.setToolTip("Capture resolution and frame rate: the modes this camera accepted when asked")
+        self.mode_combo.activated.connect(self._on_mode_activated)
+        f.addRow("Camera mode", self.mode_combo)
+        self.camera_index: int | None = None  # the camera being shown, if any
+        self.camera_modes: dict[int, list[CameraMode]] = {}
+        self._mode_text = ""  # the mode the open camera reported, e.g. "1280 × 720 @ 30 fps"
+        self._fill_modes()
         self.source_status = QLabel("")
         self.source_status.setWordWrap(True)
         self.source_status.setStyleSheet("color:#9aa4b0;")
@@ -251,23 +267,69 @@ class LiveTab(QWidget):
 
     # ---- sources ----------------------------------------------------------------------
     def set_cameras(self, cameras: list[int]) -> None:
-        for i in range(self.source_combo.count() - 1, -1, -1):
-            if str(self.source_combo.itemData(i) or "").isdigit():
-                self.source_combo.removeItem(i)
+        """The cameras that work now, at the top of the picker; the selection is kept."""
+        combo = self.source_combo
+        current = combo.currentData()
+        combo.blockSignals(True)
+        for i in range(combo.count() - 1, -1, -1):
+            if str(combo.itemData(i) or "").isdigit():
+                combo.removeItem(i)
         for n, idx in enumerate(cameras):
-            self.source_combo.insertItem(n, f"Camera {idx}", str(idx))
+            combo.insertItem(n, f"Camera {idx}", str(idx))
+        i = combo.findData(current) if current is not None else -1
+        if i >= 0:
+            combo.setCurrentIndex(i)
+        combo.blockSignals(False)
+
+    def camera_list(self) -> list[int]:
+        return [int(d) for d in (self.source_combo.itemData(i) for i in range(self.source_combo.count()))
+                if str(d or "").isdigit()]
 
     def show_source(self, spec: str, description: str) -> None:
-        i = self.source_combo.findData(spec)
+        cam = parse_camera_spec(spec)
+        key = str(cam[0]) if cam is not None else spec  # one picker entry per camera, any mode
+        i = self.source_combo.findData(key)
         if i < 0:
-            label = Path(spec).name if not spec.isdigit() and spec != "demo" else description
+            label = f"Camera {cam[0]}" if cam is not None else description if spec == "demo" else Path(spec).name
             i = self.source_combo.count() - 3  # before the "…" pickers
-            self.source_combo.insertItem(i, label, spec)
+            self.source_combo.insertItem(i, label, key)
             self.source_combo.setItemData(i, spec, Qt.ItemDataRole.ToolTipRole)
         self.source_combo.blockSignals(True)
         self.source_combo.setCurrentIndex(i)
         self.source_combo.blockSignals(False)
         self.source_status.setText(f"Playing: {description}")
+        self.camera_index = cam[0] if cam is not None else None
+        self._mode_text = description.partition("(")[2].rstrip(")") if cam is not None else ""
+        self._fill_modes()
+
+    # ---- camera modes -----------------------------------------------------------------
+    def set_camera_modes(self, camera: int, modes: list[CameraMode]) -> None:
+        """The modes ``camera`` accepts (probed by the capture thread)."""
+        self.camera_modes[camera] = list(modes)
+        if camera == self.camera_index:
+            self._fill_modes()
+
+    def _fill_modes(self) -> None:
+        combo = self.mode_combo
+        combo.blockSignals(True)
+        combo.clear()
+        idx = self.camera_index
+        if idx is None:
+            combo.addItem("— not a camera —", None)
+        else:
+            combo.addItem("camera default", None)
+            for m in self.camera_modes.get(idx, []):
+                combo.addItem(str(m), m)
+                if str(m) == self._mode_text:
+                    combo.setCurrentIndex(combo.count() - 1)
+        combo.setEnabled(combo.count() > 1)
+        combo.blockSignals(False)
+
+    def _on_mode_activated(self, index: int) -> None:
+        if self.camera_index is None:
+            return
+        mode = self.mode_combo.itemData(index)
+        self.source_requested.emit(mode.spec(self.camera_index) if mode is not None else str(self.camera_index))
 
     def _on_source_activated(self, index: int) -> None:
         data = self.source_combo.itemData(index)

@@ -19,6 +19,7 @@ from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
 from kpdesk.gui.training_tab import TrainingTab
 from kpdesk.inference.catalog import CatalogEntry, scan_models
+from kpdesk.workers.cameras import CameraWatcher
 from kpdesk.workers.inference import InferenceSettings
 from kpdesk.workers.messages import InferenceResult, VariantSpec
 from kpdesk.workers.occlusion import Occluder
@@ -41,12 +42,6 @@ def _available_detectors() -> list[str]:
     except Exception:  # noqa: BLE001 - the picker still offers "auto"
         log.exception("listing detectors")
         return []
-
-
-def _probe_cameras() -> list[int]:
-    from kpdesk.inference.sources import list_cameras
-
-    return list(list_cameras())
 
 
 class MainWindow(QMainWindow):
@@ -108,6 +103,11 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
         self.live_tab.source_requested.connect(self.open_source)
+        self.live_tab.mirror_changed.connect(self.session.set_mirror)
+        self.session.camera_modes.connect(self.live_tab.set_camera_modes)
+        # Cameras that come and go while the app runs (probed off the GUI thread).
+        self.camera_watcher = CameraWatcher(in_use=self._cameras_in_use, parent=self)
+        self.camera_watcher.cameras_changed.connect(self._on_cameras_changed)
         self.live_tab.variant_changed.connect(self.apply_variants)
         self.live_tab.settings_changed.connect(self.apply_settings)
         self.live_tab.occlusion_changed.connect(self.apply_occlusion)
@@ -138,8 +138,7 @@ class MainWindow(QMainWindow):
         self.session.start()
         self.open_source(self.initial_source)
         self.rescan_models()
-        self._tasks.append(run_in_background(_probe_cameras, parent=self, on_done=self.live_tab.set_cameras,
-                                             on_failed=lambda m: log.warning("camera probe failed: %s", m)))
+        self.camera_watcher.start()
         self.apply_settings()
         self.refresh_timer.start()
 
@@ -152,6 +151,21 @@ class MainWindow(QMainWindow):
     def open_source(self, spec: str) -> None:
         self.live_tab.source_status.setText(f"Opening {spec}…")
         self.session.open_source(spec)
+
+    def _cameras_in_use(self) -> list[int]:
+        from kpdesk.inference.sources import parse_camera_spec
+
+        cam = parse_camera_spec(str(self.session.source_spec or ""))
+        return [cam[0]] if cam is not None else []
+
+    def _on_cameras_changed(self, cameras: list[int]) -> None:
+        before = self.live_tab.camera_list()
+        self.live_tab.set_cameras(cameras)
+        if self.camera_watcher.probes > 1:  # not the first look at start-up
+            for idx in sorted(set(cameras) - set(before)):
+                self.show_message(f"Camera {idx} connected: pick it in the Live tab.", "info")
+            for idx in sorted(set(before) - set(cameras)):
+                self.show_message(f"Camera {idx} disconnected.", "info")
 
     def _on_source_opened(self, spec: str, description: str) -> None:
         self.live_tab.show_source(spec, description)
@@ -377,6 +391,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop timers, a running training job and the threads. Idempotent."""
         self.refresh_timer.stop()
+        self.camera_watcher.stop()
         self.training_tab.shutdown()
         self.robustness_tab.shutdown()
         self.session.shutdown()

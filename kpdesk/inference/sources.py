@@ -11,11 +11,14 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -114,27 +117,106 @@ class FrameSource(ABC):
         return f"{type(self).__name__}({self.name!r})"
 
 
+# Capture modes worth offering; a camera is asked for each and reports what it accepts.
+COMMON_RESOLUTIONS = ((320, 240), (640, 360), (640, 480), (800, 600), (960, 540), (1024, 768), (1280, 720),
+                      (1280, 960), (1600, 1200), (1920, 1080), (2560, 1440), (3840, 2160))
+COMMON_FPS = (15.0, 24.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True, order=True)
+class CameraMode:
+    """A capture resolution and frame rate (``fps`` 0: whatever the camera picks)."""
+
+    width: int
+    height: int
+    fps: float = 0.0
+
+    def spec(self, index: int) -> str:
+        """The source spec that opens camera ``index`` in this mode, e.g. ``cam:0:1280x720@30``."""
+        return f"cam:{index}:{self.width}x{self.height}" + (f"@{self.fps:g}" if self.fps > 0 else "")
+
+    def __str__(self) -> str:
+        return f"{self.width} × {self.height}" + (f" @ {self.fps:g} fps" if self.fps > 0 else "")
+
+
+def parse_camera_spec(spec: str | int) -> tuple[int, CameraMode | None] | None:
+    """``0``, ``cam:0``, ``cam:0:1280x720`` or ``cam:0:1280x720@30`` -> (index, mode or None);
+    None when ``spec`` is not a camera (e.g. a file name)."""
+    if isinstance(spec, int):
+        return spec, None
+    m = _CAMERA_SPEC.fullmatch(str(spec).strip().lower())
+    if m is None:
+        return None
+    index, w, h, fps = m.groups()
+    if w is None:
+        return int(index), None
+    return int(index), CameraMode(int(w), int(h), float(fps) if fps else 0.0)
+
+
+_CAMERA_SPEC = re.compile(r"(?:cam:)?(\d+)(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?")
+
+
 class CameraSource(FrameSource):
-    """A camera by index. Timestamps are seconds since it was opened (monotonic)."""
+    """A camera by index, optionally in a chosen mode. Timestamps are seconds since it was
+    opened (monotonic). ``open_fn`` (default ``cv2.VideoCapture``) opens the device: tests
+    pass a fake camera."""
 
     is_live = True
 
-    def __init__(self, index: int, width: int | None = None, height: int | None = None, retries: int = 5) -> None:
+    def __init__(self, index: int, width: int | None = None, height: int | None = None, retries: int = 5,
+                 fps: float | None = None, open_fn: Callable[[int], Any] | None = None) -> None:
         self.index = index
         self.name = f"camera {index}"
         self.retries = retries
         with _quiet_opencv():
-            self._cap = cv2.VideoCapture(index)
+            self._cap = (open_fn or cv2.VideoCapture)(index)
         if not self._cap.isOpened():
             self._cap.release()
             raise SourceError(f"camera {index} cannot be opened")
+        self._set_mode(width, height, fps)
+        self.mode = self._current_mode()
+        self.fps = self.mode.fps or None
+        self._t0 = time.monotonic()
+
+    def _set_mode(self, width: float | None, height: float | None, fps: float | None) -> None:
         if width:
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if fps:
+            self._cap.set(cv2.CAP_PROP_FPS, fps)
+
+    def _current_mode(self) -> CameraMode:
+        w, h = self._cap.get(cv2.CAP_PROP_FRAME_WIDTH), self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and fps > 0 else None
-        self._t0 = time.monotonic()
+        return CameraMode(int(round(w or 0)), int(round(h or 0)), round(float(fps), 2) if fps and fps > 0 else 0.0)
+
+    def probe_modes(self, resolutions: Iterable[tuple[int, int]] = COMMON_RESOLUTIONS,
+                    fps_values: Iterable[float] = COMMON_FPS) -> list[CameraMode]:
+        """Ask the camera for each resolution and frame rate and keep what it reports back
+        (drivers answer an unsupported request with the nearest mode they have, or not at
+        all). Call before reading frames: changing modes while streaming is slow or refused
+        by some drivers. The mode in use beforehand is restored. Sorted, no duplicates."""
+        if self._cap is None:
+            raise SourceError(f"camera {self.index} is closed")
+        before = self._current_mode()
+        fps_values = tuple(fps_values)
+        found: set[CameraMode] = set()
+        try:
+            with _quiet_opencv():
+                for w, h in resolutions:
+                    self._set_mode(w, h, None)
+                    got = self._current_mode()
+                    if got.width <= 0 or got.height <= 0 or (got.width, got.height) != (w, h):
+                        continue  # not this size: the nearest one is listed when asked for itself
+                    rates = set()
+                    for f in fps_values:
+                        self._set_mode(None, None, f)
+                        rates.add(self._current_mode().fps)
+                    found.update(CameraMode(w, h, r) for r in (rates or {0.0}))
+        finally:
+            self._set_mode(before.width, before.height, before.fps)
+        return sorted(found)
 
     def read(self) -> tuple[np.ndarray, float]:
         if self._cap is None:
@@ -355,17 +437,9 @@ class DemoSource(FrameSource):
         return self.frame(i), i / self.fps
 
 
-def _camera_index(spec: str | int) -> int | None:
-    if isinstance(spec, int):
-        return spec
-    s = spec.strip().lower()
-    if s.startswith("cam:"):
-        s = s[4:]
-    return int(s) if s.isdigit() else None
-
-
 def open_source(spec: str | int | os.PathLike) -> FrameSource:
-    """``0`` / ``"cam:0"`` camera, ``"demo"``, an image, a video file, or a folder of images.
+    """``0`` / ``"cam:0"`` camera (``"cam:0:1280x720@30"`` in a chosen mode), ``"demo"``, an
+    image, a video file, or a folder of images.
 
     Raises:
         SourceError: the file is missing or unreadable, the camera cannot be opened.
@@ -373,9 +447,12 @@ def open_source(spec: str | int | os.PathLike) -> FrameSource:
     if not isinstance(spec, os.PathLike):
         if str(spec).strip().lower() == "demo":
             return DemoSource()
-        idx = _camera_index(spec)
-        if idx is not None:
-            return CameraSource(idx)
+        cam = parse_camera_spec(spec)
+        if cam is not None:
+            idx, mode = cam
+            if mode is None:
+                return CameraSource(idx)
+            return CameraSource(idx, mode.width, mode.height, fps=mode.fps or None)
     p = Path(spec).expanduser()
     if p.is_dir():
         return FolderSource(p)
@@ -386,12 +463,17 @@ def open_source(spec: str | int | os.PathLike) -> FrameSource:
     return VideoSource(p)
 
 
-def list_cameras(max_index: int = 5) -> list[int]:
+def list_cameras(max_index: int = 5, in_use: Iterable[int] = ()) -> list[int]:
     """Indexes 0..max_index-1 that open as cameras. On Linux only existing /dev/videoN
-    are probed (probing absent devices is slow and noisy)."""
+    are probed (probing absent devices is slow and noisy). Cameras in ``in_use`` (open in
+    this app) count as present without being opened again, which a busy device may refuse."""
     found = []
+    busy = set(in_use)
     for i in range(max_index):
         if sys.platform.startswith("linux") and not os.path.exists(f"/dev/video{i}"):
+            continue
+        if i in busy:
+            found.append(i)
             continue
         with _quiet_opencv():
             cap = cv2.VideoCapture(i)
@@ -400,3 +482,14 @@ def list_cameras(max_index: int = 5) -> list[int]:
         if ok:
             found.append(i)
     return found
+
+
+def camera_signature() -> tuple[str, ...] | None:
+    """A cheap fingerprint of the attached video devices (their /dev/video* nodes, on
+    Linux), to tell when cameras come and go without opening any; None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return tuple(sorted(n for n in os.listdir("/dev") if n.startswith("video")))
+    except OSError:
+        return None

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+import cv2
 from PySide6.QtCore import QThread, Signal
 
 from kpdesk.workers.mailbox import LatestMailbox
@@ -23,9 +24,12 @@ AUTO_SOURCE = "auto"
 
 
 def describe_source(spec: str | int) -> str:
+    from kpdesk.inference.sources import parse_camera_spec
+
     s = str(spec)
-    if s.isdigit():
-        return f"camera {s}"
+    cam = parse_camera_spec(s)
+    if cam is not None:
+        return f"camera {cam[0]}" + (f" ({cam[1]})" if cam[1] is not None else "")
     if s == "demo":
         return "demo face"
     return s
@@ -70,27 +74,44 @@ class CaptureWorker(QThread):
     (``loop``); after the last still image (an image, or a folder) that image is
     re-sent a few times a second so model, overlay and occlusion changes still show.
 
+    A live camera's frames are mirrored (flipped left-right, a selfie view) while
+    ``mirror`` is set; the flag can change at any time and each ``FramePacket`` says
+    whether it was applied. Everything downstream (models, overlays, occluders) works on the
+    frame as shown, so landmarks are right in both views. A camera whose index is not in
+    ``probe_modes`` (the cameras already probed) is asked which capture modes it accepts
+    before it starts streaming. With ``wait_for`` (the previous capture thread) the device
+    is opened only once that thread ended (up to 2 s): a camera reopened in another mode
+    is still held by it for a moment.
+
     Signals:
         opened(str spec, str description): the source is open; ``spec`` is the resolved one.
         failed(str message): the source could not be opened or stopped delivering.
         ended(str message): a finite source reached its end (it loops or holds its last frame).
+        modes_found(int camera, list modes): the ``CameraMode`` list a probed camera accepts.
     """
 
     opened = Signal(str, str)
     failed = Signal(str)
     ended = Signal(str)
+    modes_found = Signal(int, list)
 
     HOLD_FPS = 5.0
 
     def __init__(self, spec: str | int, mailbox: LatestMailbox[FramePacket], source_id: int,
-                 realtime: bool = True, loop: bool = True, parent: Any = None) -> None:
+                 realtime: bool = True, loop: bool = True, parent: Any = None, mirror: bool = False,
+                 probe_modes: frozenset[int] | None = None, wait_for: CaptureWorker | None = None) -> None:
         super().__init__(parent)
         self.spec = spec
         self.mailbox = mailbox
         self.source_id = source_id
         self.realtime = realtime
         self.loop = loop
+        self.mirror = mirror  # read by the thread for every frame
+        self.known_modes = probe_modes  # None: never probe
+        self.wait_for = wait_for
+        self.done = threading.Event()  # set when run() has returned (the source is closed)
         self.frames_read = 0
+        self._live = False
         self._stop = threading.Event()
         self.setObjectName(f"capture-{source_id}")
 
@@ -99,6 +120,16 @@ class CaptureWorker(QThread):
         self._stop.set()
 
     def run(self) -> None:
+        try:
+            if self.wait_for is not None:
+                self.wait_for.done.wait(2.0)
+                self.wait_for = None
+            if not self._stop.is_set():
+                self._run()
+        finally:
+            self.done.set()
+
+    def _run(self) -> None:
         name = describe_source(self.spec)
         try:
             source, resolved = _open(self.spec)
@@ -109,6 +140,15 @@ class CaptureWorker(QThread):
                              else f"Cannot open {name}: {detail}")
             return
         name = describe_source(resolved)
+        mode = getattr(source, "mode", None)
+        if hasattr(source, "index") and mode is not None and getattr(mode, "width", 0) > 0:
+            name = f"camera {source.index} ({mode})"  # the mode the camera actually gave
+        index = getattr(source, "index", None)
+        if self.known_modes is not None and index not in self.known_modes and hasattr(source, "probe_modes"):
+            try:
+                self.modes_found.emit(int(source.index), list(source.probe_modes()))
+            except Exception as exc:  # noqa: BLE001 - the camera still streams in its current mode
+                log.warning("probing the modes of %s failed: %s", name, exc)
         self.opened.emit(str(resolved), name)
         try:
             self._loop(source, resolved, name)
@@ -124,7 +164,7 @@ class CaptureWorker(QThread):
             self._close(source, name)
 
     def _loop(self, source: Any, resolved: str | int, name: str) -> None:
-        live = bool(getattr(source, "is_live", False))
+        live = self._live = bool(getattr(source, "is_live", False))
         t_wall0: float | None = None
         t_src0 = 0.0
         ts_offset = 0.0  # keeps timestamps increasing across video loops (smoothing needs it)
@@ -165,7 +205,10 @@ class CaptureWorker(QThread):
             self._put(frame, ts)
 
     def _put(self, frame: Any, ts: float) -> None:
-        self.mailbox.put(FramePacket(self.source_id, self.frames_read, ts, frozen_array(frame)))
+        mirrored = self._live and self.mirror
+        if mirrored:
+            frame = cv2.flip(frame, 1)
+        self.mailbox.put(FramePacket(self.source_id, self.frames_read, ts, frozen_array(frame), mirrored))
         self.frames_read += 1
 
     @staticmethod

@@ -182,6 +182,7 @@ class VariantLane:
         self._models: dict[str, tuple[float, Any]] = {}
         self._rate = RateMeter(window_s=2.0)
         self._last_source = -1
+        self._last_mirrored = False
         self._seq = 0
         self.frames_processed = 0
 
@@ -319,8 +320,9 @@ class VariantLane:
         if slot is None:
             return
         packet = item.packet
-        if packet.source_id != self._last_source:
-            self._last_source = packet.source_id
+        if packet.source_id != self._last_source or packet.mirrored != self._last_mirrored:
+            # A new source, or the view was mirrored / unmirrored: the face is elsewhere.
+            self._last_source, self._last_mirrored = packet.source_id, packet.mirrored
             if slot.pipeline is not None:
                 slot.pipeline.reset()
             slot.last_ts = None
@@ -410,6 +412,7 @@ class InferenceWorker(QThread):
         self._anchor: FaceAnchor | None = None
         self._anchor_detector: Any = None
         self._last_source = -1
+        self._last_mirrored = False
         self._rate = RateMeter(window_s=2.0)
         self.frames_dispatched = 0
         self.frames_paused = 0
@@ -618,10 +621,11 @@ class InferenceWorker(QThread):
         if paused:
             self.frames_paused += 1
             return
-        if packet.source_id != self._last_source:
-            self._last_source = packet.source_id
+        if packet.source_id != self._last_source or packet.mirrored != self._last_mirrored:
+            if packet.source_id != self._last_source:
+                self._rate.reset()
+            self._last_source, self._last_mirrored = packet.source_id, packet.mirrored
             self._anchor = None
-            self._rate.reset()
         occ_quad = None
         clean = packet.frame_bgr
         if occluder is not None:

@@ -26,12 +26,15 @@ class FramePacket:
         frame_index: 0-based index within that source.
         timestamp: seconds, from the source.
         frame_bgr: (H, W, 3) uint8, read-only.
+        mirrored: the camera image was flipped left-right (selfie view) before anything
+            else saw it; landmarks are in the flipped frame's pixels.
     """
 
     source_id: int
     frame_index: int
     timestamp: float
     frame_bgr: np.ndarray
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,17 @@ class LiveSession(QObject):
         source_opened(str spec, str description)
         source_failed(str message): could not open, or stopped delivering (thread ended).
         source_ended(str message): a finite source reached its end.
+        camera_modes(int camera, list modes): the capture modes a camera accepts (probed
+            the first time it is opened in this session; ``camera_modes_cache`` keeps them).
     The inference worker's own signals (``result_available``, ``error``) are on ``.inference``.
+
+    ``mirror`` (``set_mirror``) flips live camera frames left-right (a selfie view).
     """
 
     source_opened = Signal(str, str)
     source_failed = Signal(str)
     source_ended = Signal(str)
+    camera_modes = Signal(int, list)
 
     def __init__(self, settings: InferenceSettings | None = None, realtime: bool = True,
                  parent: QObject | None = None) -> None:
@@ -59,6 +64,8 @@ class LiveSession(QObject):
         self.realtime = realtime
         self.capture: CaptureWorker | None = None
         self.source_spec: str | int | None = None
+        self.mirror = True
+        self.camera_modes_cache: dict[int, list] = {}
         self._next_id = 0
         self._retired: list[CaptureWorker] = []
 
@@ -67,16 +74,25 @@ class LiveSession(QObject):
             self.inference.start()
 
     def open_source(self, spec: str | int) -> None:
-        """Switch to ``spec`` (camera index, file, folder, ``"demo"`` or ``"auto"``); never blocks."""
+        """Switch to ``spec`` (camera index or ``cam:N:WxH@FPS``, file, folder, ``"demo"`` or
+        ``"auto"``); never blocks."""
+        from kpdesk.inference.sources import parse_camera_spec
+
+        previous = self.capture
         self._retire_capture()
         self._next_id += 1
         sid = self._next_id
         self.mailbox.active_source = sid
         self.source_spec = spec
-        cap = CaptureWorker(spec, self.mailbox, sid, realtime=self.realtime)
+        camera = str(spec) == "auto" or parse_camera_spec(str(spec)) is not None
+        cap = CaptureWorker(spec, self.mailbox, sid, realtime=self.realtime, mirror=self.mirror,
+                            probe_modes=frozenset(self.camera_modes_cache),
+                            # The same camera in another mode: let the old thread release it first.
+                            wait_for=previous if camera else None)
         cap.opened.connect(self._on_opened)
         cap.failed.connect(self._on_failed)
         cap.ended.connect(self._on_ended)
+        cap.modes_found.connect(self._on_modes)
         self.capture = cap
         log.info("opening source %s (id %d)", describe_source(spec), sid)
         cap.start()
@@ -91,7 +107,7 @@ class LiveSession(QObject):
         self.capture = None
         if cap is None:
             return
-        for sig in (cap.opened, cap.failed, cap.ended):
+        for sig in (cap.opened, cap.failed, cap.ended, cap.modes_found):
             try:
                 sig.disconnect()
             except (RuntimeError, TypeError):
@@ -110,7 +126,19 @@ class LiveSession(QObject):
                 alive.append(cap)
         self._retired = alive
 
+    def set_mirror(self, on: bool) -> None:
+        """Mirror live camera frames (or not), from the next frame on; never blocks."""
+        self.mirror = bool(on)
+        if self.capture is not None:
+            self.capture.mirror = self.mirror
+
+    def _on_modes(self, camera: int, modes: list) -> None:
+        self.camera_modes_cache[camera] = list(modes)
+        self.camera_modes.emit(camera, list(modes))
+
     def _on_opened(self, spec: str, description: str) -> None:
+        if self.capture is not None and self.sender() is self.capture:
+            self.source_spec = spec  # "auto" resolved to a camera (or the demo)
         self.source_opened.emit(spec, description)
 
     def _on_failed(self, message: str) -> None:
