@@ -43,3 +43,77 @@ def test_long_messages_keep_the_banner_to_a_few_lines(qtbot) -> None:  # noqa: A
     assert banner.text.startswith("line one\nline two")  # the full text is kept
     assert all(len(ln) < 200 for ln in banner.label.text().splitlines())
     assert "disagrees" in banner.label.toolTip()
+
+
+def test_after_a_model_fails_the_picker_shows_what_runs_and_it_is_not_retried(
+        qtbot, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    from test_workers_tinymodel import build_tiny_models
+
+    from kpdesk.gui.main_window import MainWindow
+    from kpdesk.inference.model import LandmarkModel
+
+    models = build_tiny_models(tmp_path / "models")
+    loads: list[str] = []
+    real_load = LandmarkModel.load.__func__
+
+    def counting_load(cls, path, *a, **kw):  # noqa: ANN001, ANN202
+        loads.append(Path(path).name)
+        return real_load(cls, path, *a, **kw)
+
+    monkeypatch.setattr(LandmarkModel, "load", classmethod(counting_load))
+    w = MainWindow(models_dir=tmp_path / "models", source="demo", threads=1, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    w.start()
+    try:
+        combo = w.live_tab.model_combo
+        running = str(models["student"])
+        qtbot.waitUntil(lambda: w.last_result is not None and w.last_result.primary is not None
+                        and w.last_result.primary.model_name == "student", timeout=60000)
+        assert combo.currentData() == running
+        bad = models["teacher"]
+        bad.write_bytes(b"corrupted after the catalog scan")  # e.g. a copy that failed half-way
+        combo.setCurrentIndex(combo.findData(str(bad)))
+        qtbot.waitUntil(lambda: any("teacher.onnx failed to load" in e.text for e in w.banner.entries), timeout=60000)
+        qtbot.waitUntil(lambda: combo.currentData() == running, timeout=10000)  # shows what actually runs
+        assert not combo.model().item(combo.findData(str(bad))).isEnabled()
+        tries = loads.count("teacher.onnx")
+        for tab in ("performance", "live", "compare", "live", "performance", "live"):
+            w.select_tab(tab)
+            qtbot.wait(300)
+        qtbot.wait(1000)
+        assert loads.count("teacher.onnx") == tries  # not tried again on every tab switch
+        assert w.last_result.primary.model_name == "student"
+    finally:
+        w.shutdown()
+
+
+def test_a_job_exporting_over_an_installed_model_installs_under_a_new_name(qtbot, tmp_path) -> None:  # noqa: ANN001
+    """The Training tab used to install a job's export over an existing model of that name."""
+    from fixtures import export_tiny
+
+    from kpdesk.gui.training_tab import TrainingTab
+    from kpdesk.vision.manifest import file_sha256
+
+    models = tmp_path / "models"
+    old = export_tiny(models, "student-5pt", points=5, seed=0)
+    old_sha = file_sha256(old)
+    new = export_tiny(tmp_path / "run" / "export", "student-5pt", points=5, seed=1)
+    tab = TrainingTab(models, tmp_path / "runs")
+    qtbot.addWidget(tab)
+    messages: list[tuple[str, str]] = []
+    tab.message.connect(lambda text, level: messages.append((text, level)))
+    tab._on_exported(str(new), "")
+    qtbot.waitUntil(lambda: len(tab.installed) == 1, timeout=60000)
+    assert tab.installed == [str(models / "student-5pt-2.onnx")]
+    assert file_sha256(old) == old_sha  # the installed model is untouched
+    assert any("student-5pt-2" in text and level == "warning" for text, level in messages)
+    tab.replace_existing.setChecked(True)  # explicit: replace, keeping the old one
+    tab._on_exported(str(new), "")
+    qtbot.waitUntil(lambda: len(tab.installed) == 2, timeout=60000)
+    assert tab.installed[1] == str(old) and file_sha256(old) == file_sha256(new)
+    (backup,) = (models / ".backup").glob("student-5pt-*.onnx")
+    assert file_sha256(backup) == old_sha

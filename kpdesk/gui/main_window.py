@@ -8,12 +8,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from kpdesk.gui.banner import MessageBanner
-from kpdesk.gui.compare_tab import CompareTab
+from kpdesk.gui.compare_tab import SLOT_LABELS, CompareTab
 from kpdesk.gui.lab.tab import RobustnessTab
 from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         self.session.inference.result_available.connect(self._on_result)
         self.session.inference.error.connect(lambda m: self.show_message(m, "error"))
         self.session.inference.variants_changed.connect(self._on_variants_changed)
+        self.session.inference.model_failed.connect(self._on_model_failed)
         self.session.source_opened.connect(self._on_source_opened)
         self.session.source_failed.connect(self._on_source_failed)
         self.session.source_ended.connect(lambda m: self.show_message(m, "info"))
@@ -240,6 +241,24 @@ class MainWindow(QMainWindow):
         specs = self.current_specs()
         self.session.inference.set_variants(specs)
         self.perf_tab.primary_label = specs[0].label if specs else ""
+
+    def _on_model_failed(self, label: str, path: str, running: str) -> None:
+        """A model failed to load for variant ``label``: its picker goes back to the model
+        that runs instead (blank when none does), and the failed entry is greyed out with
+        the reason until the next rescan, so it is not picked (and tried) again."""
+        combos = {"live": self.live_tab.model_combo, **dict(zip(SLOT_LABELS, self.compare_tab.model_combos))}
+        combo = combos.get(label)
+        if combo is None:
+            return
+        i = combo.findData(path)
+        if i >= 0:
+            combo.model().item(i).setEnabled(False)
+            combo.setItemData(i, f"failed to load; fix the file and rescan ({Path(path).name})",
+                              Qt.ItemDataRole.ToolTipRole)
+        if combo.currentData() == path:
+            combo.blockSignals(True)
+            combo.setCurrentIndex(combo.findData(running) if running else -1)
+            combo.blockSignals(False)
 
     def _on_variants_changed(self, pairs: list) -> None:
         names = [f"{label}: {name}" if label != "live" else name for label, name in pairs if name]

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from kpdesk.gui.plots import VARIANT_COLORS
-from kpdesk.workers.model_install import install_model
+from kpdesk.workers.model_install import install_model_report
 from kpdesk.workers.tasks import run_in_background
 from kpdesk.workers.training_job import PROJECT_ROOT, JobEvent, JobSpec, RunWatcher, TrainingJob
 
@@ -202,6 +202,10 @@ class TrainingTab(QWidget):
         self.export_name = QLineEdit()
         self.export_name.setPlaceholderText("name of the exported model (default from config)")
         form.addRow("Export as", self.export_name)
+        self.replace_existing = QCheckBox("Replace a model of that name")
+        self.replace_existing.setToolTip("Off: a taken name installs as NAME-2, NAME-3, ... On: the new model "
+                                         "replaces it and the old one is kept in the models folder's .backup/")
+        form.addRow("", self.replace_existing)
         self.overrides = QLineEdit()
         self.overrides.setPlaceholderText("extra overrides: section.key=value …")
         form.addRow("Overrides", self.overrides)
@@ -467,14 +471,23 @@ class TrainingTab(QWidget):
 
     def _on_exported(self, onnx: str, manifest: str) -> None:
         self.log_view.appendPlainText(f"exported {onnx}; installing into {self.models_dir}…")
-        task = run_in_background(install_model, onnx, manifest or None, self.models_dir, parent=self,
+        # Never over an installed model silently: a taken name gets NAME-2 unless replacing
+        # was asked for (the old one is then kept in .backup/).
+        task = run_in_background(install_model_report, onnx, manifest or None, self.models_dir,
+                                 self.replace_existing.isChecked(), parent=self,
                                  on_done=self._on_installed, on_failed=self._on_install_failed)
         self._pending_installs.append(task)
 
-    def _on_installed(self, path: Any) -> None:
+    def _on_installed(self, res: Any) -> None:
+        path = res.path
         self.installed.append(str(path))
-        self.log_view.appendPlainText(f"installed {path}")
-        self.message.emit(f"New model {Path(str(path)).stem} is in the model picker.", "info")
+        self.log_view.appendPlainText(f"{res.describe()} ({path})")
+        if res.renamed:
+            self.message.emit(f"New model {res.name} is in the model picker: {res.describe()}.", "warning")
+        else:
+            self.message.emit(f"New model {res.name} is in the model picker"
+                              + (f"; the one it replaced is in {res.backup.parent}" if res.backup else "") + ".",
+                              "info")
         self.model_installed.emit(str(path))
 
     def _on_install_failed(self, message: str) -> None:

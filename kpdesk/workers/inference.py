@@ -152,6 +152,13 @@ class _Slot:
                 log.exception("closing detector")
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return -1.0
+
+
 def _model_name(model: Any) -> str:
     return str(getattr(model, "name", "") or getattr(getattr(model, "manifest", None), "name", ""))
 
@@ -284,10 +291,16 @@ class VariantLane:
             old.spec = spec  # at most the label differs: keep the model and the tracks
             self.owner.lane_switched()
             return
+        path = Path(spec.model_path)
+        failed = self.owner.known_failure(path)
+        if failed is not None:
+            self._keep_old(old, spec, failed, quiet=True)  # not tried again until the file changes
+            return
         try:
-            model = self._load_model(Path(spec.model_path), spec.decode_mode)
+            model = self._load_model(path, spec.decode_mode)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported, not raised
-            msg = f"Model {Path(spec.model_path).name} failed to load: {exc}"
+            msg = f"Model {path.name} failed to load: {exc}"
+            self.owner.remember_failure(path, msg)
             self._keep_old(old, spec, msg)
             return
         try:
@@ -304,15 +317,21 @@ class VariantLane:
         self._rate.reset()
         self.owner.lane_switched()
 
-    def _keep_old(self, old: _Slot | None, spec: VariantSpec, msg: str) -> None:
-        """A switch to ``spec`` failed: the previous model keeps running, under the new label."""
-        self.owner.report(msg)
+    def _keep_old(self, old: _Slot | None, spec: VariantSpec, msg: str, quiet: bool = False) -> None:
+        """A switch to ``spec`` failed: the previous model keeps running, under the new label.
+        The owner says which model runs instead (``model_failed``), so pickers can show it;
+        ``quiet``: a failure already reported (the same file asked for again)."""
+        if not quiet:
+            self.owner.report(msg)
         if old is None or old.pipeline is None:
             if old is not None:
                 old.close()
             self._slot = _Slot(spec, error=msg)
+            running = ""
         else:
             old.spec = dataclasses.replace(old.spec, label=spec.label)
+            running = str(old.spec.model_path)
+        self.owner.model_failed.emit(spec.label, str(spec.model_path), running)
         self.owner.lane_switched()
 
     def _process(self, item: LaneInput) -> None:
@@ -377,11 +396,15 @@ class InferenceWorker(QThread):
         result_available(): call ``take_result()`` to get the newest ``InferenceResult``.
         error(str): a model failed to load, a pipeline failed, a recording failed...
         variants_changed(list): labels and model names now in use, after a switch.
+        model_failed(str label, str path, str running): the model at ``path`` could not be
+            loaded for variant ``label``; ``running`` is the model path that runs instead
+            ("" for none). The same file is not tried again until it changes.
     """
 
     result_available = Signal()
     error = Signal(str)
     variants_changed = Signal(list)
+    model_failed = Signal(str, str, str)
 
     def __init__(self, mailbox: LatestMailbox[FramePacket], settings: InferenceSettings | None = None,
                  parent: Any = None) -> None:
@@ -406,6 +429,7 @@ class InferenceWorker(QThread):
         self._recorder: LandmarkRecorder | None = None
         self._rec_lock = threading.Lock()
         self._last_errors: dict[str, float] = {}
+        self._failed_loads: dict[str, tuple[float, str]] = {}  # model path -> (mtime, why); all lanes
         # Owned by the dispatcher thread:
         self._settings = InferenceSettings()
         self._retired: list[VariantLane] = []
@@ -418,6 +442,16 @@ class InferenceWorker(QThread):
         self.frames_paused = 0
 
     # ---- called from the GUI thread (never block) -------------------------------------
+    def known_failure(self, path: Path) -> str | None:
+        """Why ``path`` failed to load, if it did and has not changed since (any thread)."""
+        with self._lock:
+            hit = self._failed_loads.get(str(path))
+        return hit[1] if hit is not None and hit[0] == _mtime(path) else None
+
+    def remember_failure(self, path: Path, message: str) -> None:
+        with self._lock:
+            self._failed_loads[str(path)] = (_mtime(path), message)
+
     def set_variants(self, specs: list[VariantSpec] | tuple[VariantSpec, ...]) -> None:
         with self._lock:
             self._want_variants = tuple(specs)
