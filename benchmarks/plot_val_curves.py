@@ -1,0 +1,71 @@
+"""Validation curves of training runs from their ``events.jsonl``: ION NME % per epoch on
+chosen val sources (face-count weighted), one line per run, plus a CSV of the points.
+
+    .venv/bin/python benchmarks/plot_val_curves.py runs/p_025 runs/s_final --sources afw helen \
+        --tag train --out docs/results/val_curves
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+
+def curve(events: Path, sources: list[str], tag: str = "") -> list[tuple[int, float]]:
+    """(epoch, NME) of every ``metric`` event of the last ``start`` with that tag (a pruning
+    run's final fine-tuning is the last start; its step fine-tunings come before)."""
+    recs = [json.loads(ln) for ln in events.read_text().splitlines() if ln.strip()]
+    starts = [i for i, r in enumerate(recs) if r["event"] == "start" and (not tag or r.get("tag") == tag)]
+    first = starts[-1] if starts and tag else 0
+    out: dict[int, float] = {}
+    for r in recs[first:]:
+        if r["event"] != "metric":
+            continue
+        by = r.get("by_source") or {}
+        if sources:
+            n = sum(by[s]["n"] for s in sources)
+            out[r["epoch"]] = sum(by[s]["nme_ion"] * by[s]["n"] for s in sources) / n
+        else:
+            out[r["epoch"]] = r["nme_ion"]
+    return sorted(out.items())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="run folders holding events.jsonl")
+    ap.add_argument("--sources", nargs="*", default=[], help="val sources (default: all faces)")
+    ap.add_argument("--tag", default="", help="use the metric events after the last start with this tag")
+    ap.add_argument("--out", required=True, help="path without suffix: writes OUT.png and OUT.csv")
+    a = ap.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rows = []
+    for run in a.runs:
+        pts = curve(Path(run) / "events.jsonl", a.sources, a.tag)
+        if not pts:
+            continue
+        ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", ms=3, label=Path(run).name)
+        rows += [(Path(run).name, e, round(v, 4)) for e, v in pts]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"val ION NME % ({'+'.join(a.sources) or 'all'})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+    with out.with_suffix(".csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run", "epoch", "nme_ion"])
+        w.writerows(rows)
+    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.csv')} ({len(rows)} points)")
+
+
+if __name__ == "__main__":
+    main()
