@@ -117,3 +117,26 @@ def test_a_job_exporting_over_an_installed_model_installs_under_a_new_name(qtbot
     assert tab.installed[1] == str(old) and file_sha256(old) == file_sha256(new)
     (backup,) = (models / ".backup").glob("student-5pt-*.onnx")
     assert file_sha256(backup) == old_sha
+
+
+def test_after_a_source_fails_the_source_picker_names_none(qtbot, tmp_path) -> None:  # noqa: ANN001
+    from test_workers_tinymodel import build_tiny_models
+
+    from kpdesk.gui.main_window import MainWindow
+
+    build_tiny_models(tmp_path / "models")
+    w = MainWindow(models_dir=tmp_path / "models", source="demo", threads=1, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.show()
+    w.start()
+    try:
+        combo = w.live_tab.source_combo
+        qtbot.waitUntil(lambda: combo.currentData() == "demo", timeout=60000)
+        missing = str(tmp_path / "gone.mp4")
+        w.live_tab.show_source(missing, "gone.mp4")  # the picker as after the user chose a file ...
+        w.open_source(missing)  # ... which cannot be opened
+        qtbot.waitUntil(lambda: w.status_source.text() == "source: stopped", timeout=60000)
+        assert combo.currentIndex() == -1 and combo.currentData() is None
+        assert "gone.mp4" in w.live_tab.source_status.text()
+    finally:
+        w.shutdown()

@@ -177,6 +177,11 @@ class MainWindow(QMainWindow):
     def _on_source_failed(self, message: str) -> None:
         self.show_message(f"{message}. Pick another source in the Live tab.", "error")
         self.live_tab.source_status.setText(message)
+        combo = self.live_tab.source_combo  # nothing plays now: the picker must not name a source
+        combo.setPlaceholderText("— no source —")
+        combo.blockSignals(True)
+        combo.setCurrentIndex(-1)
+        combo.blockSignals(False)
         if self.last_result is None:
             self.live_tab.view.clear(f"{message}\nPick another source on the right.")
         self.status_source.setText("source: stopped")
