@@ -57,14 +57,14 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out.with_suffix(".png"), dpi=110)
-    with out.with_suffix(".csv").open("w", newline="") as fh:
+    png, csv_path = Path(a.out + ".png"), Path(a.out + ".csv")  # not with_suffix: names like "x-0.25x"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    with csv_path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["run", "epoch", "nme_ion"])
         w.writerows(rows)
-    print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.csv')} ({len(rows)} points)")
+    print(f"wrote {png} and {csv_path} ({len(rows)} points)")
 
 
 if __name__ == "__main__":
