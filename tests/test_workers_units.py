@@ -115,6 +115,21 @@ def test_recorder_writes_one_row_per_face(tmp_path: Path, suffix: str) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_recorder_rows_carry_the_source_file(tmp_path: Path, suffix: str) -> None:
+    pts, conf = np.arange(10, dtype=np.float64).reshape(5, 2), np.linspace(0, 1, 5)
+    rec = LandmarkRecorder(tmp_path / f"rec{suffix}")
+    rec.write("live", _frame_result(pts, conf), "a.png")
+    rec.write("live", _frame_result(pts, conf), "c.png")  # b.png was unreadable: frame numbers shift
+    rec.close()
+    if suffix == ".jsonl":
+        files = [json.loads(s)["file"] for s in (tmp_path / "rec.jsonl").read_text().splitlines()]
+    else:
+        rows = list(csv.reader((tmp_path / "rec.csv").open()))
+        files = [r[rows[0].index("file")] for r in rows[1:]]
+    assert files == ["a.png", "c.png"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_recorder_rows_reach_the_file_before_it_is_closed(tmp_path: Path, suffix: str) -> None:
     """A killed app (no close) loses at most the frame being written."""
     pts, conf = np.arange(10, dtype=np.float64).reshape(5, 2), np.linspace(0, 1, 5)
@@ -260,3 +275,25 @@ def test_only_stale_tracks_detects_a_track_that_blocks_a_fresh_detection() -> No
     assert not only_stale_tracks(result(True, [0.9]), faces_found=1)  # confirmed by a detection
     assert not only_stale_tracks(result(False, [None]), faces_found=1)  # plain tracking frame
     assert not only_stale_tracks(result(True, [None]), faces_found=0)  # detector found nothing (occluded)
+
+
+def test_frames_of_a_folder_carry_their_file_name(qtbot, tmp_path: Path) -> None:  # noqa: ANN001 - pytest-qt
+    import cv2
+
+    from kpdesk.workers.capture import CaptureWorker
+
+    for name in ("a.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 60, 3), 128, np.uint8))
+    (tmp_path / "b.png").write_bytes(b"unreadable")
+    mb: LatestMailbox = LatestMailbox()
+    cap = CaptureWorker(str(tmp_path), mb, 1, realtime=False)
+    ended: list[str] = []
+    cap.ended.connect(ended.append)
+    cap.start()
+    try:
+        qtbot.waitUntil(lambda: bool(ended), timeout=30000)
+        packet = mb.get(timeout=5)
+        assert packet is not None and packet.source_file == "c.png"  # held: the last file read
+    finally:
+        cap.stop()
+        cap.wait(5000)

@@ -184,7 +184,7 @@ class CaptureWorker(QThread):
                     t_wall0 = None
                     continue
                 self.ended.emit(f"{name}: last frame reached, holding it")
-                self._hold(last[0], last[1])
+                self._hold(last[0], last[1], getattr(source, "frame_name", None))
                 return
             frame, ts = item
             ts = float(ts) + ts_offset
@@ -196,19 +196,20 @@ class CaptureWorker(QThread):
                 if ahead > 0 and self._stop.wait(ahead):
                     return
             last = (frame, ts)
-            self._put(frame, ts)
+            self._put(frame, ts, getattr(source, "frame_name", None))
 
-    def _hold(self, frame: Any, ts: float) -> None:
+    def _hold(self, frame: Any, ts: float, source_file: str | None = None) -> None:
         dt = 1.0 / self.HOLD_FPS
         while not self._stop.wait(dt):
             ts += dt
-            self._put(frame, ts)
+            self._put(frame, ts, source_file)
 
-    def _put(self, frame: Any, ts: float) -> None:
+    def _put(self, frame: Any, ts: float, source_file: str | None = None) -> None:
         mirrored = self._live and self.mirror
         if mirrored:
             frame = cv2.flip(frame, 1)
-        self.mailbox.put(FramePacket(self.source_id, self.frames_read, ts, frozen_array(frame), mirrored))
+        self.mailbox.put(FramePacket(self.source_id, self.frames_read, ts, frozen_array(frame), mirrored,
+                                     source_file))
         self.frames_read += 1
 
     @staticmethod

@@ -30,6 +30,7 @@ from PySide6.QtCore import QThread, Signal
 
 from kpdesk.workers.agreement import FrameMatcher, PairAgreement
 from kpdesk.workers.mailbox import LatestMailbox
+from kpdesk.workers.memory import release_freed_memory
 from kpdesk.workers.messages import FramePacket, InferenceResult, VariantResult, VariantSpec, frozen_array
 from kpdesk.workers.occlusion import FaceAnchor, Occluder, paint_occluder
 from kpdesk.workers.recorder import LandmarkRecorder, RecorderError
@@ -241,6 +242,7 @@ class VariantLane:
             if self._slot is not None:
                 self._slot.close()
                 self._slot = None
+            self._models.clear()  # a retired lane may live on a while; its cached models need not
 
     def _apply_pending(self) -> None:
         with self._lock:
@@ -313,6 +315,8 @@ class VariantLane:
         if old is not None:
             old.close()
         self._slot = _Slot(spec, model, detector, pipeline)
+        del old
+        release_freed_memory()  # the old model's memory (unless cached) back to the OS
         self.model_name = _model_name(model)
         self._rate.reset()
         self.owner.lane_switched()
@@ -554,7 +558,7 @@ class InferenceWorker(QThread):
             if rec is None:
                 return
             try:
-                rec.write(vr.spec.label, vr.result)
+                rec.write(vr.spec.label, vr.result, getattr(vr.frame, "source_file", None))
             except RecorderError as exc:
                 self._recorder = None
                 self.report(f"Recording stopped: {exc}")
@@ -610,7 +614,10 @@ class InferenceWorker(QThread):
             self._anchor = None
             for lane in self.lanes:
                 lane.reset_tracking()
-        self._retired = [lane for lane in self._retired if not lane.finished]
+        still = [lane for lane in self._retired if not lane.finished]
+        if len(still) != len(self._retired):
+            self._retired = still
+            release_freed_memory()  # the ended lanes' models and detectors
 
     def _switch_variants(self, specs: tuple[VariantSpec, ...]) -> None:
         """Give each spec a lane: the one already running its model, detector and decode

@@ -28,6 +28,7 @@ class FramePacket:
         frame_bgr: (H, W, 3) uint8, read-only.
         mirrored: the camera image was flipped left-right (selfie view) before anything
             else saw it; landmarks are in the flipped frame's pixels.
+        source_file: the image file it came from (image and folder sources), else None.
     """
 
     source_id: int
@@ -35,6 +36,7 @@ class FramePacket:
     timestamp: float
     frame_bgr: np.ndarray
     mirrored: bool = False
+    source_file: str | None = None
 
 
 @dataclass(frozen=True)

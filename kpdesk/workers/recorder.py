@@ -46,15 +46,17 @@ class LandmarkRecorder:
         self._csv_k: int | None = None
         self.rows = 0
 
-    def write(self, variant: str, result: FrameResult) -> None:
-        """Record every face of ``result`` under the variant label ``variant``."""
+    def write(self, variant: str, result: FrameResult, source_file: str | None = None) -> None:
+        """Record every face of ``result`` under the variant label ``variant``; ``source_file``:
+        the image file the frame came from (folder sources: frame numbers shift after an
+        unreadable file, names do not)."""
         if self._fh is None:
             return
         try:
             for face_i, face in enumerate(result.faces):
                 pose = pose_record(face_pose(face.pts_img, result.frame_size))
                 if self._csv is not None:
-                    self._write_csv(variant, result, face_i, face, pose)
+                    self._write_csv(variant, result, face_i, face, pose, source_file)
                 else:
                     row = {
                         "frame": result.frame_index,
@@ -62,6 +64,7 @@ class LandmarkRecorder:
                         "variant": variant,
                         "model": result.model_name,
                         "face": face_i,
+                        **({"file": source_file} if source_file else {}),
                         "box_xyxy": [round(float(v), 2) for v in face.box_xyxy],
                         "pts_img": [[round(float(x), 2), round(float(y), 2)] for x, y in face.pts_img],
                         "conf": [round(float(c), 4) for c in face.conf],
@@ -77,7 +80,7 @@ class LandmarkRecorder:
             raise RecorderError(f"{self.path}: write failed: {exc}") from exc
 
     def _write_csv(self, variant: str, result: FrameResult, face_i: int, face,  # noqa: ANN001
-                   pose: dict[str, float] | None) -> None:
+                   pose: dict[str, float] | None, source_file: str | None = None) -> None:
         assert self._csv is not None
         k = len(face.pts_img)
         if self._csv_k != k:
@@ -85,6 +88,7 @@ class LandmarkRecorder:
                       "yaw", "pitch", "roll"]
             for i in range(k):
                 header += [f"x{i}", f"y{i}", f"c{i}"]
+            header.append("file")
             self._csv.writerow(header)
             self._csv_k = k
         row: list[object] = [result.frame_index, round(result.timestamp, 4), variant, result.model_name, face_i]
@@ -92,6 +96,7 @@ class LandmarkRecorder:
         row += [pose["yaw"], pose["pitch"], pose["roll"]] if pose else ["", "", ""]
         for (x, y), c in zip(face.pts_img, face.conf):
             row += [round(float(x), 2), round(float(y), 2), round(float(c), 4)]
+        row.append(source_file or "")
         self._csv.writerow(row)
 
     def close(self) -> None:
