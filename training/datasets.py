@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kpdesk.vision.labels import LabelError as VisionLabelError
+from kpdesk.vision.labels import read_pts as _read_pts
 from kpdesk.vision.schema import KeypointSchema, custom_schema, get_schema
 
 log = logging.getLogger(__name__)
@@ -92,38 +94,12 @@ class _Collector:
 
 
 def read_pts(path: Path, base: int = 0) -> np.ndarray:
-    """Read a 300W ``.pts`` file -> (K, 2) 0-based. Raises LabelError with file:line."""
+    """Read a 300W ``.pts`` file -> (K, 2) 0-based. Raises LabelError with file:line
+    (the app's reader, ``kpdesk.vision.labels``, with training's exception type)."""
     try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise LabelError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        start = next(i for i, ln in enumerate(lines) if ln.strip() == "{")
-        end = next(i for i, ln in enumerate(lines) if ln.strip() == "}")
-    except StopIteration:
-        raise LabelError(f"{path}: no '{{ ... }}' block") from None
-    n_decl = None
-    for ln in lines[:start]:
-        if ln.strip().startswith("n_points"):
-            try:
-                n_decl = int(ln.split(":")[1])
-            except (IndexError, ValueError):
-                raise LabelError(f"{path}:{lines.index(ln) + 1}: bad n_points line {ln!r}") from None
-    pts = []
-    for i in range(start + 1, end):
-        parts = lines[i].split()
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            pts.append((float(parts[0]), float(parts[1])))
-        except ValueError:
-            raise LabelError(f"{path}:{i + 1}: expected 'x y', got {lines[i]!r}") from None
-    arr = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    if n_decl is not None and len(arr) != n_decl:
-        raise LabelError(f"{path}: n_points says {n_decl}, found {len(arr)}")
-    if not np.all(np.isfinite(arr)):
-        raise LabelError(f"{path}: non-finite coordinates")
-    return arr - base
+        return _read_pts(path, base)
+    except VisionLabelError as exc:
+        raise LabelError(str(exc)) from None
 
 
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")

@@ -38,6 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kpdesk.vision.labels import write_pts
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import CropSpec, apply_affine, crop_params_from_points, warp_crop
 from training.datasets import DataConfig, LabelError, image_problem, load_split
@@ -329,11 +330,6 @@ def faces_from_folder(folder: Path, detector: str = "auto", boxes: Path | None =
 
 
 # -- the pack -------------------------------------------------------------------------------
-def write_pts(path: Path, pts: np.ndarray) -> None:
-    lines = ["version: 1", f"n_points: {len(pts)}", "{"] + [f"{x:.3f} {y:.3f}" for x, y in pts] + ["}"]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def check_out_dir(out: Path, repo: Path) -> None:
     out_r, repo_r = out.expanduser().resolve(), repo.resolve()
     if out_r == repo_r or repo_r in out_r.parents:
