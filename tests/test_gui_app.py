@@ -166,7 +166,7 @@ def test_compare_mode_runs_three_variants_each_at_its_own_rate(qtbot, window: Ma
     window.compare_tab.refresh()
     ag = window.compare_tab.last_agreements["A–B"]
     assert ag.mean_pct_iod is not None and ag.mean_pct_iod >= 0
-    assert "% IOD" in window.compare_tab.summary.text()
+    assert "% IOD" in window.compare_tab.summary.text() and "shared frames" in window.compare_tab.summary.text()
     assert "A" in window.history.variants and "C" in window.history.variants
     window.select_tab("performance")
     window.perf_tab.refresh()

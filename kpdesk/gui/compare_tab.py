@@ -224,5 +224,6 @@ class CompareTab(QWidget):
         wanted = {spec.label for spec in self.variant_specs()}
         for key, ag in self.last_agreements.items():
             if set(key.split("–")) <= wanted:
-                parts.append(f"<b>{key}</b> {ag.text() if ag is not None else 'no common face'}")
+                text = ag.text() if ag is not None else "no common face"
+                parts.append(f"<b>{key}</b> {text} · {self.matched_frames.get(key, 0)} shared frames")
         self.summary.setText("   ·   ".join(parts))
