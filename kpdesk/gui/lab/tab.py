@@ -62,6 +62,7 @@ class RobustnessTab(QWidget):
         self.worker: RobustnessWorker | None = None
         self.result: SweepResult | None = None
         self._catalog: list[CatalogEntry] = []
+        self._lists_folder: str | None = None
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
 
@@ -240,12 +241,16 @@ class RobustnessTab(QWidget):
             self.set_folder(d)
 
     def _refresh_lists(self) -> None:
-        keep = self.list_combo.currentData()
+        """List files of the folder (val / test first), then the 300W choice; the choice is kept
+        only while the folder stays the same."""
+        folder = self.folder_edit.text().strip()
+        keep = self.list_combo.currentData() if folder == self._lists_folder else None
+        self._lists_folder = folder
         self.list_combo.clear()
-        for name in list_files(self.folder_edit.text().strip()):
+        for name in list_files(folder):
             self.list_combo.addItem(name, name)
         self.list_combo.addItem("every image with a .pts (300W)", ALL_PTS)
-        i = self.list_combo.findData(keep)
+        i = self.list_combo.findData(keep) if keep is not None else -1
         self.list_combo.setCurrentIndex(i if i >= 0 else 0)
 
     def _on_kind(self) -> None:
