@@ -2,7 +2,7 @@
 run on the same 640 x 480 frames.
 
     .venv/bin/python benchmarks/pipeline_speed.py [--frames 300] [--repeats 3] [--models NAME ...]
-        [--source demo|VIDEO|FOLDER] [--no-mediapipe] [--no-pin] [--strict]
+        [--source demo|VIDEO|FOLDER] [--no-mediapipe] [--no-pin] [--cold] [--strict]
 
 Rows: every model in ``models/`` through ``Pipeline.process`` (BlazeFace detector, One-Euro
 smoothing on, one face), once tracked (the app's default: the detector runs on the first
@@ -10,7 +10,8 @@ frame and every 30th, landmarks carry the face in between; the row's figures are
 tracked frames) and once with the detector on every frame; then MediaPipe's Face Landmarker
 (the bundle in the asset cache, one face) in IMAGE mode (detector every frame) and VIDEO
 mode (its own tracking). Each timed call starts from a BGR frame that was just copied into
-the input buffer, as a capture would have just written it; MediaPipe's time includes the
+the input buffer, as a capture would have just written it (``--cold``: straight from the
+pre-decoded frames, which are far larger than the CPU caches); MediaPipe's time includes the
 BGR -> RGB conversion and ``mp.Image`` it needs. The runners take turns, one pass over all
 frames each, ``--repeats`` times, so load changes hit them alike.
 
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime / OpenCV threads")
     ap.add_argument("--no-mediapipe", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU core")
+    ap.add_argument("--cold", action="store_true", help="time frames straight from memory, not freshly copied")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a speed target is missed")
     a = ap.parse_args(argv)
 
@@ -212,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load0 = os.getloadavg()
     pinned = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"# {len(frames)} frames {FRAME_SIZE[0]}x{FRAME_SIZE[1]} from {a.source}, {a.repeats} passes each; "
+    print(f"# {len(frames)} frames {FRAME_SIZE[0]}x{FRAME_SIZE[1]} from {a.source} ({'cold' if a.cold else 'fresh'}), "
+          f"{a.repeats} passes each; "
           f"{a.threads} onnxruntime/OpenCV thread(s); CPU cores {pinned}; kpdesk detector "
           f"{runners[0].detector.name if runners else '–'}")
     print(f"# {platform.processor() or platform.machine()}, python {platform.python_version()}, onnxruntime "
@@ -227,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
                 r.start_pass()
                 run: Callable[[np.ndarray, int, bool], None] = r.run
                 for i, f in enumerate(frames):
-                    np.copyto(buf, f)  # fresh input, as a capture thread would hand it over
-                    run(buf, i, rep > 0 or i >= warmup)
+                    if not a.cold:
+                        np.copyto(buf, f)  # fresh input, as a capture thread would hand it over
+                    run(f if a.cold else buf, i, rep > 0 or i >= warmup)
     finally:
         for r in everyone:
             r.close()
