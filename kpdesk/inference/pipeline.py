@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kpdesk.inference.detectors import FaceDetector
-from kpdesk.inference.model import LandmarkModel
+from kpdesk.inference.model import LandmarkModel, ModelOutput
 from kpdesk.inference.tracking import FaceTracker, points_box
 from kpdesk.vision.preprocess import InputPacker
 from kpdesk.vision.results import FaceResult, FrameResult, StageTimings
@@ -36,6 +36,8 @@ class PipelineConfig:
         smoothing, min_cutoff, beta, d_cutoff: One-Euro filter on the output points.
         keep_heatmaps: put each face's (K, H, H) heatmaps into its FaceResult.
         decode_mode: override the manifest's decode mode (None = manifest default).
+        refine_fresh: a face (re)started from a detector box is run a second time, on the
+            crop its first points imply (costs one more model call on those frames only).
         iou_match: IoU of crop boxes needed to match a detection with a track.
         max_jump: a tracked crop that grows or shrinks by more than this factor in one
             frame means the face was lost (re-detect).
@@ -54,6 +56,7 @@ class PipelineConfig:
     iou_match: float = 0.3
     max_jump: float = 1.5
     fps_hint: float = 30.0
+    refine_fresh: bool = True
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
@@ -136,6 +139,27 @@ class Pipeline:
         self._tracker.reset()
 
     # -- running ----------------------------------------------------------------------
+    def _refine(self, frame_bgr: np.ndarray, work: list, fresh: list[int], out: ModelOutput,
+                mats: list[np.ndarray]) -> tuple[ModelOutput, list[np.ndarray]]:
+        """Second model pass for the faces started from a detector crop (``fresh`` indexes
+        into ``work``), on the crops their first points imply; returns the merged output."""
+        model, size = self._model, self._model.input_size
+        crops = []
+        for i in fresh:
+            pts = apply_affine(out.pts_crop[i], invert_affine(mats[i]))
+            crops.append(self._tracker.refine_crop(work[i].track, pts))
+        new_mats = [c.matrix(size) for c in crops]
+        coords, heatmaps = model.forward(self._packer.pack(frame_bgr, new_mats))
+        again = model.decode(coords, heatmaps)
+        pts, conf = out.pts_crop.copy(), out.conf.copy()
+        hm = None if out.heatmaps is None else out.heatmaps.copy()
+        mats = list(mats)
+        for j, i in enumerate(fresh):
+            pts[i], conf[i], mats[i] = again.pts_crop[j], again.conf[j], new_mats[j]
+            if hm is not None and again.heatmaps is not None:
+                hm[i] = again.heatmaps[j]
+        return ModelOutput(pts_crop=pts, conf=conf, heatmaps=hm, coords=None), mats
+
     def process(self, frame_bgr: np.ndarray, frame_index: int = 0, timestamp: float | None = None) -> FrameResult:
         """Find the landmarks of up to ``max_faces`` faces in one BGR frame (H, W, 3) uint8."""
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
@@ -163,8 +187,16 @@ class Pipeline:
             x = self._packer.pack(frame_bgr, mats)
             t2 = time.perf_counter()
             coords, heatmaps = model.forward(x)
-            t3 = time.perf_counter()
             out = model.decode(coords, heatmaps)
+            fresh = [i for i, w in enumerate(work) if not w.tracked] if cfg.refine_fresh else []
+            if fresh:
+                out, mats = self._refine(frame_bgr, work, fresh, out, mats)
+            if len(work) > cfg.max_faces:  # candidates beyond max_faces: the most confident win
+                keep = tracker.select(work, out.conf.mean(axis=1))
+                work, mats = [work[i] for i in keep], [mats[i] for i in keep]
+                out = ModelOutput(pts_crop=out.pts_crop[keep], conf=out.conf[keep], coords=None,
+                                  heatmaps=None if out.heatmaps is None else out.heatmaps[keep])
+            t3 = time.perf_counter()
             for i, w in enumerate(work):
                 pts_img = apply_affine(out.pts_crop[i], invert_affine(mats[i]))
                 conf = out.conf[i]

@@ -402,12 +402,14 @@ class DemoSource(FrameSource):
         m = self.photo_to_frame(i)
         return corners @ m[:, :2].T + m[:, 2]
 
-    def in_face(self, i: int, pts: np.ndarray) -> np.ndarray:
-        """Which of the points (N, 2), in frame ``i``'s pixels, lie inside the true face box -> (N,) bool."""
+    def in_face(self, i: int, pts: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Which of the points (N, 2), in frame ``i``'s pixels, lie inside the true face box,
+        grown by ``margin`` x its longer side on every edge -> (N,) bool."""
         m = cv2.invertAffineTransform(self.photo_to_frame(i))
         q = np.asarray(pts, dtype=np.float64) @ m[:, :2].T + m[:, 2]
         x0, y0, x1, y1 = self.FACE_BOX
-        return (q[:, 0] >= x0) & (q[:, 0] <= x1) & (q[:, 1] >= y0) & (q[:, 1] <= y1)
+        g = margin * max(x1 - x0, y1 - y0)
+        return (q[:, 0] >= x0 - g) & (q[:, 0] <= x1 + g) & (q[:, 1] >= y0 - g) & (q[:, 1] <= y1 + g)
 
     def occluder(self, i: int) -> tuple[int, int, int, int] | None:
         """The occluding bar (x0, y0, x1, y1) of frame i, or None (covered 2 s out of 6)."""
