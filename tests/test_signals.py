@@ -48,6 +48,12 @@ def _env() -> dict[str, str]:
     return {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONUNBUFFERED": "1"}
 
 
+def _as_in_a_terminal() -> None:
+    """The child gets Ctrl+C as a foreground job in a terminal does: a test run started in
+    the background (``make test &``) inherits SIGINT ignored, and Python keeps it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
                                                    (signal.SIGTERM, 143, "terminated")])
 def test_detect_stops_on_a_signal_with_its_exit_code(tiny_model_path: Path, tmp_path: Path, sig: int, code: int,
@@ -56,7 +62,8 @@ def test_detect_stops_on_a_signal_with_its_exit_code(tiny_model_path: Path, tmp_
     proc = subprocess.Popen(
         [sys.executable, "-m", "kpdesk.cli", "detect", "demo", "--max-frames", "1000000", "--model", "tiny",
          "--models-dir", str(tiny_model_path.parent), "--detector", "haar", "--threads", "1", "--json", str(rows)],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_in_a_terminal)
     _wait_rows(proc, rows, 3)
     proc.send_signal(sig)
     out = _check_stopped(proc, rows, code)
@@ -72,7 +79,8 @@ def test_the_app_closes_cleanly_on_a_signal(tiny_model_path: Path, tmp_path: Pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "kpdesk.gui.app", "--source", "demo", "--models-dir", str(tiny_model_path.parent),
          "--model", "tiny", "--detector", "haar", "--threads", "1", "--size", "800x600", "--record", str(rows)],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_in_a_terminal)
     _wait_rows(proc, rows, 3)
     proc.send_signal(sig)
     _check_stopped(proc, rows, code)
