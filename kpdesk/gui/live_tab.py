@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kpdesk.gui.panels import side_panel
 from kpdesk.gui.pose_plot import HeadPosePlot
 from kpdesk.gui.render import OverlayOptions, render_variant
 from kpdesk.gui.video_view import VideoView
@@ -234,12 +234,7 @@ class LiveTab(QWidget):
         pl.addWidget(g)
         pl.addStretch(1)
 
-        scroll = QScrollArea()
-        scroll.setWidget(panel)
-        scroll.setWidgetResizable(True)
-        scroll.setFixedWidth(330)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        lay.addWidget(scroll)
+        lay.addWidget(side_panel(panel))
         self._last: InferenceResult | None = None
         self.last_pose: HeadPose | None = None
 

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from kpdesk.gui.lab.mosaic import worst_mosaic
 from kpdesk.gui.live_tab import fill_model_combo
+from kpdesk.gui.panels import side_panel
 from kpdesk.gui.plots import VARIANT_COLORS
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
@@ -191,12 +191,7 @@ class RobustnessTab(QWidget):
             f.addRow(b)
         pl.addWidget(g)
         pl.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(panel)
-        scroll.setWidgetResizable(True)
-        scroll.setFixedWidth(330)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        lay.addWidget(scroll)
+        lay.addWidget(side_panel(panel))
         self._on_kind()
         self._refresh_lists()
 
