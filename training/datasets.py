@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kpdesk.vision.labels import LabelError as VisionLabelError
+from kpdesk.vision.labels import SkipOrFail
 from kpdesk.vision.labels import read_pts as _read_pts
 from kpdesk.vision.schema import KeypointSchema, custom_schema, get_schema
 
@@ -71,19 +72,10 @@ class Sample:
     weight: float = 1.0  # loss weight (extra packs: DataConfig.extra_weight)
 
 
-class _Collector:
+class _Collector(SkipOrFail):
     def __init__(self, on_error: str) -> None:
-        if on_error not in ("skip", "fatal"):
-            raise ValueError(f"on_error must be 'skip' or 'fatal', got {on_error!r}")
-        self.on_error = on_error
+        super().__init__(on_error, LabelError, log)
         self.samples: list[Sample] = []
-        self.skipped: list[str] = []
-
-    def bad(self, msg: str) -> None:
-        if self.on_error == "fatal":
-            raise LabelError(msg)
-        log.warning("skipping: %s", msg)
-        self.skipped.append(msg)
 
     def image_ok(self, img: Path, where: str, shown: object = None) -> bool:
         """False (after reporting ``where: problem: shown``) when the image is missing or unreadable."""

@@ -138,20 +138,31 @@ def _read_list(lst: Path) -> list[str]:
         raise LabelError(f"{lst}: cannot read list: {exc.strerror}") from None
 
 
-class _Faces:
-    def __init__(self, on_error: str, k: int | None) -> None:
+class SkipOrFail:
+    """What a loader does with a bad label: ``on_error="fatal"`` raises ``error(msg)``,
+    ``"skip"`` logs it on ``logger`` and keeps the message in ``skipped``."""
+
+    def __init__(self, on_error: str, error: type[Exception] = LabelError,
+                 logger: logging.Logger | None = None) -> None:
         if on_error not in ("skip", "fatal"):
             raise ValueError(f"on_error must be 'skip' or 'fatal', got {on_error!r}")
         self.on_error = on_error
-        self.k = k
-        self.faces: list[LabelledFace] = []
+        self.error = error
+        self.log = logger or log
         self.skipped: list[str] = []
 
     def bad(self, msg: str) -> None:
         if self.on_error == "fatal":
-            raise LabelError(msg)
-        log.warning("skipping: %s", msg)
+            raise self.error(msg)
+        self.log.warning("skipping: %s", msg)
         self.skipped.append(msg)
+
+
+class _Faces(SkipOrFail):
+    def __init__(self, on_error: str, k: int | None) -> None:
+        super().__init__(on_error)
+        self.k = k
+        self.faces: list[LabelledFace] = []
 
     def add(self, img: Path, pts: np.ndarray, source: str, where: str) -> None:
         if not img.is_file():
