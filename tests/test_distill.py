@@ -128,6 +128,31 @@ def test_geometry_mismatch_is_refused():
     teacher = SimpleNamespace(path="t.pt", cfg=RunConfig(model=ModelConfig(input_size=96)))
     with pytest.raises(TrainingError, match="input_size 96"):
         check_geometry(RunConfig(model=ModelConfig(input_size=128)), teacher)
+    # A larger teacher is accepted: it reads the student's crop resized to its own input.
+    big = SimpleNamespace(path="t.pt", cfg=RunConfig(model=ModelConfig(input_size=192)))
+    check_geometry(RunConfig(model=ModelConfig(input_size=128)), big)
+
+
+def test_larger_teacher_sees_the_crop_at_its_own_size(tmp_path):
+    import torch.nn.functional as F
+
+    from training.config import RunConfig
+    from training.distill import FrozenTeacher
+    from training.networks import ModelConfig, build_model
+
+    cfg = ModelConfig(arch="mobilenetv2-tiny", num_points=68, input_size=96, heatmap_size=12)
+    net = build_model(cfg).eval()
+    ckpt = tmp_path / "t.pt"
+    run_cfg = RunConfig(model=cfg)
+    torch.save({"format": "kpdesk-ckpt/1", "model_state": net.state_dict(), "model_config": cfg.to_dict(),
+                "run_config": run_cfg.to_dict()},
+               ckpt)
+    teacher = FrozenTeacher(str(ckpt), torch.device("cpu"), amp=False, channels_last=False)
+    x = torch.rand(2, 3, 64, 64)
+    got = teacher.features(x)
+    want = teacher.model.backbone(F.interpolate(x, size=(96, 96), mode="bilinear", align_corners=False))[1]
+    assert got.shape == want.shape == (2, net.backbone.out_channels, 3, 3)
+    assert torch.allclose(got, want.float(), atol=1e-5)
 
 
 # -- end to end ------------------------------------------------------------------------

@@ -24,8 +24,10 @@ Choices (the paper leaves them open):
   activation scale and lies on the same order as LOSS (~1e-3 for D = 256), so the
   paper's lambda_dp grid {0.2 .. 5} is meaningful. Centring matters: pooled ReLU
   features share a large common component that would make every cosine close to 1.
-* Teacher and student see the very same batch tensor (same crop, same augmentation);
-  their configs must agree on the input size, or the job refuses to start.
+* Teacher and student see the very same batch tensor (same crop, same augmentation).
+  A teacher trained at a larger input size (e.g. 192 px against the student's 128) gets
+  that tensor bilinearly resized to its own size, so it reads the same view of the face;
+  a teacher trained at a smaller size than the student is refused.
 * The frozen teacher runs under no_grad, in eval mode, through its backbone only (its
   heads are not needed), in bfloat16 autocast on CPU / float16 on CUDA
   (``distill.teacher_amp``); the pooled feature is compared in float32.
@@ -122,8 +124,12 @@ class FrozenTeacher:
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> the final backbone map (B, C_t, S/32, S/32), float32."""
+        """(B, 3, S, S) -> the final backbone map (B, C_t, S_t/32, S_t/32), float32. A crop
+        smaller than the teacher's input size S_t is resized to it (bilinear) first."""
         self.model.eval()
+        size = self.cfg.model.input_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -132,11 +138,15 @@ class FrozenTeacher:
 
 
 def check_geometry(student_cfg: RunConfig, teacher: FrozenTeacher) -> None:
-    """Teacher and student share each batch tensor: they must agree on the input size."""
+    """Teacher and student share each batch tensor: the teacher's input size must be at least the
+    student's (a larger teacher gets the crop resized up to its own size, see ``FrozenTeacher.features``)."""
     ts, ss = teacher.cfg.model.input_size, student_cfg.model.input_size
-    if ts != ss:
+    if ts < ss:
         raise TrainingError(f"teacher {teacher.path} was trained at input_size {ts}, the student config says {ss}; "
-                            "distillation feeds both the same crop, so they must match")
+                            "distillation feeds the teacher the student's crop, so the teacher's input size must be "
+                            "at least the student's")
+    if ts != ss:
+        log.info("teacher input %d px, student %d px: the teacher sees each crop resized to %d px", ts, ss, ts)
     if teacher.cfg.data.format != student_cfg.data.format:
         log.warning("teacher data format %s differs from the student's %s", teacher.cfg.data.format,
                     student_cfg.data.format)
