@@ -17,5 +17,5 @@ for S in ${SIZES:-192 160 128}; do
     --set "data.extra_train=[\"$PSEUDO\"]" --set "data.train_list=\"$LISTS/train_afw_helen.txt\"" \
     --set 'train.select_sources=["afw","helen"]' --set train.epochs=3 --set train.max_steps_per_epoch=141 \
     --set train.lr=0.0003 --set train.threads=2 --set train.cpu_bf16=auto \
-    --set train.init_checkpoint=models/student.onnx > $RUNS/tres_$S.log 2> $RUNS/tres_$S.err
+    --set "train.init_checkpoint=\"$PWD/models/student.onnx\"" > $RUNS/tres_$S.log 2> $RUNS/tres_$S.err
 done
