@@ -61,7 +61,7 @@ def train_tiny(tmp: Path, data: Path, arch: str, name: str) -> Path:
     """Train a tiny network in-process for 2 steps; return its best.pt."""
     from training.config import load_config
     from training.events import EventStream
-    from training.jobs import run_train
+    from training.jobs.train import run_train
 
     cfg = load_config(tiny_config(tmp / f"{name}.json", data, arch))
     run = tmp / name
@@ -92,8 +92,8 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
 
 # -- unit ------------------------------------------------------------------------------
 def test_distill_loss_zero_for_identical_features():
-    from training.distill import FeatureDistiller
-    from training.losses import distill_loss
+    from training.distill.job import FeatureDistiller
+    from training.nets.losses import distill_loss
 
     v = torch.randn(4, 16)
     assert float(distill_loss(v, v)) == 0.0
@@ -109,7 +109,7 @@ def test_distill_loss_zero_for_identical_features():
 
 
 def test_teacher_projection_is_frozen_and_orthogonal():
-    from training.distill import FeatureDistiller
+    from training.distill.job import FeatureDistiller
 
     d = FeatureDistiller(24, 64, 16)
     names = [n for n, _ in d.named_parameters()]
@@ -121,9 +121,9 @@ def test_teacher_projection_is_frozen_and_orthogonal():
 
 def test_geometry_mismatch_is_refused():
     from training.config import RunConfig
-    from training.distill import check_geometry
-    from training.engine import TrainingError
-    from training.networks import ModelConfig
+    from training.distill.job import check_geometry
+    from training.jobs.engine import TrainingError
+    from training.nets.networks import ModelConfig
 
     teacher = SimpleNamespace(path="t.pt", cfg=RunConfig(model=ModelConfig(input_size=96)))
     with pytest.raises(TrainingError, match="input_size 96"):
@@ -174,7 +174,7 @@ def test_distill_cli_end_to_end_and_resume(tiny):
 
     # resume (in-process: the CLI path is the same function) for one more epoch
     from training.config import load_config
-    from training.distill import run_distill
+    from training.distill.job import run_distill
     from training.events import EventStream
 
     with open(os.devnull, "w") as null:

@@ -101,12 +101,12 @@ def test_a_model_with_other_points_is_refused(tmp_path: Path, faces) -> None:  #
 
 @pytest.mark.data
 def test_same_numbers_as_training_bench() -> None:
-    """The lab's NME equals ``training bench``'s (training.evaluate) on the same faces under
+    """The lab's NME equals ``training bench``'s (training.evaluation.evaluate) on the same faces under
     the same named perturbation, for a shipped model."""
     from conftest import REPO_ROOT, data_root
 
-    from training.bench import make_perturbation, spread
-    from training.evaluate import load_runner, load_samples, predict_samples
+    from training.evaluation.bench import make_perturbation, spread
+    from training.evaluation.evaluate import load_runner, load_samples, predict_samples
     from training.metrics import nme_per_image
 
     onnx = REPO_ROOT / "models" / "student-0.25x.onnx"

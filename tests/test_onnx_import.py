@@ -1,4 +1,4 @@
-"""Rebuilding a PyTorch model from a shipped NAME.onnx + NAME.json (training.onnx_import):
+"""Rebuilding a PyTorch model from a shipped NAME.onnx + NAME.json (training.jobs.onnx_import):
 tiny exports (dense, fp16 weights, pruned, ResNet) and the models in models/ match
 onnxruntime; unmatched tensors are named; folded BatchNorms are recalibrated without
 changing the function; distill / prune / init_checkpoint start from an .onnx."""
@@ -19,8 +19,8 @@ from torch import nn
 
 from kpdesk.vision.schema import get_schema
 from training.config import RunConfig
-from training.networks import LandmarkNet, ModelConfig, count_macs, count_params
-from training.onnx_import import OnnxImportError, import_onnx, onnx_parity, recalibrate_folded_bn
+from training.nets.networks import LandmarkNet, ModelConfig, count_macs, count_params
+from training.jobs.onnx_import import OnnxImportError, import_onnx, onnx_parity, recalibrate_folded_bn
 
 REPO = Path(__file__).resolve().parents[1]
 S = 64
@@ -43,7 +43,7 @@ def tiny_model(arch: str = "mobilenetv2-tiny", seed: int = 0, hm_source: str = "
 
 
 def export(model: LandmarkNet, path: Path, fp16: bool = False, run_config: bool = True) -> Path:
-    from training.export import export_model
+    from training.jobs.onnx_export import export_model
 
     info = {"run_config": RunConfig(model=model.cfg).to_dict()} if run_config else {}
     export_model(model, get_schema("ibug68"), path, input_size=S, heatmap_size=16, sigma=1.0, decode="fusion",
@@ -89,8 +89,8 @@ def test_manifest_without_run_config_uses_the_onnx_shapes(tmp_path: Path) -> Non
 
 
 def test_pruned_model_rebuilds_with_its_shapes(tmp_path: Path) -> None:
-    from training.checkpoints import model_from_checkpoint, read_checkpoint
-    from training.prune import build_graph, make_importance, plan_layers, prune_layer
+    from training.jobs.checkpoints import model_from_checkpoint, read_checkpoint
+    from training.prune.job import build_graph, make_importance, plan_layers, prune_layer
 
     m = tiny_model()
     dg = build_graph(m, S)
@@ -142,7 +142,7 @@ def test_unmatched_tensors_are_named(tmp_path: Path) -> None:
 
 
 def test_missing_manifest_and_file_are_clean_errors(tmp_path: Path) -> None:
-    from training.engine import TrainingError
+    from training.jobs.engine import TrainingError
 
     path = export(tiny_model(), tmp_path / "m.onnx")
     path.with_suffix(".json").unlink()
@@ -184,7 +184,7 @@ def onnx_start(tmp_path_factory: pytest.TempPathFactory):
 
 def test_distill_from_shipped_teacher_and_init_from_onnx(onnx_start) -> None:
     from training.config import load_config
-    from training.distill import run_distill
+    from training.distill.job import run_distill
     from training.events import EventStream
 
     tmp, data, student, teacher = onnx_start
@@ -211,7 +211,7 @@ def test_distill_from_shipped_teacher_and_init_from_onnx(onnx_start) -> None:
 def test_prune_from_shipped_student(onnx_start) -> None:
     from training.config import load_config
     from training.events import EventStream
-    from training.prune import run_prune
+    from training.prune.job import run_prune
 
     tmp, data, student, _ = onnx_start
     cfg = load_config(tiny_config(tmp / "p.json", data,

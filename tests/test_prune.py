@@ -14,7 +14,7 @@ import torch
 from test_distill import make_tiny_face68, run_cli, tiny_config, train_tiny
 from torch import nn
 
-from training.networks import LandmarkNet, ModelConfig
+from training.nets.networks import LandmarkNet, ModelConfig
 
 S = 64
 
@@ -46,8 +46,8 @@ def group_of(model, dg, name):
 @pytest.mark.parametrize("alpha", [0.5, 0.75])
 def test_prune_all_layers_runs_exports_and_has_expected_channels(alpha, tmp_path):
     from kpdesk.vision.schema import get_schema
-    from training.export import export_model
-    from training.prune import (
+    from training.jobs.onnx_export import export_model
+    from training.prune.job import (
         ReconstructionImportance,
         build_graph,
         keep_count,
@@ -86,7 +86,7 @@ def test_prune_all_layers_runs_exports_and_has_expected_channels(alpha, tmp_path
 def brute_force_scores(m, group, calib):
     """Eq. 7 literally: for each channel i, zero it at every consumer's input and measure the
     mean squared change of the consumer's (conv + BN) output over the calibration images."""
-    from training.prune import ReconstructionImportance
+    from training.prune.job import ReconstructionImportance
 
     imp = ReconstructionImportance(m, calib)
     inputs = {}
@@ -117,7 +117,7 @@ def brute_force_scores(m, group, calib):
 @pytest.mark.parametrize("root", ["backbone.features.18.0", "hm_head.reduce.0", "backbone.features.16.conv.2",
                                   "backbone.features.5.conv.0.0"])
 def test_reconstruction_score_matches_brute_force(root):
-    from training.prune import ReconstructionImportance, build_graph
+    from training.prune.job import ReconstructionImportance, build_graph
 
     m = tiny_net()
     calib = torch.randn(6, 3, S, S)
@@ -130,7 +130,7 @@ def test_reconstruction_score_matches_brute_force(root):
 
 @pytest.mark.parametrize("root", ["hm_head.conv.0", "backbone.features.18.0"])
 def test_reconstruction_score_of_zero_filter_is_zero(root):
-    from training.prune import ReconstructionImportance, build_graph
+    from training.prune.job import ReconstructionImportance, build_graph
 
     m = tiny_net()
     dg = build_graph(m, S)
@@ -151,7 +151,7 @@ def test_reconstruction_score_of_zero_filter_is_zero(root):
 
 
 def test_l1_importance_is_filter_l1_norm():
-    from training.prune import build_graph, make_importance
+    from training.prune.job import build_graph, make_importance
 
     m = tiny_net()
     group = group_of(m, build_graph(m, S), "backbone.features.18.0")
@@ -192,11 +192,11 @@ def test_prune_cli_end_to_end(tiny):
 
 
 def test_prune_cancel_and_resume(tiny):
-    from training.checkpoints import model_from_checkpoint
+    from training.jobs.checkpoints import model_from_checkpoint
     from training.config import load_config
-    from training.engine import CancelFlag, Cancelled
+    from training.jobs.engine import CancelFlag, Cancelled
     from training.events import EventStream
-    from training.prune import run_prune
+    from training.prune.job import run_prune
 
     cfg = load_config(tiny_config(tiny.tmp / "prune_l1.json", tiny.data,
                                   prune={"student": str(tiny.student), "alpha": 0.75, "importance": "l1",

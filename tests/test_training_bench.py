@@ -16,7 +16,7 @@ from test_training_eval import S, export_constant_model, same_face_pack, same_fa
 
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import apply_affine, crop_params_from_points
-from training.bench import PERTURBATIONS, _rms_motion, jitter_frames, make_perturbation
+from training.evaluation.bench import PERTURBATIONS, _rms_motion, jitter_frames, make_perturbation
 from training.cli import main as training_main
 
 

@@ -1,4 +1,4 @@
-"""``training bench``: accuracy on crops from the app's detectors (training.bench_detect).
+"""``training bench``: accuracy on crops from the app's detectors (training.evaluation.bench_detect).
 Scripted detectors give exact expectations (a perfect model scores 0 on a perfect box, the
 analytic NME on a shifted box, misses and wrong faces count as failures); the real Haar
 cascade and BlazeFace find a real face in a face68-style image."""
@@ -20,7 +20,7 @@ from test_training_eval import export_constant_model, same_face_pack
 from kpdesk.assets import is_available
 from kpdesk.inference.detectors import BoxCalibration, Detection, FaceDetector
 from kpdesk.vision.schema import get_schema
-from training.bench_detect import display_groups, match, summary_with_misses
+from training.evaluation.bench_detect import display_groups, match, summary_with_misses
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,7 @@ def test_bench_on_scripted_detector_crops(scripted_dirs, tmp_path: Path, capsys:
         made.append(name)
         return Scripted(name, scripts[name], box)
 
-    monkeypatch.setattr("training.bench_detect.create_detector", create)
+    monkeypatch.setattr("training.evaluation.bench_detect.create_detector", create)
     res = _bench(capsys, data, models, tmp_path / "out", "--no-robustness", "--no-jitter")
     assert sorted(made) == ["blazeface", "haar"]  # each detector runs once, shared by both models
     recs = {r["name"]: r for r in res["models"]}
@@ -127,7 +127,7 @@ def test_bench_on_scripted_detector_crops(scripted_dirs, tmp_path: Path, capsys:
     def broken(name: str) -> FaceDetector:
         raise RuntimeError("no model file")
 
-    monkeypatch.setattr("training.bench_detect.create_detector", broken)
+    monkeypatch.setattr("training.evaluation.bench_detect.create_detector", broken)
     res = _bench(capsys, data, models, tmp_path / "broken", "--no-robustness", "--no-jitter", "--only", "perfect",
                  "--crop-detectors", "haar")
     assert "no model file" in res["models"][0]["crops"]["haar"]["error"]

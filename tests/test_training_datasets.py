@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.datasets import DataConfig, LabelError, load_split
+from training.data.datasets import DataConfig, LabelError, load_split
 
 
 # -- generated data (imported by the other test_training_* modules) ------------------------
@@ -175,7 +175,7 @@ def test_csv_rows(tmp_path: Path) -> None:
 def _break_and_check(root: Path, list_name: str, fmt: str, expect: list[str], n_good: int,
                      caplog: pytest.LogCaptureFixture, split: str = "train") -> None:
     cfg = _cfg(root, format=fmt, train_list=list_name, val_list=list_name)
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
+    with caplog.at_level(logging.WARNING, logger="training.data.datasets"):
         samples, _ = load_split(cfg, split)
     assert len(samples) == n_good
     msgs = "\n".join(r.getMessage() for r in caplog.records)

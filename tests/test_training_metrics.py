@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kpdesk.vision.schema import get_schema
-from training.evaluate import compute_metrics
+from training.evaluation.evaluate import compute_metrics
 from training.metrics import auc, failure_rate, mse_normalised, nme_per_image, per_point_nme, summarize
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import augment
-
-
+from training.data import augment
 def _reference_color(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The colour jitter applied step by step in float (what the fused version replaced)."""
     x = img.astype(np.float64)
@@ -44,8 +42,8 @@ def test_config_accepts_auto_bf16_only_for_cpu_bf16():
 def test_bf16_probe_leaves_the_model_and_rng_alone(torch_one_thread):
     import torch
 
-    from training.engine import measure_bf16
-    from training.networks import ModelConfig, build_model
+    from training.jobs.engine import measure_bf16
+    from training.nets.networks import ModelConfig, build_model
 
     torch.manual_seed(0)
     m = build_model(ModelConfig(arch="mobilenetv2", input_size=64, heatmap_size=8)).train()
@@ -66,7 +64,7 @@ def test_a_run_with_auto_bf16_reports_its_choice_and_trains_on_an_extra_pack(tmp
     from test_training_datasets import make_face68, tiny_config
 
     from training.config import config_from_dict
-    from training.jobs import run_train
+    from training.jobs.train import run_train
 
     pack = make_face68(tmp_path / "face68")
     extra = make_face68(tmp_path / "extra")
@@ -86,7 +84,7 @@ def test_a_run_with_auto_bf16_reports_its_choice_and_trains_on_an_extra_pack(tmp
 
 
 def test_best_epoch_can_be_chosen_on_some_val_sources():
-    from training.engine import TrainingError, selection_score
+    from training.jobs.engine import TrainingError, selection_score
 
     m = {"nme_ion": 6.0, "by_source": {"afw": {"nme_ion": 5.0, "n": 1}, "helen": {"nme_ion": 4.0, "n": 3},
                                        "ytf": {"nme_ion": 7.0, "n": 6}}}

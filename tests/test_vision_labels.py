@@ -109,7 +109,7 @@ def test_same_faces_as_the_training_loader() -> None:
     """The app's reader and training's loaders agree on the shared pack (paths and points)."""
     from conftest import data_root
 
-    from training.evaluate import load_samples
+    from training.evaluation.evaluate import load_samples
 
     root = data_root() / "face68"
     ours = load_labelled_folder(root, "val.txt")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from training.config import ConfigError, load_config
-from training.engine import CancelFlag, Cancelled, DivergedError, TrainingError
+from training.jobs.engine import CancelFlag, Cancelled, DivergedError, TrainingError
 from training.events import EventStream
 
 EXIT_ERROR, EXIT_DIVERGED = 2, 3
@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli", "Train a landmark network (teacher or student)."),
     "export": ("training.cli", "Export a checkpoint to ONNX + manifest, checked against PyTorch."),
 }
-OPTIONAL = ("training.distill", "training.prune", "training.evaluate", "training.bench", "training.ablations",
-            "training.ship", "training.pseudolabel")
+OPTIONAL = ("training.distill.job", "training.prune.job", "training.evaluation.evaluate", "training.evaluation.bench", "training.evaluation.ablations",
+            "training.jobs.ship", "training.data.pseudolabel")
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace, events: EventStream | None, cancel: CancelFlag) -> dict:
-    from training.jobs import run_train
+    from training.jobs.train import run_train
 
     cfg = load_config(args.config, args.set)
     run_dir = Path(args.run_dir).expanduser().resolve()
@@ -49,10 +49,10 @@ def cmd_train(args: argparse.Namespace, events: EventStream | None, cancel: Canc
 def cmd_export(args: argparse.Namespace, events: EventStream | None, cancel: CancelFlag) -> dict:
     import dataclasses
 
-    from training.checkpoints import model_from_checkpoint
-    from training.engine import load_data, make_datasets
-    from training.export import export_model
-    from training.jobs import LICENCE_NOTE, real_batch
+    from training.jobs.checkpoints import model_from_checkpoint
+    from training.jobs.engine import load_data, make_datasets
+    from training.jobs.onnx_export import export_model
+    from training.jobs.train import LICENCE_NOTE, real_batch
 
     out_path = _export_target(Path(args.out).expanduser(), args.replace)
     model, cfg, st = model_from_checkpoint(args.checkpoint)
@@ -165,7 +165,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [TrainingError, ConfigError, ValueError, OSError, ModelLoadError,
                                          ModelInstallError, pickle.UnpicklingError, zipfile.BadZipFile]
-    export = sys.modules.get("training.export")
+    export = sys.modules.get("training.jobs.onnx_export")
     if export is not None:
         errors.append(export.ExportError)
     return tuple(errors)

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from training.augment import AugmentConfig
-from training.datasets import DataConfig
-from training.networks import ModelConfig
+from training.data.augment import AugmentConfig
+from training.data.datasets import DataConfig
+from training.nets.networks import ModelConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def checkpoint_problem(path: str | Path) -> str | None:
     if not p.is_file():
         return "checkpoint not found"
     if p.suffix.lower() == ".onnx":
-        return None  # a shipped model; training.onnx_import checks it
+        return None  # a shipped model; training.jobs.onnx_import checks it
     try:
         with open(p, "rb") as f:
             head = f.read(4)

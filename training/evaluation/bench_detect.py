@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from kpdesk.vision.transforms import apply_affine, crop_params_from_points
-from training.datasets import Sample
-from training.evaluate import SOURCE_GROUPS, ImageCache, Runner, compute_metrics, predict_samples
+from training.data.datasets import Sample
+from training.evaluation.evaluate import SOURCE_GROUPS, ImageCache, Runner, compute_metrics, predict_samples
 from training.metrics import auc, failure_rate, nme_per_image
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def find_faces(samples: list[Sample], images: ImageCache, name: str,
     try:
         for smp in samples:
             if cancel is not None and cancel():
-                from training.engine import Cancelled
+                from training.jobs.engine import Cancelled
 
                 raise Cancelled()
             found.append(match(det.detect(images(smp.path)), smp.pts))
@@ -162,7 +162,7 @@ def label_crop_summary(err: np.ndarray, samples: list[Sample]) -> dict[str, Any]
 
 def markdown(recs: list[dict[str, Any]], split: str, detectors: tuple[str, ...]) -> str:
     """The section of bench.md: one row per model and crop source."""
-    from training.bench import _f, _table
+    from training.evaluation.bench import _f, _table
 
     rs = [r for r in recs if "crops" in r]
     if not rs:

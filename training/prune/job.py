@@ -70,7 +70,7 @@ import torch_pruning as tp
 from torch import nn
 
 from training.config import RunConfig, load_config
-from training.distill import (
+from training.distill.job import (
     FeatureDistiller,
     FrozenTeacher,
     build_distiller,
@@ -79,7 +79,7 @@ from training.distill import (
     single_process_only,
     unaugmented,
 )
-from training.engine import (
+from training.jobs.engine import (
     CancelFlag,
     Cancelled,
     Trainer,
@@ -90,8 +90,8 @@ from training.engine import (
     pick_device,
 )
 from training.events import EventStream
-from training.export import _onnx_export, run_onnx
-from training.networks import ExportWrapper, count_macs, count_params
+from training.jobs.onnx_export import _onnx_export, run_onnx
+from training.nets.networks import ExportWrapper, count_macs, count_params
 
 log = logging.getLogger(__name__)
 
@@ -467,8 +467,8 @@ def _check_prune_cfg(cfg: RunConfig) -> None:
 def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: CancelFlag | None = None,
               events: EventStream | None = None, export: bool = True) -> dict:
     """Prune ``prune.student`` layer by layer with fine-tuning; see the module docstring."""
-    from training.checkpoints import model_from_checkpoint, read_checkpoint
-    from training.jobs import export_best, prepare_run_dir
+    from training.jobs.checkpoints import model_from_checkpoint, read_checkpoint
+    from training.jobs.train import export_best, prepare_run_dir
 
     single_process_only("prune")
     _check_prune_cfg(cfg)
@@ -534,7 +534,7 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     calib_ds = unaugmented(cfg, [train[i] for i in calib_idx], schema)
     calib = torch.stack([calib_ds[i]["image"] for i in range(len(calib_ds))]).to(device)
     if folded_bn:
-        from training.onnx_import import recalibrate_folded_bn
+        from training.jobs.onnx_import import recalibrate_folded_bn
 
         k = recalibrate_folded_bn(model, folded_bn, calib)
         events.emit("log", message=f"{k} BatchNorm layers folded in {p.student} recalibrated on {len(calib)} crops")

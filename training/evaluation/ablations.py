@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from training.config import REPO_ROOT, DistillConfig, RunConfig, apply_overrides, config_from_dict, load_config
-from training.engine import CancelFlag, TrainingError, evaluate, load_data, make_datasets, pick_device
+from training.jobs.engine import CancelFlag, TrainingError, evaluate, load_data, make_datasets, pick_device
 from training.events import EventStream
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ class Bench:
         self.device = pick_device(cfg.train.device)
 
     def row(self, name: str, ckpt: Path, **extra: Any) -> dict[str, Any]:
-        from training.checkpoints import model_from_checkpoint
-        from training.prune import measure
+        from training.jobs.checkpoints import model_from_checkpoint
+        from training.prune.job import measure
 
         model, mcfg, _ = model_from_checkpoint(ckpt)
         if mcfg.model.input_size != self.input_size:
@@ -151,9 +151,9 @@ def _plt():
 
 # -- the commands --------------------------------------------------------------------------
 def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag) -> list[dict]:
-    from training.distill import run_distill
-    from training.jobs import run_train
-    from training.prune import run_prune
+    from training.distill.job import run_distill
+    from training.jobs.train import run_train
+    from training.prune.job import run_prune
 
     out = Path(args.run_dir).expanduser().resolve()
     tcfg = base_config(args.teacher_config, args)
@@ -216,7 +216,7 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
 
 
 def run_lambda(args: argparse.Namespace, events: EventStream, cancel: CancelFlag) -> list[dict]:
-    from training.distill import run_distill
+    from training.distill.job import run_distill
 
     out = Path(args.run_dir).expanduser().resolve()
     cfg = base_config(args.config, args)
@@ -244,7 +244,7 @@ def run_lambda(args: argparse.Namespace, events: EventStream, cancel: CancelFlag
 
 
 def run_rate(args: argparse.Namespace, events: EventStream, cancel: CancelFlag) -> list[dict]:
-    from training.prune import run_prune
+    from training.prune.job import run_prune
 
     out = Path(args.run_dir).expanduser().resolve()
     cfg = base_config(args.config, args)

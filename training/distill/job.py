@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.config import RunConfig, load_config
-from training.engine import CancelFlag, Trainer, TrainingError, load_data, make_datasets, pick_device
+from training.jobs.engine import CancelFlag, Trainer, TrainingError, load_data, make_datasets, pick_device
 from training.events import EventStream
-from training.losses import distill_loss, landmark_loss
+from training.nets.losses import distill_loss, landmark_loss
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class FrozenTeacher:
     """The trained teacher, frozen: eval mode, no gradients, backbone features only."""
 
     def __init__(self, path: str, device: torch.device, amp: bool = True, channels_last: bool = True) -> None:
-        from training.checkpoints import model_from_checkpoint
+        from training.jobs.checkpoints import model_from_checkpoint
 
         model, cfg, _ = model_from_checkpoint(path)
         self.path = path
@@ -199,7 +199,7 @@ def unaugmented(cfg: RunConfig, samples, schema):
 def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: CancelFlag | None = None,
                 events: EventStream | None = None, export: bool = True) -> dict:
     """Distil the frozen ``distill.teacher`` into a student built like run_train's."""
-    from training.jobs import export_best, init_model, prepare_run_dir, unaugmented_train
+    from training.jobs.train import export_best, init_model, prepare_run_dir, unaugmented_train
 
     single_process_only("distill")
     if not cfg.distill.teacher:

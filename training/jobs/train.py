@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.backbones import load_imagenet
+from training.nets.backbones import load_imagenet
 from training.config import RunConfig
-from training.engine import (
+from training.jobs.engine import (
     CancelFlag,
     Trainer,
     TrainingError,
@@ -23,8 +23,8 @@ from training.engine import (
     pick_device,
 )
 from training.events import EventStream
-from training.export import export_model
-from training.networks import LandmarkNet, build_model
+from training.jobs.onnx_export import export_model
+from training.nets.networks import LandmarkNet, build_model
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNe
     model = build_model(cfg.model)
     t = cfg.train
     if t.init_checkpoint:
-        from training.checkpoints import read_checkpoint
+        from training.jobs.checkpoints import read_checkpoint
 
         st = read_checkpoint(t.init_checkpoint)
         own = model.state_dict()
@@ -63,7 +63,7 @@ def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNe
         events.emit("log", message=f"initialised {len(take)}/{len(own)} tensors from {t.init_checkpoint}")
         folded = [n for n in st.get("folded_bn", ()) if f"{n}.weight" in take]
         if folded and calib_ds is not None and len(calib_ds):
-            from training.onnx_import import recalibrate_folded_bn
+            from training.jobs.onnx_import import recalibrate_folded_bn
 
             k = recalibrate_folded_bn(model, folded, calibration_images(calib_ds))
             events.emit("log", message=f"{k} BatchNorm layers folded in the ONNX model recalibrated on "

@@ -27,11 +27,11 @@ from torch.utils.data import DataLoader
 from kpdesk.vision.codecs import LandmarkDecoder
 from kpdesk.vision.schema import KeypointSchema
 from training.config import RunConfig, TrainConfig
-from training.datasets import LabelError, Sample, load_extra_train, load_split
+from training.data.datasets import LabelError, Sample, load_extra_train, load_split
 from training.events import EventStream
-from training.losses import landmark_loss
+from training.nets.losses import landmark_loss
 from training.metrics import summarize
-from training.torchdata import LandmarkDataset
+from training.data.torchdata import LandmarkDataset
 
 log = logging.getLogger(__name__)
 

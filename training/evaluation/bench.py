@@ -31,8 +31,8 @@ import numpy as np
 from kpdesk.vision.perturb import Perturbation
 from kpdesk.vision.schema import KeypointSchema
 from kpdesk.vision.transforms import crop_params_from_points
-from training.datasets import Sample
-from training.evaluate import (
+from training.data.datasets import Sample
+from training.evaluation.evaluate import (
     EvalError,
     ImageCache,
     Perturb,
@@ -99,7 +99,7 @@ NAMED_PERTURBATIONS = {"occlusion20": ("occlusion", 20.0), "occlusion40": ("occl
 
 
 def make_perturbation(name: str, seed: int = 0) -> Perturb:
-    """A deterministic perturbation (see ``training.evaluate.Perturb``) by name.
+    """A deterministic perturbation (see ``training.evaluation.evaluate.Perturb``) by name.
 
     occlusionNN: a flat rectangle of a seeded colour covering NN% of the landmark box's
         area, same aspect ratio, at a seeded position inside the box.
@@ -255,7 +255,7 @@ def bench_model(path: Path, cfg: BenchConfig, data: Callable[[str], list[Sample]
         rec["norm_main"] = main
         rec["_nme_clean"] = nme_per_image(pred.pred_crop[runner.default_decode], pred.gt_crop, pred.schema, main)
         if faces is not None and cfg.crop_detectors:
-            from training.bench_detect import detector_accuracy, label_crop_summary
+            from training.evaluation.bench_detect import detector_accuracy, label_crop_summary
 
             crops = {"labels": label_crop_summary(rec["_nme_clean"], samples)}
             for det in cfg.crop_detectors:
@@ -348,7 +348,7 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
 
     def faces(schema_name: str, detector: str):
         """A detector's faces on a split, found once and shared by every model."""
-        from training.bench_detect import find_faces
+        from training.evaluation.bench_detect import find_faces
 
         key = (schema_name, detector)
         if key not in found:
@@ -360,7 +360,7 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
     records = []
     for path, error in entries:
         if cancel is not None and cancel():
-            from training.engine import Cancelled
+            from training.jobs.engine import Cancelled
 
             raise Cancelled()
         if error:
@@ -468,7 +468,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         rows = [[r["name"]] + [_f(r["accuracy"][m]["nme_ion"]) if m in r["accuracy"] else "–" for m in modes]
                 for r in rs]
         md.append("\nNME ION % by decode mode:\n\n" + _table(["model", *modes], rows))
-        from training.bench_detect import markdown as detector_markdown
+        from training.evaluation.bench_detect import markdown as detector_markdown
 
         md.append(detector_markdown(rs, f"{folder}/{lst}", tuple(c.get("crop_detectors") or ())))
     if recs:
@@ -590,7 +590,7 @@ def run(args: argparse.Namespace, events: Any, cancel: Any) -> dict[str, Any]:
                          if "accuracy" in r else {"error": r.get("error", r.get("note", ""))})
              for r in res["models"]}
     if args.update_cards:
-        from training.cards import update_cards, update_readme
+        from training.evaluation.cards import update_cards, update_readme
         from training.config import REPO_ROOT
 
         models_dir = Path(res["meta"]["models_dir"])

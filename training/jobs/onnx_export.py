@@ -20,7 +20,7 @@ from torch import nn
 from kpdesk.vision.manifest import Manifest
 from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from kpdesk.vision.schema import KeypointSchema
-from training.networks import ExportWrapper, count_macs, count_params
+from training.nets.networks import ExportWrapper, count_macs, count_params
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ import numpy as np
 from kpdesk.vision.labels import write_pts
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import CropSpec, apply_affine, crop_params_from_points, warp_crop
-from training.datasets import DataConfig, LabelError, image_problem, load_split
+from training.data.datasets import DataConfig, LabelError, image_problem, load_split
 
 log = logging.getLogger(__name__)
 
