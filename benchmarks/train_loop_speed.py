@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from training.config import load_config
-from training.jobs.engine import Trainer, load_data, make_datasets
 from training.events import EventStream
+from training.jobs.engine import Trainer, load_data, make_datasets
 from training.nets.networks import build_model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_vision_labels import make_face68
+from fixtures import make_face68_val
 
 from kpdesk.inference.model import LandmarkModel
 from kpdesk.inference.robustness import (
@@ -27,7 +27,7 @@ from kpdesk.vision.perturb import Perturbation
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     root = tmp_path_factory.mktemp("lab")
-    make_face68(root, n=10)
+    make_face68_val(root, n=10)
     return load_labelled_folder(root).faces
 
 

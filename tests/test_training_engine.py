@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training_datasets import make_face68, tiny_config
+from fixtures import make_face68, tiny_config
 
 from training.config import ConfigError, config_from_dict, load_config
-from training.jobs.engine import CancelFlag, Cancelled, DivergedError, Trainer, load_data, make_datasets
 from training.events import EventStream
+from training.jobs.engine import CancelFlag, Cancelled, DivergedError, Trainer, load_data, make_datasets
 from training.jobs.train import run_train
 from training.nets.losses import landmark_loss
 from training.nets.networks import build_model

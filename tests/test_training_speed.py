@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from training.data import augment
+
+
 def _reference_color(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The colour jitter applied step by step in float (what the fused version replaced)."""
     x = img.astype(np.float64)
@@ -61,7 +63,7 @@ def test_bf16_probe_leaves_the_model_and_rng_alone(torch_one_thread):
 def test_a_run_with_auto_bf16_reports_its_choice_and_trains_on_an_extra_pack(tmp_path, torch_one_thread):
     import json
 
-    from test_training_datasets import make_face68, tiny_config
+    from fixtures import make_face68, tiny_config
 
     from training.config import config_from_dict
     from training.jobs.train import run_train

@@ -415,7 +415,7 @@ def write_pack(out: Path, records: list[Record], meta: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from training.config import REPO_ROOT, default_data_dir
+    from training.paths import REPO_ROOT, default_data_dir
 
     out = Path(args.out).expanduser()
     check_out_dir(out, REPO_ROOT)

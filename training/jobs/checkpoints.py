@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from training.config import RunConfig, config_from_dict
-from training.jobs.engine import TrainingError
+from training.jobs.engine import TrainingError, load_file
 from training.nets.networks import LandmarkNet, ModelConfig
 
 
@@ -24,7 +23,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
         return checkpoint_from_onnx(p)
     try:
-        st = torch.load(p, map_location="cpu", weights_only=False)
+        st = load_file(p)
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise TrainingError(f"{p}: cannot load checkpoint: {exc}") from None
     if not isinstance(st, dict) or st.get("format") != "kpdesk-ckpt/1":

@@ -186,7 +186,7 @@ def _bn_like(old: _BN, n: int) -> _BN:
 
 def _following_bn(model: nn.Module, input_size: int) -> dict[str, str]:
     """{conv / linear name: name of the BatchNorm reading its output} of the dense model."""
-    from training.prune.job import following_batchnorm
+    from training.nets.graph import following_batchnorm
 
     names = {m: n for n, m in model.named_modules()}
     pairs = following_batchnorm(model, torch.zeros(2, 3, input_size, input_size))
