@@ -25,8 +25,7 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
 
 # -- unit ------------------------------------------------------------------------------
 def test_distill_loss_zero_for_identical_features():
-    from training.distill.job import FeatureDistiller
-    from training.nets.losses import distill_loss
+    from training.distill.loss import FeatureDistiller, distill_loss
 
     v = torch.randn(4, 16)
     assert float(distill_loss(v, v)) == 0.0
@@ -42,7 +41,7 @@ def test_distill_loss_zero_for_identical_features():
 
 
 def test_teacher_projection_is_frozen_and_orthogonal():
-    from training.distill.job import FeatureDistiller
+    from training.distill.loss import FeatureDistiller
 
     d = FeatureDistiller(24, 64, 16)
     names = [n for n, _ in d.named_parameters()]
@@ -54,7 +53,7 @@ def test_teacher_projection_is_frozen_and_orthogonal():
 
 def test_geometry_mismatch_is_refused():
     from training.config import RunConfig
-    from training.distill.job import check_geometry
+    from training.distill.teacher import check_geometry
     from training.jobs.engine import TrainingError
     from training.nets.networks import ModelConfig
 
