@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from training.config import load_config
-from training.engine import Trainer, load_data, make_datasets
 from training.events import EventStream
-from training.networks import build_model
+from training.jobs.engine import Trainer, load_data, make_datasets
+from training.nets.networks import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = {"mobilenetv2": "face68_student.json", "resnet50": "face68_teacher.json"}

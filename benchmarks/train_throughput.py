@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from training.networks import ModelConfig, build_model
+from training.nets.networks import ModelConfig, build_model
 
 
 def measure(arch: str, bf16: bool, batch: int, steps: int) -> float:

@@ -1,4 +1,6 @@
-"""Shared test set-up: repository paths, the ``data`` marker's skip, the tiny ONNX model."""
+"""Shared test set-up: repository paths, the ``data`` marker's skip, and the fixtures several
+test files use (tiny ONNX models, signal handlers off, one torch thread). Shared helpers
+that are plain functions are in tests/fixtures.py."""
 
 from __future__ import annotations
 
@@ -37,6 +39,21 @@ def astronaut_bgr():
     import skimage.data
 
     return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
+
+
+@pytest.fixture()
+def no_signal_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process ``training.cli.main`` would install SIGINT/SIGTERM handlers in pytest."""
+    monkeypatch.setattr("training.cli.CancelFlag.listen", lambda self: None)
+
+
+@pytest.fixture(scope="session")
+def built_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``teacher``, ``student`` and ``student-0.25x`` (tiny ONNX models, see
+    tests/fixtures.py ``build_tiny_models``). Shared: copy it before changing anything in it."""
+    from fixtures import build_tiny_models
+
+    return next(iter(build_tiny_models(tmp_path_factory.mktemp("built")).values())).parent
 
 
 @pytest.fixture(scope="module")

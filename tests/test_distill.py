@@ -5,81 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
-import numpy as np
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-
+from fixtures import make_tiny_face68, run_cli, tiny_config_file, train_tiny
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-
-def make_tiny_face68(root: Path, n_train: int = 24, n_val: int = 8, size: int = 80, seed: int = 0) -> Path:
-    """A 300W-style pack: random images + .pts (68 points, 0-based), train.txt / val.txt."""
-    rng = np.random.default_rng(seed)
-    ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
-    template = np.stack([np.cos(ang), 0.8 * np.sin(ang)], axis=1)
-    for split, n in (("train", n_train), ("val", n_val)):
-        lines = []
-        for i in range(n):
-            rel = f"images/afw/{split}_{i:03d}.jpg"
-            img = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-            pts = size / 2 + size * 0.22 * template * rng.uniform(0.9, 1.1) + rng.normal(0, 0.6, (68, 2))
-            for x, y in pts.astype(int):
-                cv2.circle(img, (int(x), int(y)), 1, (255, 255, 255), -1)
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / rel), img)
-            body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
-            (root / rel).with_suffix(".pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
-            lines.append(rel)
-        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
-def tiny_config(path: Path, data: Path, arch: str = "mobilenetv2-tiny", **sections) -> Path:
-    cfg = {
-        "model": {"arch": arch, "num_points": 68, "input_size": 64, "heatmap_size": 16, "hm_source": "fpn",
-                  "head_channels": 16, "reg_hidden": 32},
-        "data": {"format": "face68", "root": str(data)},
-        "train": {"epochs": 1, "batch_size": 8, "lr": 0.001, "pretrained": "none", "threads": 1,
-                  "max_steps_per_epoch": 2, "channels_last": False},
-    }
-    for k, v in sections.items():
-        cfg.setdefault(k, {}).update(v)
-    path.write_text(json.dumps(cfg))
-    return path
-
-
-def train_tiny(tmp: Path, data: Path, arch: str, name: str) -> Path:
-    """Train a tiny network in-process for 2 steps; return its best.pt."""
-    from training.config import load_config
-    from training.events import EventStream
-    from training.jobs import run_train
-
-    cfg = load_config(tiny_config(tmp / f"{name}.json", data, arch))
-    run = tmp / name
-    run.mkdir()
-    with open(os.devnull, "w") as null:
-        run_train(cfg, run, events=EventStream(run, out=null), export=False)
-    return run / "checkpoints" / "best.pt"
-
-
-def events_of(stdout: str) -> list[dict]:
-    return [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
-
-
-def run_cli(*args: str) -> tuple[int, list[dict], str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "training", *args], capture_output=True, text=True, env=env,
-                       cwd=str(REPO), timeout=240)
-    return p.returncode, events_of(p.stdout), p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +25,7 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
 
 # -- unit ------------------------------------------------------------------------------
 def test_distill_loss_zero_for_identical_features():
-    from training.distill import FeatureDistiller
-    from training.losses import distill_loss
+    from training.distill.loss import FeatureDistiller, distill_loss
 
     v = torch.randn(4, 16)
     assert float(distill_loss(v, v)) == 0.0
@@ -109,7 +41,7 @@ def test_distill_loss_zero_for_identical_features():
 
 
 def test_teacher_projection_is_frozen_and_orthogonal():
-    from training.distill import FeatureDistiller
+    from training.distill.loss import FeatureDistiller
 
     d = FeatureDistiller(24, 64, 16)
     names = [n for n, _ in d.named_parameters()]
@@ -121,9 +53,9 @@ def test_teacher_projection_is_frozen_and_orthogonal():
 
 def test_geometry_mismatch_is_refused():
     from training.config import RunConfig
-    from training.distill import check_geometry
-    from training.engine import TrainingError
-    from training.networks import ModelConfig
+    from training.distill.teacher import check_geometry
+    from training.jobs.engine import TrainingError
+    from training.nets.networks import ModelConfig
 
     teacher = SimpleNamespace(path="t.pt", cfg=RunConfig(model=ModelConfig(input_size=96)))
     with pytest.raises(TrainingError, match="input_size 96"):
@@ -137,8 +69,8 @@ def test_larger_teacher_sees_the_crop_at_its_own_size(tmp_path):
     import torch.nn.functional as F
 
     from training.config import RunConfig
-    from training.distill import FrozenTeacher
-    from training.networks import ModelConfig, build_model
+    from training.distill.teacher import FrozenTeacher
+    from training.nets.networks import ModelConfig, build_model
 
     cfg = ModelConfig(arch="mobilenetv2-tiny", num_points=68, input_size=96, heatmap_size=12)
     net = build_model(cfg).eval()
@@ -157,7 +89,7 @@ def test_larger_teacher_sees_the_crop_at_its_own_size(tmp_path):
 
 # -- end to end ------------------------------------------------------------------------
 def test_distill_cli_end_to_end_and_resume(tiny):
-    cfg = tiny_config(tiny.tmp / "distill.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16})
+    cfg = tiny_config_file(tiny.tmp / "distill.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16})
     run = tiny.tmp / "run_distill"
     rc, ev, err = run_cli("distill", "--config", str(cfg), "--run-dir", str(run))
     assert rc == 0, err
@@ -174,7 +106,7 @@ def test_distill_cli_end_to_end_and_resume(tiny):
 
     # resume (in-process: the CLI path is the same function) for one more epoch
     from training.config import load_config
-    from training.distill import run_distill
+    from training.distill.job import run_distill
     from training.events import EventStream
 
     with open(os.devnull, "w") as null:

@@ -16,9 +16,11 @@ from kpdesk.gui.qt_env import prepare_qt_environment  # noqa: E402
 
 prepare_qt_environment()
 
+from fixtures import (  # noqa: E402
+    TINY_OVERRIDES,
+    make_tiny_dataset,
+)
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
-from test_workers_tinymodel import build_tiny_models  # noqa: E402
-from test_workers_training_job import TINY_OVERRIDES, make_tiny_dataset  # noqa: E402
 
 from kpdesk.gui.main_window import MainWindow  # noqa: E402
 from kpdesk.gui.render import OCCLUDED_BGR, confidence_color  # noqa: E402
@@ -26,11 +28,6 @@ from kpdesk.inference import sources  # noqa: E402
 from kpdesk.workers.training_job import PROJECT_ROOT  # noqa: E402
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def built_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return next(iter(build_tiny_models(tmp_path_factory.mktemp("built")).values())).parent
 
 
 @pytest.fixture()

@@ -16,8 +16,7 @@ from kpdesk.gui.qt_env import prepare_qt_environment  # noqa: E402
 
 prepare_qt_environment()
 
-from test_vision_labels import make_face68  # noqa: E402
-from test_workers_tinymodel import build_tiny_models  # noqa: E402
+from fixtures import build_tiny_models, make_face68_val  # noqa: E402
 
 from kpdesk.gui.lab.mosaic import worst_mosaic  # noqa: E402
 from kpdesk.gui.lab.tab import RobustnessTab  # noqa: E402
@@ -35,7 +34,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def face_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("labfaces")
-    make_face68(root, n=12)
+    make_face68_val(root, n=12)
     return root
 
 

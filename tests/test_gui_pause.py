@@ -14,17 +14,11 @@ from kpdesk.gui.qt_env import prepare_qt_environment  # noqa: E402
 
 prepare_qt_environment()
 
-from test_workers_tinymodel import build_tiny_models  # noqa: E402
 
 from kpdesk.gui.main_window import MainWindow  # noqa: E402
 from kpdesk.gui.training_tab import TrainingTab  # noqa: E402
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def built_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return next(iter(build_tiny_models(tmp_path_factory.mktemp("built")).values())).parent
 
 
 def test_training_job_pauses_live_inference_and_the_toggle_keeps_it_running(

@@ -49,7 +49,7 @@ def test_after_a_model_fails_the_picker_shows_what_runs_and_it_is_not_retried(
         qtbot, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     from pathlib import Path
 
-    from test_workers_tinymodel import build_tiny_models
+    from fixtures import build_tiny_models
 
     from kpdesk.gui.main_window import MainWindow
     from kpdesk.inference.model import LandmarkModel
@@ -120,7 +120,7 @@ def test_a_job_exporting_over_an_installed_model_installs_under_a_new_name(qtbot
 
 
 def test_after_a_source_fails_the_source_picker_names_none(qtbot, tmp_path) -> None:  # noqa: ANN001
-    from test_workers_tinymodel import build_tiny_models
+    from fixtures import build_tiny_models
 
     from kpdesk.gui.main_window import MainWindow
 

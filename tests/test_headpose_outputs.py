@@ -109,7 +109,7 @@ def test_live_tab_plots_the_pose_over_time(qtbot, tmp_path: Path) -> None:  # no
     from kpdesk.gui.qt_env import prepare_qt_environment
 
     prepare_qt_environment()
-    from test_workers_tinymodel import build_tiny_models
+    from fixtures import build_tiny_models
 
     from kpdesk.gui.main_window import MainWindow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_vision_labels import make_face68
+from fixtures import make_face68_val
 
 from kpdesk.inference.model import LandmarkModel
 from kpdesk.inference.robustness import (
@@ -27,7 +27,7 @@ from kpdesk.vision.perturb import Perturbation
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     root = tmp_path_factory.mktemp("lab")
-    make_face68(root, n=10)
+    make_face68_val(root, n=10)
     return load_labelled_folder(root).faces
 
 
@@ -101,12 +101,12 @@ def test_a_model_with_other_points_is_refused(tmp_path: Path, faces) -> None:  #
 
 @pytest.mark.data
 def test_same_numbers_as_training_bench() -> None:
-    """The lab's NME equals ``training bench``'s (training.evaluate) on the same faces under
+    """The lab's NME equals ``training bench``'s (training.evaluation.evaluate) on the same faces under
     the same named perturbation, for a shipped model."""
     from conftest import REPO_ROOT, data_root
 
-    from training.bench import make_perturbation, spread
-    from training.evaluate import load_runner, load_samples, predict_samples
+    from training.evaluation.bench import make_perturbation, spread
+    from training.evaluation.evaluate import load_runner, load_samples, predict_samples
     from training.metrics import nme_per_image
 
     onnx = REPO_ROOT / "models" / "student-0.25x.onnx"

@@ -3,11 +3,11 @@ import statement anywhere in a module (including inside functions)."""
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 import pytest
+from fixtures import imports_in
 
 PKG = Path(__file__).resolve().parents[1] / "kpdesk"
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
@@ -16,24 +16,7 @@ STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 def _imports(path: Path) -> list[str]:
     """Absolute dotted names of every module imported by ``path`` (a file under kpdesk/)."""
     pkg = ".".join(path.relative_to(PKG.parent).with_suffix("").parts[:-1])
-    return _imports_in(path.read_text(), pkg)
-
-
-def _imports_in(source: str, pkg: str) -> list[str]:
-    tree = ast.parse(source)
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            names.append(mod)
-            names += [f"{mod}.{a.name}" for a in node.names]  # `from PySide6 import QtWidgets`
-    return names
+    return imports_in(path.read_text(), pkg)
 
 
 def _modules(sub: str) -> list[Path]:
@@ -92,5 +75,5 @@ def test_nothing_in_kpdesk_imports_training_or_torch() -> None:
 
 def test_import_walker_sees_nested_relative_and_from_imports() -> None:
     src = "import os\ndef f():\n    import torch\n    from ..gui import app\n    from PySide6 import QtWidgets\n"
-    names = _imports_in(src, "kpdesk.workers")
+    names = imports_in(src, "kpdesk.workers")
     assert {"os", "torch", "kpdesk.gui", "kpdesk.gui.app", "PySide6.QtWidgets"} <= set(names)

@@ -29,7 +29,7 @@ LDD_MISSING_CURSOR = """\
 
 
 def test_no_display_runs_the_headless_demo(tmp_path: Path) -> None:
-    from test_workers_tinymodel import build_tiny_models
+    from fixtures import build_tiny_models
 
     models = next(iter(build_tiny_models(tmp_path / "models").values())).parent
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}

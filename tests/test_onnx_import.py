@@ -1,4 +1,4 @@
-"""Rebuilding a PyTorch model from a shipped NAME.onnx + NAME.json (training.onnx_import):
+"""Rebuilding a PyTorch model from a shipped NAME.onnx + NAME.json (training.jobs.onnx_import):
 tiny exports (dense, fp16 weights, pruned, ResNet) and the models in models/ match
 onnxruntime; unmatched tensors are named; folded BatchNorms are recalibrated without
 changing the function; distill / prune / init_checkpoint start from an .onnx."""
@@ -14,13 +14,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_distill import make_tiny_face68, tiny_config
+from fixtures import make_tiny_face68, tiny_config_file, tiny_landmark_net
 from torch import nn
 
 from kpdesk.vision.schema import get_schema
 from training.config import RunConfig
-from training.networks import LandmarkNet, ModelConfig, count_macs, count_params
-from training.onnx_import import OnnxImportError, import_onnx, onnx_parity, recalibrate_folded_bn
+from training.jobs.onnx_import import OnnxImportError, import_onnx, onnx_parity, recalibrate_folded_bn
+from training.nets.networks import LandmarkNet, count_macs, count_params
 
 REPO = Path(__file__).resolve().parents[1]
 S = 64
@@ -28,22 +28,8 @@ S = 64
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def tiny_model(arch: str = "mobilenetv2-tiny", seed: int = 0, hm_source: str = "fpn") -> LandmarkNet:
-    """A tiny landmark net with non-trivial BatchNorm statistics and affine (eval mode)."""
-    torch.manual_seed(seed)
-    m = LandmarkNet(ModelConfig(arch=arch, input_size=S, heatmap_size=16, hm_source=hm_source, head_channels=16,
-                                reg_hidden=32))
-    for mod in m.modules():
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            mod.running_mean.uniform_(-0.3, 0.3)
-            mod.running_var.uniform_(0.5, 2.0)
-            mod.weight.data.uniform_(0.5, 1.5)
-            mod.bias.data.uniform_(-0.2, 0.2)
-    return m.eval()
-
-
 def export(model: LandmarkNet, path: Path, fp16: bool = False, run_config: bool = True) -> Path:
-    from training.export import export_model
+    from training.jobs.onnx_export import export_model
 
     info = {"run_config": RunConfig(model=model.cfg).to_dict()} if run_config else {}
     export_model(model, get_schema("ibug68"), path, input_size=S, heatmap_size=16, sigma=1.0, decode="fusion",
@@ -58,7 +44,7 @@ def n_conv_bn_pairs(model: nn.Module) -> int:
 @pytest.mark.parametrize("arch,fp16", [("mobilenetv2-tiny", False), ("mobilenetv2-tiny", True),
                                        ("resnet18-bottleneck-tiny", False)])
 def test_tiny_export_rebuilds_exactly(tmp_path: Path, arch: str, fp16: bool) -> None:
-    ref = tiny_model(arch)
+    ref = tiny_landmark_net(arch)
     path = export(ref, tmp_path / "m.onnx", fp16=fp16)
     imp = import_onnx(path)
     assert not imp.resized and len(imp.folded_bn) == n_conv_bn_pairs(ref)  # every conv's BN was folded
@@ -81,7 +67,7 @@ def test_tiny_export_rebuilds_exactly(tmp_path: Path, arch: str, fp16: bool) -> 
 
 def test_manifest_without_run_config_uses_the_onnx_shapes(tmp_path: Path) -> None:
     """Head widths differ from the defaults (16 / 32 vs 64 / 256): taken from the tensors."""
-    path = export(tiny_model(), tmp_path / "m.onnx", run_config=False)
+    path = export(tiny_landmark_net(), tmp_path / "m.onnx", run_config=False)
     imp = import_onnx(path)
     assert "hm_head.out" in imp.resized and "reg_head.fc1" in imp.resized
     assert imp.model.hm_head.out.in_channels == 16 and imp.model.reg_head.fc2.in_features == 32
@@ -89,10 +75,11 @@ def test_manifest_without_run_config_uses_the_onnx_shapes(tmp_path: Path) -> Non
 
 
 def test_pruned_model_rebuilds_with_its_shapes(tmp_path: Path) -> None:
-    from training.checkpoints import model_from_checkpoint, read_checkpoint
-    from training.prune import build_graph, make_importance, plan_layers, prune_layer
+    from training.jobs.checkpoints import model_from_checkpoint, read_checkpoint
+    from training.prune.criterion import make_importance
+    from training.prune.plan import build_graph, plan_layers, prune_layer
 
-    m = tiny_model()
+    m = tiny_landmark_net()
     dg = build_graph(m, S)
     for ly in plan_layers(m, dg, S):
         prune_layer(dg, dict(m.named_modules())[ly.root], make_importance("l1", m), 0.5)
@@ -121,7 +108,7 @@ def test_shipped_models_rebuild(name: str) -> None:
 
 
 def test_unmatched_tensors_are_named(tmp_path: Path) -> None:
-    path = export(tiny_model(), tmp_path / "m.onnx")
+    path = export(tiny_landmark_net(), tmp_path / "m.onnx")
     g = onnx.load(str(path))
     conv = next(n for n in g.graph.node if n.op_type == "Conv" and "features.3" in n.name)
     conv.name = "Conv_without_scope"
@@ -142,9 +129,9 @@ def test_unmatched_tensors_are_named(tmp_path: Path) -> None:
 
 
 def test_missing_manifest_and_file_are_clean_errors(tmp_path: Path) -> None:
-    from training.engine import TrainingError
+    from training.jobs.engine import TrainingError
 
-    path = export(tiny_model(), tmp_path / "m.onnx")
+    path = export(tiny_landmark_net(), tmp_path / "m.onnx")
     path.with_suffix(".json").unlink()
     with pytest.raises(TrainingError, match="manifest"):
         import_onnx(path)
@@ -153,7 +140,7 @@ def test_missing_manifest_and_file_are_clean_errors(tmp_path: Path) -> None:
 
 
 def test_recalibrated_batchnorm_keeps_eval_and_fixes_train_mode(tmp_path: Path) -> None:
-    imp = import_onnx(export(tiny_model(), tmp_path / "m.onnx"))
+    imp = import_onnx(export(tiny_landmark_net(), tmp_path / "m.onnx"))
     model = imp.model
     x = torch.randn(16, 3, S, S)
 
@@ -177,18 +164,18 @@ def test_recalibrated_batchnorm_keeps_eval_and_fixes_train_mode(tmp_path: Path) 
 def onnx_start(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("onnx_start")
     data = make_tiny_face68(tmp / "face68", n_train=16, n_val=8)
-    student = export(tiny_model(), tmp / "models" / "student.onnx")
-    teacher = export(tiny_model("resnet18-bottleneck-tiny", seed=1), tmp / "models" / "teacher.onnx", fp16=True)
+    student = export(tiny_landmark_net(), tmp / "models" / "student.onnx")
+    teacher = export(tiny_landmark_net("resnet18-bottleneck-tiny", seed=1), tmp / "models" / "teacher.onnx", fp16=True)
     return tmp, data, student, teacher
 
 
 def test_distill_from_shipped_teacher_and_init_from_onnx(onnx_start) -> None:
     from training.config import load_config
-    from training.distill import run_distill
+    from training.distill.job import run_distill
     from training.events import EventStream
 
     tmp, data, student, teacher = onnx_start
-    cfg = load_config(tiny_config(tmp / "d.json", data, distill={"teacher": str(teacher), "proj_dim": 16},
+    cfg = load_config(tiny_config_file(tmp / "d.json", data, distill={"teacher": str(teacher), "proj_dim": 16},
                                   train={"init_checkpoint": str(student), "max_steps_per_epoch": 1}))
     run = tmp / "run_distill"
     run.mkdir()
@@ -211,10 +198,10 @@ def test_distill_from_shipped_teacher_and_init_from_onnx(onnx_start) -> None:
 def test_prune_from_shipped_student(onnx_start) -> None:
     from training.config import load_config
     from training.events import EventStream
-    from training.prune import run_prune
+    from training.prune.job import run_prune
 
     tmp, data, student, _ = onnx_start
-    cfg = load_config(tiny_config(tmp / "p.json", data,
+    cfg = load_config(tiny_config_file(tmp / "p.json", data,
                                   prune={"student": str(student), "alpha": 0.5, "importance": "reconstruction",
                                          "calib_images": 8, "finetune_steps": 1, "final_epochs": 0,
                                          "layers_per_step": 40, "latency_runs": 2}))
@@ -222,6 +209,6 @@ def test_prune_from_shipped_student(onnx_start) -> None:
     run.mkdir()
     with open(os.devnull, "w") as null:
         res = run_prune(cfg, run, events=EventStream(run, out=null), export=False)
-    dense = count_params(tiny_model())
+    dense = count_params(tiny_landmark_net())
     assert res["dense"]["params"] == dense and res["final"]["params"] < dense / 2
     assert np.isfinite(res["final"]["nme_ion"])

@@ -6,34 +6,19 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from test_distill import make_tiny_face68, run_cli, tiny_config, train_tiny
+from fixtures import make_tiny_face68, run_cli, tiny_config_file, tiny_landmark_net, train_tiny
 from torch import nn
-
-from training.networks import LandmarkNet, ModelConfig
 
 S = 64
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def tiny_net(seed: int = 0) -> LandmarkNet:
-    """mobilenetv2-tiny landmark net with non-trivial BatchNorm statistics, eval mode."""
-    torch.manual_seed(seed)
-    m = LandmarkNet(ModelConfig(arch="mobilenetv2-tiny", input_size=S, heatmap_size=16, head_channels=16,
-                                reg_hidden=32))
-    for mod in m.modules():
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-            mod.running_mean.uniform_(-0.3, 0.3)
-            mod.running_var.uniform_(0.5, 2.0)
-            mod.weight.data.uniform_(0.5, 1.5)
-            mod.bias.data.uniform_(-0.2, 0.2)
-    return m.eval()
 
 
 def group_of(model, dg, name):
@@ -46,16 +31,11 @@ def group_of(model, dg, name):
 @pytest.mark.parametrize("alpha", [0.5, 0.75])
 def test_prune_all_layers_runs_exports_and_has_expected_channels(alpha, tmp_path):
     from kpdesk.vision.schema import get_schema
-    from training.export import export_model
-    from training.prune import (
-        ReconstructionImportance,
-        build_graph,
-        keep_count,
-        plan_layers,
-        prune_layer,
-    )
+    from training.jobs.onnx_export import export_model
+    from training.prune.criterion import ReconstructionImportance
+    from training.prune.plan import build_graph, keep_count, plan_layers, prune_layer
 
-    m = tiny_net()
+    m = tiny_landmark_net()
     dense = {n: mod.out_channels if isinstance(mod, nn.Conv2d) else getattr(mod, "out_features", None)
              for n, mod in m.named_modules()}
     imp = ReconstructionImportance(m, torch.randn(8, 3, S, S))
@@ -86,7 +66,7 @@ def test_prune_all_layers_runs_exports_and_has_expected_channels(alpha, tmp_path
 def brute_force_scores(m, group, calib):
     """Eq. 7 literally: for each channel i, zero it at every consumer's input and measure the
     mean squared change of the consumer's (conv + BN) output over the calibration images."""
-    from training.prune import ReconstructionImportance
+    from training.prune.criterion import ReconstructionImportance
 
     imp = ReconstructionImportance(m, calib)
     inputs = {}
@@ -117,9 +97,10 @@ def brute_force_scores(m, group, calib):
 @pytest.mark.parametrize("root", ["backbone.features.18.0", "hm_head.reduce.0", "backbone.features.16.conv.2",
                                   "backbone.features.5.conv.0.0"])
 def test_reconstruction_score_matches_brute_force(root):
-    from training.prune import ReconstructionImportance, build_graph
+    from training.prune.criterion import ReconstructionImportance
+    from training.prune.plan import build_graph
 
-    m = tiny_net()
+    m = tiny_landmark_net()
     calib = torch.randn(6, 3, S, S)
     group = group_of(m, build_graph(m, S), root)
     fast = ReconstructionImportance(m, calib, batch_size=4)(group).double()
@@ -130,9 +111,10 @@ def test_reconstruction_score_matches_brute_force(root):
 
 @pytest.mark.parametrize("root", ["hm_head.conv.0", "backbone.features.18.0"])
 def test_reconstruction_score_of_zero_filter_is_zero(root):
-    from training.prune import ReconstructionImportance, build_graph
+    from training.prune.criterion import ReconstructionImportance
+    from training.prune.plan import build_graph
 
-    m = tiny_net()
+    m = tiny_landmark_net()
     dg = build_graph(m, S)
     group = group_of(m, dg, root)
     calib = torch.randn(4, 3, S, S)
@@ -151,9 +133,10 @@ def test_reconstruction_score_of_zero_filter_is_zero(root):
 
 
 def test_l1_importance_is_filter_l1_norm():
-    from training.prune import build_graph, make_importance
+    from training.prune.criterion import make_importance
+    from training.prune.plan import build_graph
 
-    m = tiny_net()
+    m = tiny_landmark_net()
     group = group_of(m, build_graph(m, S), "backbone.features.18.0")
     got = make_importance("l1", m)(group)
     want = dict(m.named_modules())["backbone.features.18.0"].weight.detach().abs().flatten(1).sum(1)
@@ -170,7 +153,7 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
 
 
 def test_prune_cli_end_to_end(tiny):
-    cfg = tiny_config(tiny.tmp / "prune.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16},
+    cfg = tiny_config_file(tiny.tmp / "prune.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16},
                       prune={"student": str(tiny.student), "alpha": 0.5, "calib_images": 8, "finetune_steps": 1,
                              "final_epochs": 1, "layers_per_step": 14, "latency_runs": 5})
     run = tiny.tmp / "run_prune"
@@ -192,13 +175,13 @@ def test_prune_cli_end_to_end(tiny):
 
 
 def test_prune_cancel_and_resume(tiny):
-    from training.checkpoints import model_from_checkpoint
     from training.config import load_config
-    from training.engine import CancelFlag, Cancelled
     from training.events import EventStream
-    from training.prune import run_prune
+    from training.jobs.checkpoints import model_from_checkpoint
+    from training.jobs.engine import CancelFlag, Cancelled
+    from training.prune.job import run_prune
 
-    cfg = load_config(tiny_config(tiny.tmp / "prune_l1.json", tiny.data,
+    cfg = load_config(tiny_config_file(tiny.tmp / "prune_l1.json", tiny.data,
                                   prune={"student": str(tiny.student), "alpha": 0.75, "importance": "l1",
                                          "calib_images": 4, "finetune_steps": 2, "final_epochs": 1,
                                          "layers_per_step": 14, "latency_runs": 2}))
@@ -230,3 +213,38 @@ def test_prune_cancel_and_resume(tiny):
     m, _, _ = model_from_checkpoint(run / "checkpoints" / "best.pt")
     assert m.backbone.features[18][0].out_channels == 16  # 64 * 0.25
     assert np.isfinite(res["final"]["nme_ion"]) and (run / "export" / "student-0.25x.onnx").is_file()
+
+
+def test_a_pruned_checkpoint_written_before_training_was_split_still_loads(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pruned checkpoint pickles the model whole, by its classes' modules: one written while
+    training/ was flat names ``training.networks`` and ``training.backbones``; it still loads
+    (and resumes, exports, distils) after the move."""
+    import sys
+    import zipfile
+
+    import training.nets.backbones as backbones
+    import training.nets.networks as networks
+    from training.config import RunConfig
+    from training.jobs.checkpoints import model_from_checkpoint
+
+    m = tiny_landmark_net()
+    old_names = {networks.__name__: "training.networks", backbones.__name__: "training.backbones"}
+    with monkeypatch.context() as mp:  # pickle as the flat layout did
+        for mod in (networks, backbones):
+            for cls in [v for v in vars(mod).values() if isinstance(v, type) and v.__module__ == mod.__name__]:
+                mp.setattr(cls, "__module__", old_names[mod.__name__])
+        mp.setitem(sys.modules, "training.networks", networks)
+        mp.setitem(sys.modules, "training.backbones", backbones)
+        path = tmp_path / "pruned-before-the-move.pt"
+        torch.save({"format": "kpdesk-ckpt/1", "run_config": RunConfig().to_dict(), "model_object": m,
+                    "model_state": m.state_dict()}, path)
+    assert "training.networks" not in sys.modules and networks.LandmarkNet.__module__ == "training.nets.networks"
+    with zipfile.ZipFile(path) as z:
+        pickled = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    assert b"training.networks" in pickled and b"training.nets.networks" not in pickled
+    model, _, _ = model_from_checkpoint(path)
+    assert type(model) is networks.LandmarkNet
+    x = torch.randn(1, 3, S, S)
+    with torch.no_grad():
+        assert torch.equal(model(x)["coords"], m(x)["coords"])

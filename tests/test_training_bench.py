@@ -5,24 +5,20 @@ image), broken models are listed not fatal, and the run is deterministic."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_training_eval import S, export_constant_model, same_face_pack, same_face_pack5
+from fixtures import INPUT_SIZE as S
+from fixtures import export_constant_model, run_bench, same_face_pack, same_face_pack5
 
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import apply_affine, crop_params_from_points
-from training.bench import PERTURBATIONS, _rms_motion, jitter_frames, make_perturbation
-from training.cli import main as training_main
+from training.evaluation.bench import PERTURBATIONS, _rms_motion, jitter_frames, make_perturbation
 
-
-@pytest.fixture(autouse=True)
-def _no_signal_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("training.cli.CancelFlag.listen", lambda self: None)
+pytestmark = pytest.mark.usefixtures("no_signal_handlers")
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +38,11 @@ def bench_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) 
     return tmp / "data", models, pts_crop
 
 
-def _bench(capsys: pytest.CaptureFixture, data: Path, models: Path, out: Path, *extra: str) -> dict:
-    rc = training_main(["bench", "--quick", "--models-dir", str(models), "--data", str(data), "--out", str(out),
-                        "--threads", "1", *extra])
-    assert rc == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert json.loads(lines[-1])["event"] == "done"
-    return json.loads((out / "bench.json").read_text())
-
 
 def test_bench_quick(bench_dirs: tuple[Path, Path, np.ndarray], tmp_path: Path,
                      capsys: pytest.CaptureFixture) -> None:
     data, models, pts_crop = bench_dirs
-    res = _bench(capsys, data, models, tmp_path / "out")
+    res = run_bench(capsys, data, models, tmp_path / "out")
     assert res["meta"]["splits"]["mtfl5"]["n"] == 4 and res["meta"]["splits"]["ibug68"]["n"] == 6
     recs = {r["name"]: r for r in res["models"]}
     assert set(recs) == {"perfect", "random", "broken", "five"}
@@ -92,7 +80,7 @@ def test_bench_quick(bench_dirs: tuple[Path, Path, np.ndarray], tmp_path: Path,
     assert (tmp_path / "out" / "ced_face68.png").stat().st_size > 0
 
     # deterministic: the same numbers again (timings aside)
-    again = _bench(capsys, data, models, tmp_path / "out2", "--only", "random", "--no-jitter")
+    again = run_bench(capsys, data, models, tmp_path / "out2", "--only", "random", "--no-jitter")
     rec2 = again["models"][0]
     assert rec2["name"] == "random"
     assert rec2["accuracy"] == recs["random"]["accuracy"]
@@ -100,7 +88,7 @@ def test_bench_quick(bench_dirs: tuple[Path, Path, np.ndarray], tmp_path: Path,
 
 
 def test_perturbations_are_deterministic_and_keep_labels_consistent() -> None:
-    from test_training_datasets import face_image, face_shape68
+    from fixtures import face_image, face_shape68
 
     pts = face_shape68() * 50 + 48
     img = face_image(pts, 96, np.random.default_rng(0))
@@ -141,7 +129,7 @@ def test_bench_quick_on_the_real_validation_split(tiny_model_path: Path, tmp_pat
     models.mkdir()
     for suffix in (".onnx", ".json"):
         shutil.copy(tiny_model_path.with_suffix(suffix), models / f"tiny{suffix}")
-    res = _bench(capsys, data_root(), models, tmp_path / "out", "--no-jitter", "--no-robustness")
+    res = run_bench(capsys, data_root(), models, tmp_path / "out", "--no-jitter", "--no-robustness")
     rec = res["models"][0]
     by = rec["accuracy"][rec["decode"]]["by_source"]
     assert {"afw", "helen", "ytf", "afw+helen"} <= set(by)

@@ -1,4 +1,4 @@
-"""``training bench``: accuracy on crops from the app's detectors (training.bench_detect).
+"""``training bench``: accuracy on crops from the app's detectors (training.evaluation.bench_detect).
 Scripted detectors give exact expectations (a perfect model scores 0 on a perfect box, the
 analytic NME on a shifted box, misses and wrong faces count as failures); the real Haar
 cascade and BlazeFace find a real face in a face68-style image."""
@@ -13,19 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_training_bench import _bench
-from test_training_datasets import face_shape68
-from test_training_eval import export_constant_model, same_face_pack
+from fixtures import export_constant_model, face_shape68, run_bench, same_face_pack
 
 from kpdesk.assets import is_available
 from kpdesk.inference.detectors import BoxCalibration, Detection, FaceDetector
 from kpdesk.vision.schema import get_schema
-from training.bench_detect import display_groups, match, summary_with_misses
+from training.evaluation.bench_detect import display_groups, match, summary_with_misses
 
-
-@pytest.fixture(autouse=True)
-def _no_signal_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("training.cli.CancelFlag.listen", lambda self: None)
+pytestmark = pytest.mark.usefixtures("no_signal_handlers")
 
 
 def test_summary_counts_misses_as_failures() -> None:
@@ -96,8 +91,8 @@ def test_bench_on_scripted_detector_crops(scripted_dirs, tmp_path: Path, capsys:
         made.append(name)
         return Scripted(name, scripts[name], box)
 
-    monkeypatch.setattr("training.bench_detect.create_detector", create)
-    res = _bench(capsys, data, models, tmp_path / "out", "--no-robustness", "--no-jitter")
+    monkeypatch.setattr("training.evaluation.bench_detect.create_detector", create)
+    res = run_bench(capsys, data, models, tmp_path / "out", "--no-robustness", "--no-jitter")
     assert sorted(made) == ["blazeface", "haar"]  # each detector runs once, shared by both models
     recs = {r["name"]: r for r in res["models"]}
     crops = recs["perfect"]["crops"]
@@ -121,14 +116,14 @@ def test_bench_on_scripted_detector_crops(scripted_dirs, tmp_path: Path, capsys:
     assert "| perfect | haar | 66.7 |" in md and "| perfect | labels | 100.0 | 0.00 | 0.0 |" in md
 
     # off, and an unavailable detector is reported, not fatal
-    off = _bench(capsys, data, models, tmp_path / "off", "--no-robustness", "--no-jitter", "--crop-detectors")
+    off = run_bench(capsys, data, models, tmp_path / "off", "--no-robustness", "--no-jitter", "--crop-detectors")
     assert all("crops" not in r for r in off["models"])
 
     def broken(name: str) -> FaceDetector:
         raise RuntimeError("no model file")
 
-    monkeypatch.setattr("training.bench_detect.create_detector", broken)
-    res = _bench(capsys, data, models, tmp_path / "broken", "--no-robustness", "--no-jitter", "--only", "perfect",
+    monkeypatch.setattr("training.evaluation.bench_detect.create_detector", broken)
+    res = run_bench(capsys, data, models, tmp_path / "broken", "--no-robustness", "--no-jitter", "--only", "perfect",
                  "--crop-detectors", "haar")
     assert "no model file" in res["models"][0]["crops"]["haar"]["error"]
     assert "Not available: `haar`: RuntimeError: no model file" in (tmp_path / "broken" / "bench.md").read_text()
@@ -164,7 +159,7 @@ def test_real_detectors_find_the_face_in_a_pack_image(tmp_path: Path, tiny_model
     for suffix in (".onnx", ".json"):
         shutil.copy(tiny_model_path.with_suffix(suffix), models / f"tiny{suffix}")
     dets = ["haar"] + (["blazeface"] if is_available("face_detector.tflite") else [])
-    res = _bench(capsys, tmp_path / "data", models, tmp_path / "out", "--no-robustness", "--no-jitter",
+    res = run_bench(capsys, tmp_path / "data", models, tmp_path / "out", "--no-robustness", "--no-jitter",
                  "--crop-detectors", *dets)
     crops = res["models"][0]["crops"]
     for d in dets:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from training.cards import readme_tables, replace_between_markers, update_readme
+from training.evaluation.cards import readme_tables, replace_between_markers, update_readme
 
 
 def _result() -> dict:

@@ -12,17 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training_datasets import make_face68, tiny_config
+from fixtures import make_face68, tiny_config
 
 from training.cli import main as training_main
 
+pytestmark = pytest.mark.usefixtures("no_signal_handlers")
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _no_signal_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process ``training.cli.main`` would install SIGINT/SIGTERM handlers in pytest."""
-    monkeypatch.setattr("training.cli.CancelFlag.listen", lambda self: None)
 
 
 def run_training(*argv: str, timeout: float = 120) -> tuple[int, list[dict], str]:

@@ -15,73 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fixtures import make_face68
 
-from training.datasets import DataConfig, LabelError, load_split
-
+from training.data.datasets import DataConfig, LabelError, load_split
 
 # -- generated data (imported by the other test_training_* modules) ------------------------
-def face_shape68() -> np.ndarray:
-    """A plausible iBUG-68 layout (68, 2), landmark box centred at 0, longer side ~1."""
-    p = np.zeros((68, 2))
-    a = np.linspace(np.pi, 0.0, 17)
-    p[0:17] = np.stack([0.45 * np.cos(a), 0.05 + 0.45 * np.sin(a)], axis=1)  # jaw, image-left to right
-    p[17:22] = np.stack([np.linspace(-0.4, -0.08, 5), -0.42 + 0.04 * np.sin(np.linspace(0, np.pi, 5))], 1)
-    p[22:27] = np.stack([np.linspace(0.08, 0.4, 5), -0.42 + 0.04 * np.sin(np.linspace(0, np.pi, 5))], 1)
-    p[27:31] = np.stack([np.zeros(4), np.linspace(-0.3, -0.05, 4)], axis=1)
-    p[31:36] = np.stack([np.linspace(-0.09, 0.09, 5), np.full(5, 0.03)], axis=1)
-    e = np.array([np.pi, 2.2, 1.0, 0.0, -1.0, -2.2])  # outer corner, top, inner corner, bottom
-    p[36:42] = np.stack([-0.2 + 0.1 * np.cos(e), -0.22 - 0.04 * np.sin(e)], axis=1)
-    e2 = np.array([np.pi, 2.2, 1.0, 0.0, -1.0, -2.2])
-    p[42:48] = np.stack([0.2 + 0.1 * np.cos(e2), -0.22 - 0.04 * np.sin(e2)], axis=1)
-    m = np.linspace(np.pi, -np.pi, 12, endpoint=False)
-    p[48:60] = np.stack([0.2 * np.cos(m), 0.25 - 0.08 * np.sin(m)], axis=1)
-    m2 = np.linspace(np.pi, -np.pi, 8, endpoint=False)
-    p[60:68] = np.stack([0.11 * np.cos(m2), 0.25 - 0.03 * np.sin(m2)], axis=1)
-    return p
-
-
-def face_image(pts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Noise background with smooth blobs at the landmarks (BGR uint8, size x size)."""
-    img = rng.integers(60, 140, size=(size // 8, size // 8, 3)).astype(np.uint8)
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    colours = {range(0, 17): (40, 60, 200), range(17, 27): (20, 20, 20), range(27, 36): (200, 120, 60),
-               range(36, 48): (250, 250, 250), range(48, 68): (30, 30, 160)}
-    for idx, col in colours.items():
-        for i in idx:
-            g = np.exp(-((xx - pts[i, 0]) ** 2 + (yy - pts[i, 1]) ** 2) / (2 * 1.5**2))[..., None]
-            img = img * (1 - 0.8 * g) + 0.8 * g * np.asarray(col, np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def write_pts(path: Path, pts: np.ndarray) -> None:
-    body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
-    path.write_text(f"version: 1\nn_points: {len(pts)}\n{{\n{body}\n}}\n")
-
-
-def make_face68(root: Path, n_train: int = 16, n_val: int = 8, size: int = 96, seed: int = 0,
-                vary: bool = True) -> Path:
-    """A tiny 300W-style ``face68`` pack in ``root``: images/{afw,helen}/*.jpg + .pts,
-    train.txt, val.txt. ``vary=False``: every face has exactly the same landmarks."""
-    rng = np.random.default_rng(seed)
-    base = face_shape68()
-    root.mkdir(parents=True, exist_ok=True)
-    lists: dict[str, list[str]] = {"train": [], "val": []}
-    for split, n in (("train", n_train), ("val", n_val)):
-        for i in range(n):
-            src = "afw" if i % 2 == 0 else "helen"
-            side = size / 1.8 * (rng.uniform(0.85, 1.1) if vary else 1.0)
-            centre = size / 2 + (rng.uniform(-4, 4, size=2) if vary else 0.0)
-            pts = base * side + centre + (rng.normal(0, 0.6, size=(68, 2)) if vary else 0.0)
-            rel = f"images/{src}/{split}_{i:03d}.jpg"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / rel), face_image(pts, size, rng), [cv2.IMWRITE_JPEG_QUALITY, 95])
-            write_pts((root / rel).with_suffix(".pts"), pts)
-            lists[split].append(rel)
-    for split, rels in lists.items():
-        (root / f"{split}.txt").write_text("\n".join(rels) + "\n")
-    return root
-
 
 @pytest.fixture()
 def face68(tmp_path: Path) -> Path:
@@ -175,7 +113,7 @@ def test_csv_rows(tmp_path: Path) -> None:
 def _break_and_check(root: Path, list_name: str, fmt: str, expect: list[str], n_good: int,
                      caplog: pytest.LogCaptureFixture, split: str = "train") -> None:
     cfg = _cfg(root, format=fmt, train_list=list_name, val_list=list_name)
-    with caplog.at_level(logging.WARNING, logger="training.datasets"):
+    with caplog.at_level(logging.WARNING, logger="training.data.datasets"):
         samples, _ = load_split(cfg, split)
     assert len(samples) == n_good
     msgs = "\n".join(r.getMessage() for r in caplog.records)
@@ -264,13 +202,3 @@ def test_real_packs_load() -> None:
     assert schema5.name == "mtfl5" and len(test5) == 2995 and test5[0].pts.shape == (5, 2)
 
 
-def tiny_config(root: Path, arch: str = "mobilenetv2-tiny", **train) -> dict:
-    """A run config (as a dict) for a tiny network on a generated pack: 64 px input,
-    16 px heatmaps, no ImageNet weights, CPU, one thread."""
-    return {
-        "model": {"arch": arch, "num_points": 68, "input_size": 64, "heatmap_size": 16, "head_channels": 16,
-                  "reg_hidden": 32},
-        "data": {"format": "face68", "root": str(root)},
-        "train": {"epochs": 2, "batch_size": 4, "lr": 2e-3, "pretrained": "none", "device": "cpu", "threads": 1,
-                  "seed": 0, "export_name": "tiny", **train},
-    }

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
-from test_training_datasets import make_face68, tiny_config
+from fixtures import make_face68, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_training_datasets import make_face68, tiny_config
+from fixtures import make_face68, tiny_config
 
 from training.config import ConfigError, config_from_dict, load_config
-from training.engine import CancelFlag, Cancelled, DivergedError, Trainer, load_data, make_datasets
 from training.events import EventStream
-from training.jobs import run_train
-from training.losses import landmark_loss
-from training.networks import build_model
+from training.jobs.engine import CancelFlag, Cancelled, DivergedError, Trainer, load_data, make_datasets
+from training.jobs.train import run_train
+from training.nets.losses import landmark_loss
+from training.nets.networks import build_model
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +140,8 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
 
 def test_export_parity(pack: Path, tmp_path: Path) -> None:
     from kpdesk.inference.model import LandmarkModel
-    from training.export import export_model
-    from training.jobs import real_batch
+    from training.jobs.onnx_export import export_model
+    from training.jobs.train import real_batch
 
     cfg = config_from_dict(tiny_config(pack, arch="resnet18-bottleneck-tiny"))
     train, val, schema = load_data(cfg)

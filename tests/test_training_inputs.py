@@ -15,14 +15,10 @@ from fixtures import export_tiny
 
 from training.cli import main as training_main
 
+pytestmark = pytest.mark.usefixtures("no_signal_handlers")
+
 REPO = Path(__file__).resolve().parents[1]
 STUDENT_CFG = str(REPO / "training" / "configs" / "face68_student.json")
-
-
-@pytest.fixture(autouse=True)
-def _no_signal_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process ``training.cli.main`` would install SIGINT/SIGTERM handlers in pytest."""
-    monkeypatch.setattr("training.cli.CancelFlag.listen", lambda self: None)
 
 
 def _one_error(capsys: pytest.CaptureFixture) -> tuple[dict, str]:
@@ -68,11 +64,10 @@ def test_a_text_file_named_pt_is_not_a_checkpoint(tmp_path: Path, capsys: pytest
 
 
 def test_threads_far_above_the_cpu_count_are_capped_with_a_warning(capsys: pytest.CaptureFixture) -> None:
-    from training.cli import _check_inputs
-    from training.config import max_threads
+    from training.config import check_inputs, max_threads
 
     args = argparse.Namespace(subcommand="eval", threads=9999, model="m.onnx")
-    _check_inputs(args)
+    check_inputs(args)
     assert args.threads == max_threads()
     assert f"--threads 9999 is more than this machine's {max_threads()} CPUs" in capsys.readouterr().err
 
@@ -135,11 +130,11 @@ def test_ship_checks_the_manifest_against_the_graph(tmp_path: Path, capsys: pyte
 
 
 def test_export_to_a_taken_name_picks_a_new_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from training.cli import _export_target
+    from training.jobs.export import export_target
 
     out = tmp_path / "student.onnx"
-    assert _export_target(out, replace=False) == out
+    assert export_target(out, replace=False) == out
     shutil.copy(export_tiny(tmp_path / "x", "student"), out)
-    assert _export_target(out, replace=False) == tmp_path / "student-2.onnx"
+    assert export_target(out, replace=False) == tmp_path / "student-2.onnx"
     assert "student-2.onnx instead" in capsys.readouterr().err
-    assert _export_target(out, replace=True) == out  # backed up only once the new export is ready
+    assert export_target(out, replace=True) == out  # backed up only once the new export is ready

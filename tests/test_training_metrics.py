@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from kpdesk.vision.schema import get_schema
-from training.evaluate import compute_metrics
+from training.evaluation.evaluate import compute_metrics
 from training.metrics import auc, failure_rate, mse_normalised, nme_per_image, per_point_nme, summarize
 
 
 def _faces(n: int = 6, seed: int = 0) -> np.ndarray:
-    from test_training_datasets import face_shape68
+    from fixtures import face_shape68
 
     rng = np.random.default_rng(seed)
     return face_shape68()[None] * rng.uniform(40, 80, size=(n, 1, 1)) + rng.uniform(50, 100, size=(n, 1, 2))

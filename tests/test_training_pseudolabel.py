@@ -13,8 +13,8 @@ import pytest
 
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import apply_affine, crop_params_from_points
-from training import pseudolabel as pl
-from training.datasets import DataConfig, LabelError, load_extra_train, load_split
+from training.data import pseudolabel as pl
+from training.data.datasets import DataConfig, LabelError, load_extra_train, load_split
 
 SCHEMA = get_schema("ibug68")
 W = 200
@@ -168,7 +168,7 @@ def test_extra_packs_join_training_with_their_weight(tmp_path):
 def test_sample_weights_in_the_loss():
     import torch
 
-    from training.losses import landmark_loss
+    from training.nets.losses import landmark_loss
 
     torch.manual_seed(0)
     out = {"coords": torch.rand(4, 10), "heatmaps": torch.rand(4, 5, 8, 8)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import augment
+from training.data import augment
 
 
 def _reference_color(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -44,8 +44,8 @@ def test_config_accepts_auto_bf16_only_for_cpu_bf16():
 def test_bf16_probe_leaves_the_model_and_rng_alone(torch_one_thread):
     import torch
 
-    from training.engine import measure_bf16
-    from training.networks import ModelConfig, build_model
+    from training.jobs.engine import measure_bf16
+    from training.nets.networks import ModelConfig, build_model
 
     torch.manual_seed(0)
     m = build_model(ModelConfig(arch="mobilenetv2", input_size=64, heatmap_size=8)).train()
@@ -63,10 +63,10 @@ def test_bf16_probe_leaves_the_model_and_rng_alone(torch_one_thread):
 def test_a_run_with_auto_bf16_reports_its_choice_and_trains_on_an_extra_pack(tmp_path, torch_one_thread):
     import json
 
-    from test_training_datasets import make_face68, tiny_config
+    from fixtures import make_face68, tiny_config
 
     from training.config import config_from_dict
-    from training.jobs import run_train
+    from training.jobs.train import run_train
 
     pack = make_face68(tmp_path / "face68")
     extra = make_face68(tmp_path / "extra")
@@ -86,7 +86,7 @@ def test_a_run_with_auto_bf16_reports_its_choice_and_trains_on_an_extra_pack(tmp
 
 
 def test_best_epoch_can_be_chosen_on_some_val_sources():
-    from training.engine import TrainingError, selection_score
+    from training.jobs.engine import TrainingError, selection_score
 
     m = {"nme_ion": 6.0, "by_source": {"afw": {"nme_ion": 5.0, "n": 1}, "helen": {"nme_ion": 4.0, "n": 3},
                                        "ytf": {"nme_ion": 7.0, "n": 6}}}

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fixtures import make_face68_val
 
 from kpdesk.vision.labels import (
     ALL_PTS,
@@ -19,24 +20,8 @@ from kpdesk.vision.labels import (
 )
 
 
-def make_face68(root: Path, n: int = 5, sources: tuple[str, ...] = ("afw", "helen")) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    all_pts, lines = [], []
-    for i in range(n):
-        src = sources[i % len(sources)]
-        rel = Path("images") / src / f"{i:03d}.jpg"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / rel), np.full((64, 64, 3), 100, np.uint8))
-        pts = rng.uniform(5, 60, size=(68, 2))
-        write_pts((root / rel).with_suffix(".pts"), pts)
-        all_pts.append(pts)
-        lines.append(str(rel))
-    (root / "val.txt").write_text("\n".join(lines) + "\n")
-    return all_pts
-
-
 def test_face68_list_reads_points_and_sources(tmp_path: Path) -> None:
-    pts = make_face68(tmp_path)
+    pts = make_face68_val(tmp_path)
     ls = load_labelled_folder(tmp_path)
     assert ls.fmt == "face68" and ls.num_points == 68 and len(ls.faces) == 5 and not ls.skipped
     assert [f.source for f in ls.faces] == ["afw", "helen", "afw", "helen", "afw"]
@@ -74,7 +59,7 @@ def test_face5_list(tmp_path: Path) -> None:
 
 
 def test_bad_labels_are_skipped_with_file_and_line_or_fatal(tmp_path: Path) -> None:
-    make_face68(tmp_path, n=3)
+    make_face68_val(tmp_path, n=3)
     bad = tmp_path / "images" / "helen" / "001.pts"
     lines = bad.read_text().splitlines()
     lines[5] = "12.0 oops"
@@ -109,7 +94,7 @@ def test_same_faces_as_the_training_loader() -> None:
     """The app's reader and training's loaders agree on the shared pack (paths and points)."""
     from conftest import data_root
 
-    from training.evaluate import load_samples
+    from training.evaluation.evaluate import load_samples
 
     root = data_root() / "face68"
     ours = load_labelled_folder(root, "val.txt")

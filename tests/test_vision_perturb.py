@@ -127,7 +127,7 @@ def test_bad_arguments_name_the_problem() -> None:
 
 
 def test_training_bench_runs_these_perturbations() -> None:
-    from training.bench import PERTURBATIONS, make_perturbation
+    from training.evaluation.bench import PERTURBATIONS, make_perturbation
 
     img, pts = textured(), face_points()
     spec = crop_params_from_points(pts, 1.5)

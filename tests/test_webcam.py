@@ -19,7 +19,6 @@ from kpdesk.gui.qt_env import prepare_qt_environment  # noqa: E402
 prepare_qt_environment()
 
 from PySide6.QtCore import QObject, Slot  # noqa: E402
-from test_workers_tinymodel import build_tiny_models  # noqa: E402
 
 from kpdesk.inference import sources  # noqa: E402
 from kpdesk.inference.sources import CameraMode, CameraSource, parse_camera_spec  # noqa: E402
@@ -267,11 +266,6 @@ def test_camera_watcher_probes_off_the_gui_thread_only_when_devices_change(qtbot
 
 
 # ---- the window ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def built_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return next(iter(build_tiny_models(tmp_path_factory.mktemp("built")).values())).parent
-
-
 @pytest.mark.gui
 def test_live_tab_mirror_modes_and_camera_list(qtbot, built_models: Path, tmp_path: Path,  # noqa: ANN001
                                                fake_cameras: None) -> None:

@@ -16,9 +16,9 @@ from kpdesk.gui.qt_env import prepare_qt_environment  # noqa: E402
 
 prepare_qt_environment()
 
+from fixtures import build_tiny_models  # noqa: E402
 from PySide6.QtCore import QObject, Slot  # noqa: E402
 from test_workers_session import Collector  # noqa: E402
-from test_workers_tinymodel import build_tiny_models  # noqa: E402
 
 from kpdesk.inference import sources  # noqa: E402
 from kpdesk.inference.pipeline import Pipeline  # noqa: E402

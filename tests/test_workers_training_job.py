@@ -10,9 +10,8 @@ import json
 import os
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from fixtures import TINY_OVERRIDES, make_tiny_dataset
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -21,25 +20,6 @@ from kpdesk.workers.training_job import PROJECT_ROOT, JobSpec, TrainingJob  # no
 pytestmark = pytest.mark.skipif(not (PROJECT_ROOT / "training" / "__main__.py").is_file(),
                                 reason="the training package (python -m training) is not in this checkout")
 
-
-def make_tiny_dataset(root: Path, n: int = 16) -> Path:
-    """A CSV landmark data set of random 64 px images with 5 points; returns its folder."""
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        cv2.imwrite(str(root / "images" / f"{i}.png"), (rng.random((64, 64, 3)) * 255).astype(np.uint8))
-        pts = rng.uniform(16, 48, (5, 2))
-        rows.append(f"images/{i}.png," + ",".join(f"{v:.1f}" for v in pts.reshape(-1)))
-    header = "image," + ",".join(f"x{i},y{i}" for i in range(5))
-    (root / "train.csv").write_text(header + "\n" + "\n".join(rows[: n * 3 // 4]) + "\n")
-    (root / "val.csv").write_text(header + "\n" + "\n".join(rows[n * 3 // 4:]) + "\n")
-    return root
-
-
-TINY_OVERRIDES = ("model.arch=mobilenetv2-tiny", "model.num_points=5", "model.input_size=64",
-                  "model.heatmap_size=16", "train.batch_size=4", "train.pretrained=none", "train.amp=false",
-                  "train.threads=1", "train.device=cpu")
 
 
 def tiny_config(tmp_path: Path, epochs: int, export_name: str = "tinyjob") -> Path:

@@ -180,7 +180,7 @@ def test_parse_event_line() -> None:
 
 
 def test_install_model_verifies_then_renames(tmp_path: Path) -> None:
-    from test_workers_tinymodel import export_tiny_model
+    from fixtures import export_tiny_model
 
     src = export_tiny_model(tmp_path / "run" / "mine.onnx")
     dest = tmp_path / "models"

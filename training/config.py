@@ -14,25 +14,21 @@ import logging
 import math
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from training.augment import AugmentConfig
-from training.datasets import DataConfig
-from training.networks import ModelConfig
+from training.data.augment import AugmentConfig
+from training.data.datasets import DataConfig
+from training.nets.networks import ModelConfig
+from training.paths import REPO_ROOT, default_data_dir
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
     """A config file or override is invalid. The message names the key."""
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("KPDESK_DATA")
-    return Path(env).expanduser() if env else (REPO_ROOT.parent / "shared" / "data")
 
 
 @dataclass(frozen=True)
@@ -236,7 +232,7 @@ def checkpoint_problem(path: str | Path) -> str | None:
     if not p.is_file():
         return "checkpoint not found"
     if p.suffix.lower() == ".onnx":
-        return None  # a shipped model; training.onnx_import checks it
+        return None  # a shipped model; training.jobs.onnx_import checks it
     try:
         with open(p, "rb") as f:
             head = f.read(4)
@@ -332,3 +328,32 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         log.warning("train.threads=%d is more than this machine's %d CPUs: using %d", t.threads, limit, limit)
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, threads=limit))
     return cfg
+
+
+CONFIG_JOBS = ("train", "distill", "prune")  # jobs whose --config is checked before any work
+
+
+def check_inputs(args: Any) -> None:
+    """Everything checkable before a command's work starts (``args``: its parsed arguments):
+    the job's config (every value), files given as checkpoints that are not checkpoints, and
+    a thread count far above the machine's (capped, with a warning)."""
+    if args.subcommand in CONFIG_JOBS and getattr(args, "config", None):
+        cfg = load_config(args.config, getattr(args, "set", []))
+        for key, path in checkpoint_files(cfg):
+            problem = checkpoint_problem(path)
+            if problem and Path(path).exists():  # a missing one may be made by an earlier job
+                raise ConfigError(f"{key}: {path}: {problem}")
+    for attr in ("checkpoint", "model"):
+        path = getattr(args, attr, None)
+        if isinstance(path, str) and Path(path).suffix.lower() in (".pt", ".pth", ".ckpt"):
+            problem = checkpoint_problem(path)
+            if problem:
+                raise ConfigError(f"{path}: {problem}")
+    threads = getattr(args, "threads", None)
+    if isinstance(threads, int):
+        if threads < 0:
+            raise ConfigError(f"--threads must be >= 0, got {threads}")
+        if threads > max_threads():
+            print(f"warning: --threads {threads} is more than this machine's {max_threads()} CPUs: "
+                  f"using {max_threads()}", file=sys.stderr)
+            args.threads = max_threads()

@@ -1,5 +1,5 @@
 """Labelled face folders, read without torch or the training package (the app's robustness
-lab evaluates on them; ``training/datasets.py`` reads the same formats for training).
+lab evaluates on them; ``training/data/datasets.py`` reads the same formats for training).
 
 Formats:
     face68   a list file (e.g. ``val.txt``) of image paths relative to the folder, each image

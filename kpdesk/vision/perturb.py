@@ -133,7 +133,7 @@ def low_light_params(level: float) -> tuple[float, float, float]:
 class Perturbation:
     """One kind of perturbation at one severity (see the module docstring for the units).
 
-    ``apply`` has the signature of ``training.evaluate.Perturb``; severity 0 is the clean face.
+    ``apply`` has the signature of ``training.evaluation.evaluate.Perturb``; severity 0 is the clean face.
     """
 
     kind: str

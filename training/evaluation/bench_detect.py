@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from kpdesk.vision.transforms import apply_affine, crop_params_from_points
-from training.datasets import Sample
-from training.evaluate import SOURCE_GROUPS, ImageCache, Runner, compute_metrics, predict_samples
+from training.data.datasets import Sample
+from training.evaluation.evaluate import SOURCE_GROUPS, ImageCache, Runner, compute_metrics, predict_samples
+from training.evaluation.tables import cell, markdown_table
 from training.metrics import auc, failure_rate, nme_per_image
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def find_faces(samples: list[Sample], images: ImageCache, name: str,
     try:
         for smp in samples:
             if cancel is not None and cancel():
-                from training.engine import Cancelled
+                from training.jobs.engine import Cancelled
 
                 raise Cancelled()
             found.append(match(det.detect(images(smp.path)), smp.pts))
@@ -162,8 +163,6 @@ def label_crop_summary(err: np.ndarray, samples: list[Sample]) -> dict[str, Any]
 
 def markdown(recs: list[dict[str, Any]], split: str, detectors: tuple[str, ...]) -> str:
     """The section of bench.md: one row per model and crop source."""
-    from training.bench import _f, _table
-
     rs = [r for r in recs if "crops" in r]
     if not rs:
         return ""
@@ -181,7 +180,7 @@ def markdown(recs: list[dict[str, Any]], split: str, detectors: tuple[str, ...])
             row = [r["name"], key]
             for g in groups:
                 d = c["groups"].get(g, {})
-                row += [_f(d.get("detection_rate"), ".1f"), _f(d.get("nme")), _f(d.get("fr10"), ".1f")]
+                row += [cell(d.get("detection_rate"), ".1f"), cell(d.get("nme")), cell(d.get("fr10"), ".1f")]
             rows.append(row)
     errs = sorted({f"`{c['detector']}`: {c['error']}" for r in rs for c in r["crops"].values() if "error" in c})
     n = rs[0]["crops"]["labels"]["groups"]["all"]["n"]
@@ -191,5 +190,5 @@ def markdown(recs: list[dict[str, Any]], split: str, detectors: tuple[str, ...])
             "image. A face is found when a detection's box holds the centre of its labelled points' box. "
             "NME (ION %, default decode) is over the faces found; FR@10 counts a missed face as a failure. "
             "`labels` repeats the label-crop figures.\n\n"
-            + _table(header, rows)
+            + markdown_table(header, rows)
             + ("\nNot available: " + "; ".join(errs) + "\n" if errs else ""))

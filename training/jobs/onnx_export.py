@@ -20,7 +20,7 @@ from torch import nn
 from kpdesk.vision.manifest import Manifest
 from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from kpdesk.vision.schema import KeypointSchema
-from training.networks import ExportWrapper, count_macs, count_params
+from training.nets.networks import ExportWrapper, count_macs, count_params
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def weights_to_fp16(path_in: Path, path_out: Path) -> None:
     onnx.save(m, str(path_out))
 
 
-def _onnx_export(model: nn.Module, x: torch.Tensor, path: Path, outputs: list[str]) -> None:
+def torch_to_onnx(model: nn.Module, x: torch.Tensor, path: Path, outputs: list[str]) -> None:
+    """The TorchScript-based export every ONNX file of the project goes through (opset 17,
+    dynamic batch), warnings silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -104,7 +106,7 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
     tmp_json = out_onnx.with_name(f".{name}.tmp.json")
     try:
         x = torch.randn(1, 3, input_size, input_size)
-        _onnx_export(wrapper, x, tmp, outputs)
+        torch_to_onnx(wrapper, x, tmp, outputs)
         if fp16_weights:
             weights_to_fp16(tmp, tmp)
         onnx.checker.check_model(str(tmp))

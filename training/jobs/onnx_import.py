@@ -2,9 +2,9 @@
 
 So every stage can start from what is committed in ``models/`` (no checkpoint needed):
 ``distill.teacher``, ``prune.student`` and ``train.init_checkpoint`` accept a ``.onnx``
-path wherever they accept a checkpoint (``training.checkpoints.read_checkpoint``).
+path wherever they accept a checkpoint (``training.jobs.checkpoints.read_checkpoint``).
 
-How the tensors are matched. ``training.export`` writes the graph with the TorchScript
+How the tensors are matched. ``training.jobs.onnx_export`` writes the graph with the TorchScript
 exporter and constant folding, which renames and folds initializers:
 
 * Every Conv-BatchNorm pair becomes one ``Conv`` whose weight and bias are anonymous
@@ -54,8 +54,8 @@ from torch import nn
 
 from kpdesk.vision.manifest import Manifest, ManifestError
 from training.config import ConfigError, RunConfig, config_from_dict
-from training.engine import TrainingError
-from training.networks import LandmarkNet, ModelConfig
+from training.jobs.engine import TrainingError
+from training.nets.networks import LandmarkNet, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _bn_like(old: _BN, n: int) -> _BN:
 
 def _following_bn(model: nn.Module, input_size: int) -> dict[str, str]:
     """{conv / linear name: name of the BatchNorm reading its output} of the dense model."""
-    from training.prune import following_batchnorm
+    from training.nets.graph import following_batchnorm
 
     names = {m: n for n, m in model.named_modules()}
     pairs = following_batchnorm(model, torch.zeros(2, 3, input_size, input_size))
@@ -387,7 +387,7 @@ def _refresh_channel_attrs(model: LandmarkNet, input_size: int) -> None:
 def onnx_parity(model: nn.Module, path: Path, input_size: int, batch: int = 2, seed: int = 0) -> dict[str, float]:
     """Max abs difference between ``model`` (eval) and onnxruntime, per output, on seeded
     standard-normal inputs (B, 3, S, S)."""
-    from training.export import run_onnx
+    from training.jobs.onnx_export import run_onnx
 
     x = np.random.default_rng(seed).standard_normal((batch, 3, input_size, input_size)).astype(np.float32)
     was = model.training
@@ -407,7 +407,7 @@ def onnx_parity(model: nn.Module, path: Path, input_size: int, batch: int = 2, s
 
 
 def checkpoint_from_onnx(path: str | Path) -> dict[str, Any]:
-    """A ``kpdesk-ckpt/1``-shaped dict for ``training.checkpoints`` (see ``read_checkpoint``).
+    """A ``kpdesk-ckpt/1``-shaped dict for ``training.jobs.checkpoints`` (see ``read_checkpoint``).
     A pruned model is carried whole in ``model_object``, as prune checkpoints are."""
     imp = import_onnx(path)
     info = imp.manifest.info

@@ -1,4 +1,5 @@
-"""The paper's losses: coordinate MSE (eq. 1), heatmap MSE (eq. 3), feature distillation (eq. 6)."""
+"""The paper's landmark losses: coordinate MSE (eq. 1) and heatmap MSE (eq. 3). The feature
+distillation loss (eq. 6) is in ``training/distill/loss.py``."""
 
 from __future__ import annotations
 
@@ -47,8 +48,3 @@ def landmark_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], 
         total = total + l2
         parts["loss_hm"] = float(l2.detach())
     return total, parts
-
-
-def distill_loss(student_vec: torch.Tensor, teacher_vec: torch.Tensor) -> torch.Tensor:
-    """loss3: MSE between projected, pooled student and teacher features (B, D)."""
-    return F.mse_loss(student_vec, teacher_vec)

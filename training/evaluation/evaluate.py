@@ -28,7 +28,7 @@ from kpdesk.vision.codecs import DECODE_MODES, LandmarkDecoder, RegressionCodec
 from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_input
 from kpdesk.vision.schema import KeypointSchema, custom_schema, get_schema
 from kpdesk.vision.transforms import CropSpec, apply_affine, crop_params_from_points, invert_affine, warp_crop
-from training.datasets import FORMATS, DataConfig, Sample, load_split
+from training.data.datasets import FORMATS, DataConfig, Sample, load_split
 from training.metrics import mse_normalised, per_point_nme, summarize
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,8 @@ def load_runner(path: str | Path, threads: int = 0) -> Runner:
     if p.suffix in (".pt", ".pth"):
         import torch
 
-        from training.checkpoints import model_from_checkpoint
-        from training.engine import TrainingError
+        from training.jobs.checkpoints import model_from_checkpoint
+        from training.jobs.engine import TrainingError
 
         if threads:
             torch.set_num_threads(threads)
@@ -188,7 +188,7 @@ class ImageCache:
     def __call__(self, path: str) -> np.ndarray:
         img = self._images.get(path)
         if img is None:
-            from training.torchdata import read_image
+            from training.data.torchdata import read_image
 
             img = read_image(path)
             self._images[path] = img
@@ -287,7 +287,7 @@ def predict_samples(runner: Runner, samples: list[Sample], modes: tuple[str, ...
     t0 = time.perf_counter()
     for idx in _batches(len(samples), batch_size):
         if cancel is not None and cancel():
-            from training.engine import Cancelled
+            from training.jobs.engine import Cancelled
 
             raise Cancelled()
         crops = []

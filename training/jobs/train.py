@@ -1,8 +1,12 @@
-"""Jobs behind ``python -m training``: each builds its pieces from a RunConfig and runs the
-shared engine. The GUI runs exactly these, in a child process."""
+"""The train job (``python -m training train``) and what every training job shares: the
+run folder, the model's initialisation, the export of the best checkpoint, and the job
+arguments (``--config``, ``--run-dir``, ``--resume``, ``--set``, ``--no-export``). Each job
+builds its pieces from a RunConfig and runs the shared engine (training/jobs/engine.py).
+The GUI runs exactly these, in a child process."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import time
@@ -11,20 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.backbones import load_imagenet
-from training.config import RunConfig
-from training.engine import (
+from training.config import RunConfig, load_config
+from training.events import EventStream
+from training.jobs.engine import (
     CancelFlag,
     Trainer,
     TrainingError,
     init_distributed,
     load_data,
+    load_file,
     make_datasets,
     pick_device,
 )
-from training.events import EventStream
-from training.export import export_model
-from training.networks import LandmarkNet, build_model
+from training.jobs.onnx_export import export_model
+from training.nets.backbones import load_imagenet
+from training.nets.networks import LandmarkNet, build_model
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNe
     model = build_model(cfg.model)
     t = cfg.train
     if t.init_checkpoint:
-        from training.checkpoints import read_checkpoint
+        from training.jobs.checkpoints import read_checkpoint
 
         st = read_checkpoint(t.init_checkpoint)
         own = model.state_dict()
@@ -63,7 +68,7 @@ def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNe
         events.emit("log", message=f"initialised {len(take)}/{len(own)} tensors from {t.init_checkpoint}")
         folded = [n for n in st.get("folded_bn", ()) if f"{n}.weight" in take]
         if folded and calib_ds is not None and len(calib_ds):
-            from training.onnx_import import recalibrate_folded_bn
+            from training.jobs.onnx_import import recalibrate_folded_bn
 
             k = recalibrate_folded_bn(model, folded, calibration_images(calib_ds))
             events.emit("log", message=f"{k} BatchNorm layers folded in the ONNX model recalibrated on "
@@ -102,7 +107,7 @@ def export_best(trainer: Trainer, run_dir: Path, name: str, info: dict, model: t
     cfg = trainer.cfg
     best = trainer.best
     if model is None:
-        st = torch.load(trainer.ckpt_dir / "best.pt", map_location="cpu", weights_only=False)
+        st = load_file(trainer.ckpt_dir / "best.pt")
         model = st.get("model_object") or LandmarkNet(cfg.model)
         model.load_state_dict(st["model_state"])
     out = run_dir / "export" / f"{name}.onnx"
@@ -176,3 +181,24 @@ def run_train(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     if dinfo.world > 1:
         torch.distributed.destroy_process_group()
     return result
+
+
+def add_job_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of every job that runs from a config: train, distill, prune."""
+    p.add_argument("--config", required=True, help="run config JSON (see training/configs/)")
+    p.add_argument("--run-dir", required=True, help="folder for config, checkpoints, events and exports")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=3")
+    p.add_argument("--no-export", action="store_true", help="do not export the best model at the end")
+
+
+def cmd_train(args: argparse.Namespace, events: EventStream | None, cancel: CancelFlag) -> dict:
+    cfg = load_config(args.config, args.set)
+    run_dir = Path(args.run_dir).expanduser().resolve()
+    return run_train(cfg, run_dir, resume=args.resume, cancel=cancel, export=not args.no_export)
+
+
+COMMANDS = {
+    "train": ("Train a landmark network (teacher or student).", add_job_args, cmd_train),
+}

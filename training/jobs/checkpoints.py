@@ -1,5 +1,5 @@
 """Rebuild a model from a checkpoint alone (every checkpoint carries its config), or from a
-shipped ``NAME.onnx`` + ``NAME.json`` (``training.onnx_import``): wherever a checkpoint path
+shipped ``NAME.onnx`` + ``NAME.json`` (``training.jobs.onnx_import``): wherever a checkpoint path
 is accepted (``distill.teacher``, ``prune.student``, ``train.init_checkpoint``, ``export``)."""
 
 from __future__ import annotations
@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from training.config import RunConfig, config_from_dict
-from training.engine import TrainingError
-from training.networks import LandmarkNet, ModelConfig
+from training.jobs.engine import TrainingError, load_file
+from training.nets.networks import LandmarkNet, ModelConfig
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -20,11 +19,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise TrainingError(f"{p}: checkpoint not found")
     if p.suffix.lower() == ".onnx":
-        from training.onnx_import import checkpoint_from_onnx
+        from training.jobs.onnx_import import checkpoint_from_onnx
 
         return checkpoint_from_onnx(p)
     try:
-        st = torch.load(p, map_location="cpu", weights_only=False)
+        st = load_file(p)
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise TrainingError(f"{p}: cannot load checkpoint: {exc}") from None
     if not isinstance(st, dict) or st.get("format") != "kpdesk-ckpt/1":

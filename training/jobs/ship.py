@@ -17,8 +17,8 @@ from pathlib import Path
 
 from kpdesk.inference.install import Installed, ModelInstallError, install_model
 from kpdesk.vision.manifest import Manifest, ManifestError
-from training.config import REPO_ROOT
-from training.engine import TrainingError
+from training.jobs.engine import TrainingError
+from training.paths import REPO_ROOT
 
 
 def ship(run_dir: Path, name: str, models_dir: Path, command: str = "", decode: str | None = None,

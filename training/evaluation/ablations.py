@@ -33,15 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from training.config import REPO_ROOT, DistillConfig, RunConfig, apply_overrides, config_from_dict, load_config
-from training.engine import CancelFlag, TrainingError, evaluate, load_data, make_datasets, pick_device
+from training.config import DistillConfig, RunConfig, apply_overrides, config_from_dict, load_config
 from training.events import EventStream
+from training.jobs.engine import CancelFlag, TrainingError, evaluate, load_data, load_file, make_datasets, pick_device
+from training.paths import CONFIGS_DIR
 
 log = logging.getLogger(__name__)
 
-CONFIGS = REPO_ROOT / "training" / "configs"
+CONFIGS = CONFIGS_DIR
 COLUMNS = ("name", "arch", "nme_ion", "decode", "nme_ion_regression", "nme_ion_heatmap", "nme_ion_fusion", "params",
            "macs", "onnx_bytes", "latency_ms", "checkpoint")
 
@@ -98,8 +97,8 @@ class Bench:
         self.device = pick_device(cfg.train.device)
 
     def row(self, name: str, ckpt: Path, **extra: Any) -> dict[str, Any]:
-        from training.checkpoints import model_from_checkpoint
-        from training.prune import measure
+        from training.jobs.checkpoints import model_from_checkpoint
+        from training.prune.job import measure
 
         model, mcfg, _ = model_from_checkpoint(ckpt)
         if mcfg.model.input_size != self.input_size:
@@ -151,9 +150,9 @@ def _plt():
 
 # -- the commands --------------------------------------------------------------------------
 def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag) -> list[dict]:
-    from training.distill import run_distill
-    from training.jobs import run_train
-    from training.prune import run_prune
+    from training.distill.job import run_distill
+    from training.jobs.train import run_train
+    from training.prune.job import run_prune
 
     out = Path(args.run_dir).expanduser().resolve()
     tcfg = base_config(args.teacher_config, args)
@@ -161,7 +160,7 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
     dcfg = base_config(args.distill_config, args)
     pcfg = base_config(args.prune_config, args)
     if args.student_run:  # evaluate on the reused student's own data and crop size
-        saved = torch.load(checkpoint_of(args.student_run), map_location="cpu", weights_only=False)["run_config"]
+        saved = load_file(checkpoint_of(args.student_run))["run_config"]
         bench = Bench(config_from_dict(apply_overrides(saved, args.set)), args.val_samples, args.latency_runs)
     else:
         bench = Bench(scfg, args.val_samples, args.latency_runs)
@@ -184,7 +183,7 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
         # reused), from the same student, without the teacher.
         base = dcfg
         if args.distill_run:
-            saved = torch.load(checkpoint_of(args.distill_run), map_location="cpu", weights_only=False)["run_config"]
+            saved = load_file(checkpoint_of(args.distill_run))["run_config"]
             base = config_from_dict(apply_overrides(saved, args.set))
         ccfg = dataclasses.replace(base, distill=DistillConfig(), train=dataclasses.replace(
             base.train, init_checkpoint=str(student), export_name=""))
@@ -195,7 +194,7 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
     pcfg = dataclasses.replace(pcfg, prune=dataclasses.replace(pcfg.prune, student=str(distilled), alpha=0.5),
                                distill=dataclasses.replace(pcfg.distill, teacher=str(teacher)))
     pruned = get(args.prune_run, "prune50", run_prune, pcfg)
-    alpha = torch.load(pruned, map_location="cpu", weights_only=False)["run_config"]["prune"]["alpha"]
+    alpha = load_file(pruned)["run_config"]["prune"]["alpha"]
     rows.append(bench.row(f"+ distillation + {alpha:.0%} pruning", pruned))
     write_table(rows, out / "ablate_chain", COLUMNS)
     plt = _plt()
@@ -216,7 +215,7 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
 
 
 def run_lambda(args: argparse.Namespace, events: EventStream, cancel: CancelFlag) -> list[dict]:
-    from training.distill import run_distill
+    from training.distill.job import run_distill
 
     out = Path(args.run_dir).expanduser().resolve()
     cfg = base_config(args.config, args)
@@ -244,7 +243,7 @@ def run_lambda(args: argparse.Namespace, events: EventStream, cancel: CancelFlag
 
 
 def run_rate(args: argparse.Namespace, events: EventStream, cancel: CancelFlag) -> list[dict]:
-    from training.prune import run_prune
+    from training.prune.job import run_prune
 
     out = Path(args.run_dir).expanduser().resolve()
     cfg = base_config(args.config, args)

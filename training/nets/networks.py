@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.backbones import build_backbone
+from training.nets.backbones import build_backbone
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 from kpdesk.vision.codecs import HeatmapCodec, RegressionCodec
 from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_input
 from kpdesk.vision.schema import KeypointSchema
-from training.augment import AugmentConfig, make_crop
-from training.datasets import LabelError, Sample
+from training.data.augment import AugmentConfig, make_crop
+from training.data.datasets import LabelError, Sample
 
 log = logging.getLogger(__name__)
 

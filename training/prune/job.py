@@ -2,43 +2,10 @@
 
 ``python -m training prune --config C --run-dir D [--resume] [--set ...]``
 
-Torch-Pruning's DependencyGraph does all channel bookkeeping (BatchNorm, MobileNetV2's
-depthwise and residual couplings, the heads' inputs, the distillation projection's
-input). This module only decides WHICH channels go, through importance objects that
-follow Torch-Pruning's interface (``Importance.__call__(group) -> (n,) scores``):
-
-* ``reconstruction`` (the paper's eq. 7), :class:`ReconstructionImportance`.
-  A "layer" t is one Torch-Pruning group: the convolution(s) whose output channels
-  must go together (an inverted-residual block's expand conv + its depthwise conv; all
-  projection convs tied by residual additions; ...). Removing channel i of the group
-  removes input channel i of every *consumer*, the next non-depthwise conv / linear
-  layers t+1 that read the group's channels. So Score(i) = sum over consumers of
-  mean_l mean_{o,p} (Delta M_{t+1})^2, where Delta M_{t+1} is the change of the
-  consumer's output when its input channel i is zeroed. We measure M_{t+1} at the
-  consumer's BatchNorm output (conv + BN = the layer's linear part; BN in eval mode is
-  a per-channel affine map, so its scale is folded into the weights), before the
-  nonlinearity. Because that map is linear in the input, the change is exactly
-  conv(x_i, W'[:, i]) with x_i the consumer's actual input channel i over the L
-  calibration images: for 1x1 convs and linears it is ||W'[:, i]||^2 * sum x_i^2 in
-  closed form; for k x k convs it is one grouped convolution (chunked over channels).
-  One forward pass over the calibration images (stopped as soon as all consumers
-  have been seen) scores every filter of the layer at once; nothing is re-run per
-  filter. This measures exactly the network after removal ("zeroing filter i" here
-  means zeroing the whole channel: conv weights AND BN shift, so a filter whose weights
-  and BN affine are zero scores 0; zeroing only the conv weights would leave BN's
-  constant, which removal then drops, so the score would miss that error).
-* ``l1``: the classic L1 norm of each filter of the group's root conv
-  (``tp.importance.GroupMagnitudeImportance(p=1, group_reduction="first")``).
-
-Order and schedule: groups are ordered by the execution position of their first
-producing (non-depthwise) conv / linear; pruning goes from the last (the heads' hidden
-layers, then features.18) to the first (features.0), ``prune.layers_per_step`` groups
-per step, keeping round((1 - alpha) * n) (at least 1) of each group's n channels. The
-heads' final outputs (``reg_head.fc2``, ``hm_head.out``) and the input are never
-pruned; ``prune.ignore`` adds module-name prefixes to leave alone. Each step is followed
-by ``prune.finetune_steps`` optimiser steps with loss_t (distillation from
-``distill.teacher`` when set, else LOSS), and the run ends with ``prune.final_epochs``
-epochs of fine-tuning at ``train.lr`` with the usual schedule.
+Where things are: the criterion that scores the channels (``reconstruction``, the paper's
+eq. 7, or ``l1``) is in ``training/prune/criterion.py``; the dependency graph, the order of
+the layers and the removal itself in ``training/prune/plan.py``. This module runs the job:
+steps of pruning and fine-tuning, measurements, checkpoints, the final export.
 
 Per step (and for the dense start and the final model) a row goes to
 ``prune_steps.csv`` and a ``step`` event: params, MACs, ONNX size, onnxruntime latency
@@ -56,30 +23,22 @@ import csv
 import dataclasses
 import json
 import logging
-import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-import torch_pruning as tp
 from torch import nn
 
 from training.config import RunConfig, load_config
-from training.distill import (
-    FeatureDistiller,
-    FrozenTeacher,
-    build_distiller,
-    check_geometry,
-    make_distill_loss,
-    single_process_only,
-    unaugmented,
-)
-from training.engine import (
+from training.distill.job import single_process_only, unaugmented
+from training.distill.loss import FeatureDistiller, build_distiller, make_distill_loss
+from training.distill.teacher import FrozenTeacher, check_geometry
+from training.events import EventStream
+from training.jobs.engine import (
     CancelFlag,
     Cancelled,
     Trainer,
@@ -89,286 +48,16 @@ from training.engine import (
     make_datasets,
     pick_device,
 )
-from training.events import EventStream
-from training.export import _onnx_export, run_onnx
-from training.networks import ExportWrapper, count_macs, count_params
+from training.jobs.onnx_export import run_onnx, torch_to_onnx
+from training.jobs.train import add_job_args, export_best, prepare_run_dir
+from training.nets.networks import ExportWrapper, count_macs, count_params
+from training.prune.criterion import IMPORTANCES, make_importance
+from training.prune.plan import build_graph, plan_layers, prune_layer
 
 log = logging.getLogger(__name__)
 
-ALWAYS_KEEP = ("reg_head.fc2", "hm_head.out")  # the heads' final outputs: never pruned
-IMPORTANCES = ("reconstruction", "l1")
 CSV_COLUMNS = ("step", "layers", "channels", "params", "macs", "onnx_bytes", "latency_ms", "nme_ion", "decode",
                "score_time_s", "score_cpu_s", "prune_time_s", "finetune_time_s")
-
-
-class _AllConsumersSeen(Exception):
-    """Raised from a hook to stop a calibration forward pass early."""
-
-
-def following_batchnorm(model: nn.Module, x: torch.Tensor) -> dict[nn.Module, nn.Module]:
-    """{conv / linear: the BatchNorm that reads its output directly}, found by one forward."""
-    outs: dict[int, tuple[torch.Tensor, nn.Module]] = {}
-    pairs: dict[nn.Module, nn.Module] = {}
-
-    def after(m, _inp, out) -> None:
-        if isinstance(out, torch.Tensor):
-            outs[id(out)] = (out, m)
-
-    def before_bn(m, inp) -> None:
-        hit = outs.get(id(inp[0]))
-        if hit is not None and hit[0] is inp[0]:
-            pairs[hit[1]] = m
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_hook(after))
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            hooks.append(m.register_forward_pre_hook(before_bn))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
-    return pairs
-
-
-def _bn_scale(bn: nn.Module | None, n: int, device: torch.device) -> torch.Tensor:
-    if bn is None:
-        return torch.ones(n, device=device)
-    s = torch.rsqrt(bn.running_var.float() + bn.eps)
-    return s * bn.weight.float() if bn.weight is not None else s
-
-
-def consumer_error(m: nn.Module, x: torch.Tensor, idx: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Sum over the batch of mean_{o,p} (Delta out)^2 when input channel idx[j] of ``m``
-    is zeroed, for each j; ``scale`` (O,) is the folded BatchNorm scale. Returns (len(idx),)."""
-    w = m.weight.float() * scale.view(-1, *([1] * (m.weight.dim() - 1)))
-    o = w.shape[0]
-    if isinstance(m, nn.Linear):
-        xr = x.reshape(x.shape[0], -1, x.shape[-1])
-        col = w[:, idx].pow(2).sum(0)
-        return xr[..., idx].pow(2).sum((0, 1)) * col / (o * xr.shape[1])
-    if m.groups != 1 or m.padding_mode != "zeros":
-        raise TrainingError(f"reconstruction importance: unsupported consumer {m} (groups / padding mode)")
-    if m.kernel_size == (1, 1) and m.padding in ((0, 0), "valid"):
-        xs = x[:, idx, :: m.stride[0], :: m.stride[1]]
-        col = w[:, idx, 0, 0].pow(2).sum(0)
-        return xs.pow(2).sum((0, 2, 3)) * col / (o * xs.shape[2] * xs.shape[3])
-    kh, kw = m.kernel_size
-    res = torch.empty(len(idx), device=x.device)
-    # per-channel outputs are (B, O, H', W'): bound the chunk's memory to ~2^24 floats
-    per_ch = x.shape[0] * o * x.shape[2] * x.shape[3] // (m.stride[0] * m.stride[1])
-    chunk = max(1, (1 << 24) // max(per_ch, 1))
-    for c0 in range(0, len(idx), chunk):
-        ci = idx[c0:c0 + chunk]
-        wk = w[:, ci].transpose(0, 1).reshape(len(ci) * o, 1, kh, kw)
-        y = F.conv2d(x[:, ci], wk, None, m.stride, m.padding, m.dilation, groups=len(ci))
-        res[c0:c0 + len(ci)] = y.view(y.shape[0], len(ci), o, -1).pow(2).sum((0, 2, 3)) / (o * y[0, 0].numel())
-    return res
-
-
-class ReconstructionImportance(tp.importance.Importance):
-    """The paper's eq. 7 as a Torch-Pruning importance (see the module docstring).
-
-    ``model``: the network to score (consumers outside it, e.g. a distillation
-    projection traced into the same graph, are ignored). ``calib``: (L, 3, S, S)
-    un-augmented training crops. ``last_time_s``: the duration of the last call.
-    """
-
-    def __init__(self, model: nn.Module, calib: torch.Tensor, batch_size: int = 32) -> None:
-        self.model = model
-        self.calib = calib
-        self.batch_size = batch_size
-        self.last_time_s = 0.0
-        self._scope = set(model.modules())
-        self._bn = following_batchnorm(model, calib[:2])
-
-    def consumers(self, group) -> list[tuple[nn.Module, list[int], list[int]]]:
-        """(module, its input-channel indices, the matching root indices) for each consumer."""
-        dg = group._DG
-        out = []
-        for i in range(len(group)):
-            item = group[i]
-            m = item.dep.target.module
-            if m not in self._scope or not dg.is_in_channel_pruning_fn(item.dep.handler):
-                continue
-            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1):
-                out.append((m, list(item.idxs), list(item.root_idxs)))
-            elif isinstance(m, nn.Conv2d) and m.groups != m.in_channels:
-                raise TrainingError(f"reconstruction importance: grouped conv {m} reads a pruned channel")
-        return out
-
-    @torch.no_grad()
-    def __call__(self, group) -> torch.Tensor:
-        t0 = time.perf_counter()
-        n = len(group[0].idxs)
-        cons = self.consumers(group)
-        if not cons:
-            raise TrainingError(f"reconstruction importance: no consumer layer for group rooted at "
-                                f"{group[0].dep.target.module}")
-        device = self.calib.device
-        acc = [torch.zeros(len(c[1]), device=device) for c in cons]
-        idx_t = [torch.as_tensor(c[1], device=device) for c in cons]
-        scales = [_bn_scale(self._bn.get(m), m.weight.shape[0], device) for m, _, _ in cons]
-        seen: set[int] = set()
-
-        def make_hook(k: int):
-            def hook(m, inp) -> None:
-                acc[k] += consumer_error(m, inp[0].float(), idx_t[k], scales[k])
-                seen.add(k)
-                if len(seen) == len(cons):
-                    raise _AllConsumersSeen()
-            return hook
-
-        hooks = [m.register_forward_pre_hook(make_hook(k)) for k, (m, _, _) in enumerate(cons)]
-        was = self.model.training
-        self.model.eval()
-        try:
-            for i in range(0, len(self.calib), self.batch_size):
-                seen.clear()
-                try:
-                    self.model(self.calib[i:i + self.batch_size])
-                except _AllConsumersSeen:
-                    pass
-        finally:
-            for h in hooks:
-                h.remove()
-            self.model.train(was)
-        score = torch.zeros(n, device=device)
-        for (_, _, root), a in zip(cons, acc):
-            score.index_add_(0, torch.as_tensor(root, device=device), a / len(self.calib))
-        self.last_time_s = time.perf_counter() - t0
-        return score.cpu()
-
-
-def make_importance(name: str, model: nn.Module, calib: torch.Tensor | None = None) -> tp.importance.Importance:
-    if name == "reconstruction":
-        if calib is None:
-            raise ValueError("reconstruction importance needs calibration images")
-        return ReconstructionImportance(model, calib)
-    if name == "l1":
-        return tp.importance.GroupMagnitudeImportance(p=1, group_reduction="first", normalizer=None,
-                                                      target_types=[nn.modules.conv._ConvNd, nn.Linear])
-    raise ValueError(f"prune.importance must be one of {IMPORTANCES}, got {name!r}")
-
-
-# -- the dependency graph and the plan --------------------------------------------------
-class _Traced(nn.Module):
-    """The student (+ the distillation projection, whose input channels must follow
-    features.18) as one module, so Torch-Pruning sees every reader of each channel."""
-
-    def __init__(self, net: nn.Module, proj: nn.Module | None) -> None:
-        super().__init__()
-        self.net, self.proj = net, proj
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = self.net(x)
-        res = [out["coords"]] + ([out["heatmaps"]] if "heatmaps" in out else [])
-        if self.proj is not None:
-            res.append(self.proj(out["feat"].mean(dim=(2, 3), keepdim=True)))
-        return res
-
-
-def build_graph(model: nn.Module, input_size: int, proj: nn.Module | None = None) -> tp.DependencyGraph:
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        dg = tp.DependencyGraph().build_dependency(_Traced(model, proj),
-                                                   example_inputs=torch.randn(1, 3, input_size, input_size,
-                                                                              device=device))
-    finally:
-        model.train(was)
-    return dg
-
-
-@dataclass(frozen=True)
-class PruneLayer:
-    """One prunable layer t = one dependency group, named by its root module."""
-
-    root: str  # first producing non-depthwise conv / linear of the group (execution order)
-    members: tuple[str, ...]  # every conv / linear whose output channels the group removes
-    position: int  # execution index of the root
-    channels: int  # dense channel count
-
-
-def _is_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
-
-
-def execution_order(model: nn.Module, input_size: int) -> dict[nn.Module, int]:
-    order: dict[nn.Module, int] = {}
-
-    def hook(mod, _inp) -> None:
-        order.setdefault(mod, len(order))
-
-    hooks = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size, device=next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
-    return order
-
-
-def ignored_modules(model: nn.Module, prefixes: tuple[str, ...] = ()) -> list[nn.Module]:
-    keep = tuple(ALWAYS_KEEP) + tuple(prefixes)
-    return [m for n, m in model.named_modules() if n and any(n == p or n.startswith(p + ".") for p in keep)]
-
-
-def plan_layers(model: nn.Module, dg: tp.DependencyGraph, input_size: int, ignore: tuple[str, ...] = (),
-                extra_ignored: list[nn.Module] | None = None) -> list[PruneLayer]:
-    """The prunable layers in pruning order: from the last to the first."""
-    names = {m: n for n, m in model.named_modules()}
-    order = execution_order(model, input_size)
-    ign = ignored_modules(model, ignore) + list(extra_ignored or [])
-    layers = []
-    for group in dg.get_all_groups(ignored_layers=ign, root_module_types=(nn.Conv2d, nn.Linear)):
-        members = [d.target.module for d, _ in group
-                   if dg.is_out_channel_pruning_fn(d.handler) and isinstance(d.target.module, (nn.Conv2d, nn.Linear))
-                   and d.target.module in names]
-        producers = sorted((m for m in members if not _is_depthwise(m)), key=lambda m: order.get(m, -1))
-        if not producers:
-            continue
-        root = producers[0]
-        layers.append(PruneLayer(names[root], tuple(sorted(names[m] for m in members)), order[root],
-                                 len(group[0].idxs)))
-    return sorted(layers, key=lambda ly: -ly.position)
-
-
-def keep_count(n: int, alpha: float) -> int:
-    return max(1, int(math.floor(n * (1.0 - alpha) + 0.5)))
-
-
-def prune_layer(dg: tp.DependencyGraph, module: nn.Module, importance: tp.importance.Importance,
-                alpha: float) -> dict[str, Any]:
-    """Score the group rooted at ``module`` and remove its lowest-scoring alpha share."""
-    pruner = dg.get_pruner_of_module(module)
-    n = pruner.get_out_channels(module)
-    group = dg.get_pruning_group(module, pruner.prune_out_channels, list(range(n)))
-    t0, c0 = time.perf_counter(), time.process_time()
-    scores = importance(group)
-    t_score, c_score = time.perf_counter() - t0, time.process_time() - c0
-    keep = keep_count(n, alpha)
-    ranked = torch.argsort(scores.float().cpu(), descending=True, stable=True)
-    remove = sorted(ranked[keep:].tolist())
-    t1 = time.perf_counter()
-    if remove:
-        g = dg.get_pruning_group(module, pruner.prune_out_channels, remove)
-        if not dg.check_pruning_group(g):
-            raise TrainingError(f"torch-pruning refused to prune {module} to {keep} channels")
-        g.prune()
-    return {"before": n, "after": keep, "score_time_s": t_score, "score_cpu_s": c_score,
-            "prune_time_s": time.perf_counter() - t1}
 
 
 # -- measurement ---------------------------------------------------------------------------
@@ -397,7 +86,7 @@ def measure(model: nn.Module, input_size: int, latency_runs: int = 200) -> dict[
     outputs = ["coords", "heatmaps"] if getattr(m, "hm_head", None) is not None else ["coords"]
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "m.onnx"
-        _onnx_export(ExportWrapper(m).eval(), torch.randn(1, 3, input_size, input_size), p, outputs)
+        torch_to_onnx(ExportWrapper(m).eval(), torch.randn(1, 3, input_size, input_size), p, outputs)
         res["onnx_bytes"] = p.stat().st_size
         res["latency_ms"] = onnx_latency_ms(p, input_size, latency_runs) if latency_runs > 0 else float("nan")
         with torch.no_grad():
@@ -467,8 +156,7 @@ def _check_prune_cfg(cfg: RunConfig) -> None:
 def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: CancelFlag | None = None,
               events: EventStream | None = None, export: bool = True) -> dict:
     """Prune ``prune.student`` layer by layer with fine-tuning; see the module docstring."""
-    from training.checkpoints import model_from_checkpoint, read_checkpoint
-    from training.jobs import export_best, prepare_run_dir
+    from training.jobs.checkpoints import model_from_checkpoint, read_checkpoint
 
     single_process_only("prune")
     _check_prune_cfg(cfg)
@@ -534,7 +222,7 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     calib_ds = unaugmented(cfg, [train[i] for i in calib_idx], schema)
     calib = torch.stack([calib_ds[i]["image"] for i in range(len(calib_ds))]).to(device)
     if folded_bn:
-        from training.onnx_import import recalibrate_folded_bn
+        from training.jobs.onnx_import import recalibrate_folded_bn
 
         k = recalibrate_folded_bn(model, folded_bn, calib)
         events.emit("log", message=f"{k} BatchNorm layers folded in {p.student} recalibrated on {len(calib)} crops")
@@ -663,12 +351,6 @@ def _per_layer(rows: list[dict], key: str) -> float:
     return sum(r.get(key, 0.0) for r in rows if r["layers"]) / max(n, 1)
 
 
-def _add_args(parser) -> None:
-    from training.cli import _add_job_args
-
-    _add_job_args(parser)
-
-
 def cmd_prune(args, events: EventStream | None, cancel: CancelFlag) -> dict:
     cfg = load_config(args.config, args.set)
     return run_prune(cfg, Path(args.run_dir).expanduser().resolve(), resume=args.resume, cancel=cancel,
@@ -677,5 +359,5 @@ def cmd_prune(args, events: EventStream | None, cancel: CancelFlag) -> dict:
 
 COMMANDS = {
     "prune": ("Prune the student layer by layer (reconstruction error or L1) with distillation fine-tuning.",
-              _add_args, cmd_prune),
+              add_job_args, cmd_prune),
 }

@@ -7,12 +7,15 @@ and leaves the last good checkpoint untouched; under ``torchrun`` it runs data-p
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,11 +30,11 @@ from torch.utils.data import DataLoader
 from kpdesk.vision.codecs import LandmarkDecoder
 from kpdesk.vision.schema import KeypointSchema
 from training.config import RunConfig, TrainConfig
-from training.datasets import LabelError, Sample, load_extra_train, load_split
+from training.data.datasets import LabelError, Sample, load_extra_train, load_split
+from training.data.torchdata import LandmarkDataset
 from training.events import EventStream
-from training.losses import landmark_loss
 from training.metrics import summarize
-from training.torchdata import LandmarkDataset
+from training.nets.losses import landmark_loss
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,46 @@ def atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+# Before training/ was split into sub-packages its modules were flat: a checkpoint written
+# then names the classes it pickles (a pruned model is stored whole) by the old module.
+# Old module -> the modules that may hold the class now.
+MOVED_MODULES: dict[str, tuple[str, ...]] = {
+    "training.augment": ("training.data.augment",), "training.datasets": ("training.data.datasets",),
+    "training.torchdata": ("training.data.torchdata",), "training.pseudolabel": ("training.data.pseudolabel",),
+    "training.backbones": ("training.nets.backbones",), "training.networks": ("training.nets.networks",),
+    "training.losses": ("training.nets.losses",), "training.engine": ("training.jobs.engine",),
+    "training.jobs": ("training.jobs.train",), "training.checkpoints": ("training.jobs.checkpoints",),
+    "training.export": ("training.jobs.onnx_export",), "training.onnx_import": ("training.jobs.onnx_import",),
+    "training.ship": ("training.jobs.ship",),
+    "training.distill": ("training.distill.loss", "training.distill.teacher", "training.distill.job"),
+    "training.prune": ("training.prune.job", "training.prune.plan", "training.prune.criterion"),
+    "training.evaluate": ("training.evaluation.evaluate",), "training.bench": ("training.evaluation.bench",),
+    "training.bench_detect": ("training.evaluation.bench_detect",),
+    "training.ablations": ("training.evaluation.ablations",), "training.cards": ("training.evaluation.cards",),
+}
+
+
+class _MovedModulesUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        for new in MOVED_MODULES.get(module, ()):
+            mod = importlib.import_module(new)
+            if hasattr(mod, name):
+                return getattr(mod, name)
+        return super().find_class(module, name)
+
+
+_PICKLE = types.ModuleType("kpdesk_checkpoint_pickle")
+_PICKLE.__dict__.update({k: getattr(pickle, k) for k in ("load", "loads", "dump", "dumps", "Pickler",
+                                                          "UnpicklingError", "HIGHEST_PROTOCOL")})
+_PICKLE.Unpickler = _MovedModulesUnpickler
+
+
+def load_file(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load`` of a whole checkpoint (not only weights), also one written before the
+    modules moved (MOVED_MODULES)."""
+    return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PICKLE)
 
 
 def batches_for_epoch(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -333,7 +376,7 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         try:
-            st = torch.load(path, map_location=self.device, weights_only=False)
+            st = load_file(path, map_location=self.device)
         except (OSError, RuntimeError, EOFError) as exc:
             raise TrainingError(f"{path}: cannot load checkpoint: {exc}") from None
         if st.get("format") != "kpdesk-ckpt/1":

@@ -41,7 +41,7 @@ import numpy as np
 from kpdesk.vision.labels import write_pts
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import CropSpec, apply_affine, crop_params_from_points, warp_crop
-from training.datasets import DataConfig, LabelError, image_problem, load_split
+from training.data.datasets import DataConfig, LabelError, image_problem, load_split
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ def write_pack(out: Path, records: list[Record], meta: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from training.config import REPO_ROOT, default_data_dir
+    from training.paths import REPO_ROOT, default_data_dir
 
     out = Path(args.out).expanduser()
     check_out_dir(out, REPO_ROOT)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import platform
 import re
@@ -31,8 +30,8 @@ import numpy as np
 from kpdesk.vision.perturb import Perturbation
 from kpdesk.vision.schema import KeypointSchema
 from kpdesk.vision.transforms import crop_params_from_points
-from training.datasets import Sample
-from training.evaluate import (
+from training.data.datasets import Sample
+from training.evaluation.evaluate import (
     EvalError,
     ImageCache,
     Perturb,
@@ -42,6 +41,7 @@ from training.evaluate import (
     plot_ced,
     predict_samples,
 )
+from training.evaluation.tables import cell, markdown_table
 from training.metrics import nme_per_image
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ NAMED_PERTURBATIONS = {"occlusion20": ("occlusion", 20.0), "occlusion40": ("occl
 
 
 def make_perturbation(name: str, seed: int = 0) -> Perturb:
-    """A deterministic perturbation (see ``training.evaluate.Perturb``) by name.
+    """A deterministic perturbation (see ``training.evaluation.evaluate.Perturb``) by name.
 
     occlusionNN: a flat rectangle of a seeded colour covering NN% of the landmark box's
         area, same aspect ratio, at a seeded position inside the box.
@@ -255,7 +255,7 @@ def bench_model(path: Path, cfg: BenchConfig, data: Callable[[str], list[Sample]
         rec["norm_main"] = main
         rec["_nme_clean"] = nme_per_image(pred.pred_crop[runner.default_decode], pred.gt_crop, pred.schema, main)
         if faces is not None and cfg.crop_detectors:
-            from training.bench_detect import detector_accuracy, label_crop_summary
+            from training.evaluation.bench_detect import detector_accuracy, label_crop_summary
 
             crops = {"labels": label_crop_summary(rec["_nme_clean"], samples)}
             for det in cfg.crop_detectors:
@@ -318,7 +318,7 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
               cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Benchmark every ``*.onnx`` (+ manifest) and ``*.pt`` in ``cfg.models_dir``."""
     from kpdesk.inference.catalog import default_models_dir, scan_models
-    from training.config import REPO_ROOT, default_data_dir
+    from training.paths import REPO_ROOT, default_data_dir
 
     emit = emit or (lambda msg: log.info("%s", msg))
     models_dir = Path(cfg.models_dir).expanduser() if cfg.models_dir else default_models_dir()
@@ -348,7 +348,7 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
 
     def faces(schema_name: str, detector: str):
         """A detector's faces on a split, found once and shared by every model."""
-        from training.bench_detect import find_faces
+        from training.evaluation.bench_detect import find_faces
 
         key = (schema_name, detector)
         if key not in found:
@@ -360,7 +360,7 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
     records = []
     for path, error in entries:
         if cancel is not None and cancel():
-            from training.engine import Cancelled
+            from training.jobs.engine import Cancelled
 
             raise Cancelled()
         if error:
@@ -413,18 +413,6 @@ def _json_default(o: Any) -> Any:
 
 
 # -- markdown -----------------------------------------------------------------------------
-def _f(v: Any, fmt: str = ".2f") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return format(v, fmt)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def to_markdown(result: dict[str, Any]) -> str:
     meta, recs = result["meta"], [r for r in result["models"] if r.get("ok")]
     c = meta["config"]
@@ -450,10 +438,10 @@ def to_markdown(result: dict[str, Any]) -> str:
         for r in rs:
             a = r["accuracy"][r["decode"]]
             main = a["norm_main"]
-            rows.append([r["name"], r["decode"], _f(a.get("nme_ion")), _f(a.get("nme_ipn")), _f(a.get("nme_box")),
-                         _f(a.get(f"fr08_{main}")), _f(a.get(f"fr10_{main}")), _f(a.get(f"auc08_{main}"), ".3f"),
-                         _f(a.get(f"auc10_{main}"), ".3f")] + ([_f(a.get("mse_norm"), ".5f")] if mse else []))
-        md.append(_table(header, rows))
+            rows.append([r["name"], r["decode"], cell(a.get("nme_ion")), cell(a.get("nme_ipn")), cell(a.get("nme_box")),
+                         cell(a.get(f"fr08_{main}")), cell(a.get(f"fr10_{main}")), cell(a.get(f"auc08_{main}"), ".3f"),
+                         cell(a.get(f"auc10_{main}"), ".3f")] + ([cell(a.get("mse_norm"), ".5f")] if mse else []))
+        md.append(markdown_table(header, rows))
         sources = sorted({s for r in rs for s in (r["accuracy"][r["decode"]].get("by_source") or {})},
                          key=lambda s: ("+" in s, s))
         if sources:
@@ -461,14 +449,14 @@ def to_markdown(result: dict[str, Any]) -> str:
                       + ", ".join(f"{s} {rs[0]['accuracy'][rs[0]['decode']]['by_source'][s]['n']}"
                                   for s in sources if s in rs[0]['accuracy'][rs[0]['decode']]['by_source'])
                       + "):\n\n")
-            rows = [[r["name"]] + [_f((r["accuracy"][r["decode"]].get("by_source") or {}).get(s, {}).get("nme_ion"))
+            rows = [[r["name"]] + [cell((r["accuracy"][r["decode"]].get("by_source") or {}).get(s, {}).get("nme_ion"))
                                    for s in sources] for r in rs]
-            md.append(_table(["model"] + [s.upper() for s in sources], rows))
+            md.append(markdown_table(["model"] + [s.upper() for s in sources], rows))
         modes = ("regression", "heatmap", "fusion")
-        rows = [[r["name"]] + [_f(r["accuracy"][m]["nme_ion"]) if m in r["accuracy"] else "–" for m in modes]
+        rows = [[r["name"]] + [cell(r["accuracy"][m]["nme_ion"]) if m in r["accuracy"] else "–" for m in modes]
                 for r in rs]
-        md.append("\nNME ION % by decode mode:\n\n" + _table(["model", *modes], rows))
-        from training.bench_detect import markdown as detector_markdown
+        md.append("\nNME ION % by decode mode:\n\n" + markdown_table(["model", *modes], rows))
+        from training.evaluation.bench_detect import markdown as detector_markdown
 
         md.append(detector_markdown(rs, f"{folder}/{lst}", tuple(c.get("crop_detectors") or ())))
     if recs:
@@ -479,13 +467,13 @@ def to_markdown(result: dict[str, Any]) -> str:
             lat = r.get("latency", {})
             t1, ta = lat.get("threads_1", {}), lat.get("threads_all", {})
             rows.append([r["name"], r.get("arch", ""), str(r.get("input_size", "")),
-                         _f(r["params"] / 1e6 if r.get("params") else None, ".3f"),
-                         _f(r["macs"] / 1e6 if r.get("macs") else None, ".1f"),
-                         _f(r["file_size_bytes"] / 1e6, ".2f"),
-                         f"{_f(t1.get('median_ms'))} / {_f(t1.get('p95_ms'))}",
-                         f"{_f(ta.get('median_ms'))} / {_f(ta.get('p95_ms'))}"])
-        md.append(_table(["model", "arch", "input", "params (M)", "MACs (M)", "file (MB)",
-                          "1 thread ms (median / p95)", "all threads ms (median / p95)"], rows))
+                         cell(r["params"] / 1e6 if r.get("params") else None, ".3f"),
+                         cell(r["macs"] / 1e6 if r.get("macs") else None, ".1f"),
+                         cell(r["file_size_bytes"] / 1e6, ".2f"),
+                         f"{cell(t1.get('median_ms'))} / {cell(t1.get('p95_ms'))}",
+                         f"{cell(ta.get('median_ms'))} / {cell(ta.get('p95_ms'))}"])
+        md.append(markdown_table(["model", "arch", "input", "params (M)", "MACs (M)", "file (MB)",
+                                  "1 thread ms (median / p95)", "all threads ms (median / p95)"], rows))
     rob = [r for r in recs if "robustness" in r]
     if rob:
         md.append(f"\n## Robustness\n\nNME ION % on {rob[0]['robustness']['n']} faces spread over the split under "
@@ -501,16 +489,16 @@ def to_markdown(result: dict[str, Any]) -> str:
             for k in keys:
                 m = r["robustness"][k][r["decode"]]
                 main = m["norm_main"]
-                row.append(f"{_f(m.get(f'nme_{main}'))} ({_f(m.get(f'fr10_{main}'), '.0f')})")
+                row.append(f"{cell(m.get(f'nme_{main}'))} ({cell(m.get(f'fr10_{main}'), '.0f')})")
             rows.append(row)
-        md.append(_table(["model"] + [PERTURB_LABELS[k] for k in keys], rows))
+        md.append(markdown_table(["model"] + [PERTURB_LABELS[k] for k in keys], rows))
         fus = [r for r in rob if "fusion" in r["robustness"]["clean"] and "regression" in r["robustness"]["clean"]]
         if fus:
-            rows = [[r["name"]] + [f"{_f(r['robustness'][k]['regression']['nme_ion'])} / "
-                                   f"{_f(r['robustness'][k]['heatmap']['nme_ion'])} / "
-                                   f"{_f(r['robustness'][k]['fusion']['nme_ion'])}" for k in keys] for r in fus]
+            rows = [[r["name"]] + [f"{cell(r['robustness'][k]['regression']['nme_ion'])} / "
+                                   f"{cell(r['robustness'][k]['heatmap']['nme_ion'])} / "
+                                   f"{cell(r['robustness'][k]['fusion']['nme_ion'])}" for k in keys] for r in fus]
             md.append("\nSame, regression / heatmap / fusion decoding:\n\n"
-                      + _table(["model"] + [PERTURB_LABELS[k] for k in keys], rows))
+                      + markdown_table(["model"] + [PERTURB_LABELS[k] for k in keys], rows))
     jit = [r for r in recs if "jitter" in r]
     if jit:
         j0 = jit[0]["jitter"]
@@ -522,11 +510,12 @@ def to_markdown(result: dict[str, Any]) -> str:
                   "itself), the floor a perfect, unsmoothed model would show. NME is over all frames. "
                   "'restarts' counts frames where the track was lost (low confidence) and a new one began, "
                   "which also restarts the smoothing filter.\n\n")
-        rows = [[r["name"], _f(r["jitter"]["input_rms_pct_iod"], ".3f"), _f(r["jitter"]["raw"]["rms_pct_iod"], ".3f"),
-                 _f(r["jitter"]["smoothed"]["rms_pct_iod"], ".3f"), _f(r["jitter"]["raw"]["nme_pct_iod"]),
-                 _f(r["jitter"]["smoothed"]["nme_pct_iod"]), str(r["jitter"]["raw"]["track_restarts"])] for r in jit]
-        md.append(_table(["model", "input RMS", "raw RMS", "One-Euro RMS", "raw NME", "One-Euro NME", "restarts"],
-                         rows))
+        rows = [[r["name"], cell(r["jitter"]["input_rms_pct_iod"], ".3f"),
+                 cell(r["jitter"]["raw"]["rms_pct_iod"], ".3f"), cell(r["jitter"]["smoothed"]["rms_pct_iod"], ".3f"),
+                 cell(r["jitter"]["raw"]["nme_pct_iod"]), cell(r["jitter"]["smoothed"]["nme_pct_iod"]),
+                 str(r["jitter"]["raw"]["track_restarts"])] for r in jit]
+        md.append(markdown_table(["model", "input RMS", "raw RMS", "One-Euro RMS", "raw NME", "One-Euro NME",
+                                  "restarts"], rows))
     bad = [r for r in result["models"] if not r.get("ok")]
     if bad:
         md.append("\n## Not benchmarked\n\n" + "".join(f"- `{r['name']}`: {r['error']}\n" for r in bad))
@@ -590,8 +579,8 @@ def run(args: argparse.Namespace, events: Any, cancel: Any) -> dict[str, Any]:
                          if "accuracy" in r else {"error": r.get("error", r.get("note", ""))})
              for r in res["models"]}
     if args.update_cards:
-        from training.cards import update_cards, update_readme
-        from training.config import REPO_ROOT
+        from training.evaluation.cards import update_cards, update_readme
+        from training.paths import REPO_ROOT
 
         models_dir = Path(res["meta"]["models_dir"])
         res["files"]["cards"] = str(update_cards(Path(res["files"]["json"]), models_dir))

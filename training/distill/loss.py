@@ -1,0 +1,126 @@
+"""The distillation loss (METHOD.md section 2, eq. 6, 8).
+
+loss_t = LOSS + lambda_dp * loss3, where loss3 compares the globally average-pooled
+final backbone maps (``out["feat"]``) of student and teacher after projecting both to
+``distill.proj_dim`` dimensions.
+
+Choices (the paper leaves them open):
+
+* Projections. A 1x1 convolution on a GAP'd (B, C, 1, 1) map is the same linear map
+  as a Linear layer on the pooled (B, C) vector; we use ``nn.Conv2d(C, D, 1)`` on the
+  pooled map to stay literal to the paper. The student projection is learned (with
+  bias); it is an ``aux`` module of the Trainer, so it is saved and resumed with the run.
+* No collapse. If both projections were learned, both could shrink to zero (or map
+  every image to one shared constant vector) and drive loss3 to 0 without the student
+  learning anything from the teacher. The teacher projection is therefore FROZEN: a
+  random (semi-)orthogonal D x C_t matrix, fixed by the seed and stored as a buffer. A
+  (semi-)orthogonal map keeps the geometry of the teacher's pooled feature (distances
+  and angles in the D-dim subspace it spans), so the target cannot be made trivial.
+* Scale. The teacher vector is centred with its mean over 128 un-augmented training
+  crops (computed once, stored as a buffer), then both vectors are L2-normalised before
+  the MSE. loss3 = (2 - 2 cos(s, t)) / D is then independent of the teacher's arbitrary
+  activation scale and lies on the same order as LOSS (~1e-3 for D = 256), so the
+  paper's lambda_dp grid {0.2 .. 5} is meaningful. Centring matters: pooled ReLU
+  features share a large common component that would make every cosine close to 1.
+* Teacher and student see the very same batch tensor (same crop, same augmentation).
+  A teacher trained at a larger input size (e.g. 192 px against the student's 128) gets
+  that tensor bilinearly resized to its own size, so it reads the same view of the face;
+  a teacher trained at a smaller size than the student is refused.
+* The frozen teacher runs under no_grad, in eval mode, through its backbone only (its
+  heads are not needed), in bfloat16 autocast on CPU / float16 on CUDA
+  (``distill.teacher_amp``); the pooled feature is compared in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.config import RunConfig
+from training.distill.teacher import FrozenTeacher
+from training.nets.losses import landmark_loss
+
+CALIB_IMAGES = 128  # un-augmented training crops used to centre the teacher vector
+
+
+def distill_loss(student_vec: torch.Tensor, teacher_vec: torch.Tensor) -> torch.Tensor:
+    """loss3: MSE between projected, pooled student and teacher features (B, D)."""
+    return F.mse_loss(student_vec, teacher_vec)
+
+
+class FeatureDistiller(nn.Module):
+    """Projections of pooled student / teacher feature maps and loss3.
+
+    ``student_proj``: learned 1x1 conv C_s -> D (with bias). ``teacher_weight`` (D, C_t):
+    frozen (semi-)orthogonal buffer. ``teacher_mean`` (D,): centring of the projected
+    teacher vector (see the module docstring).
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int, dim: int, seed: int = 0) -> None:
+        super().__init__()
+        self.student_proj = nn.Conv2d(student_channels, dim, 1, bias=True)
+        g = torch.Generator().manual_seed(int(seed) + 1234)
+        w = torch.empty(dim, teacher_channels)
+        # Orthonormal rows (dim <= C_t) or columns (dim > C_t), like nn.init.orthogonal_.
+        a = torch.randn(max(dim, teacher_channels), min(dim, teacher_channels), generator=g)
+        q, r = torch.linalg.qr(a)
+        q = q * torch.sign(torch.diagonal(r))
+        w.copy_(q if dim >= teacher_channels else q.t())
+        self.register_buffer("teacher_weight", w)
+        self.register_buffer("teacher_mean", torch.zeros(dim))
+
+    @property
+    def dim(self) -> int:
+        return self.teacher_weight.shape[0]
+
+    def student_vector(self, feat_s: torch.Tensor) -> torch.Tensor:
+        """(B, C_s, h, w) -> (B, D): GAP then the learned 1x1 projection."""
+        return self.student_proj(feat_s.float().mean(dim=(2, 3), keepdim=True)).flatten(1)
+
+    def teacher_vector(self, feat_t: torch.Tensor) -> torch.Tensor:
+        """(B, C_t, h, w) -> (B, D): GAP, frozen projection, centring."""
+        return feat_t.float().mean(dim=(2, 3)) @ self.teacher_weight.t() - self.teacher_mean
+
+    @torch.no_grad()
+    def calibrate(self, teacher_feats: torch.Tensor) -> None:
+        """Set the centring from teacher feature maps (N, C_t, h, w) of un-augmented crops."""
+        self.teacher_mean.copy_((teacher_feats.float().mean(dim=(2, 3)) @ self.teacher_weight.t()).mean(0))
+
+    def forward(self, feat_s: torch.Tensor, feat_t: torch.Tensor) -> torch.Tensor:
+        """loss3 (eq. 6): MSE between the L2-normalised projected vectors."""
+        s = F.normalize(self.student_vector(feat_s), dim=1)
+        t = F.normalize(self.teacher_vector(feat_t), dim=1)
+        return distill_loss(s, t)
+
+
+def make_distill_loss(cfg: RunConfig, teacher: FrozenTeacher | None, distiller: FeatureDistiller | None):
+    """loss_t(out, batch) = LOSS + lambda_dp * loss3 (just LOSS without a teacher)."""
+    lam_rh, lam_dp = cfg.train.lambda_rh, cfg.distill.lambda_dp
+
+    def loss_fn(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        loss, parts = landmark_loss(out, batch, lam_rh)
+        if teacher is None or distiller is None:
+            return loss, parts
+        l3 = distiller(out["feat"], teacher.features(batch["image"]))
+        parts = {**parts, "loss_landmark": float(loss.detach()), "loss_distill": float(l3.detach())}
+        return loss + lam_dp * l3, parts
+
+    return loss_fn
+
+
+@torch.no_grad()
+def calibrate_distiller(distiller: FeatureDistiller, teacher: FrozenTeacher, ds, n: int = CALIB_IMAGES,
+                        batch_size: int = 32) -> None:
+    feats = []
+    for i in range(0, min(n, len(ds)), batch_size):
+        x = torch.stack([ds[j]["image"] for j in range(i, min(i + batch_size, n, len(ds)))])
+        feats.append(teacher.features(x.to(teacher.device)).cpu())
+    distiller.calibrate(torch.cat(feats))
+
+
+def build_distiller(cfg: RunConfig, student: nn.Module, teacher: FrozenTeacher, calib_ds) -> FeatureDistiller:
+    d = FeatureDistiller(student.backbone.out_channels, teacher.feat_channels, cfg.distill.proj_dim,
+                         seed=cfg.train.seed)
+    calibrate_distiller(d, teacher, calib_ds)
+    return d

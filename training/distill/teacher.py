@@ -1,0 +1,67 @@
+"""The frozen teacher of a distillation: a trained model (checkpoint or shipped ONNX) in eval
+mode, without gradients, giving its final backbone feature map."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+
+from training.config import RunConfig
+from training.jobs.engine import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+class FrozenTeacher:
+    """The trained teacher, frozen: eval mode, no gradients, backbone features only."""
+
+    def __init__(self, path: str, device: torch.device, amp: bool = True, channels_last: bool = True) -> None:
+        from training.jobs.checkpoints import model_from_checkpoint
+
+        model, cfg, _ = model_from_checkpoint(path)
+        self.path = path
+        self.cfg = cfg
+        self.model = model.to(device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.device = device
+        self.channels_last = channels_last
+        self.amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+        self.amp = amp
+
+    @property
+    def feat_channels(self) -> int:
+        return self.model.backbone.out_channels
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> the final backbone map (B, C_t, S_t/32, S_t/32), float32. A crop
+        smaller than the teacher's input size S_t is resized to it (bilinear) first."""
+        self.model.eval()
+        size = self.cfg.model.input_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            _, feat = self.model.backbone(x)
+        return feat.float()
+
+
+def check_geometry(student_cfg: RunConfig, teacher: FrozenTeacher) -> None:
+    """Teacher and student share each batch tensor: the teacher's input size must be at least the
+    student's (a larger teacher gets the crop resized up to its own size, see ``FrozenTeacher.features``)."""
+    ts, ss = teacher.cfg.model.input_size, student_cfg.model.input_size
+    if ts < ss:
+        raise TrainingError(f"teacher {teacher.path} was trained at input_size {ts}, the student config says {ss}; "
+                            "distillation feeds the teacher the student's crop, so the teacher's input size must be "
+                            "at least the student's")
+    if ts != ss:
+        log.info("teacher input %d px, student %d px: the teacher sees each crop resized to %d px", ts, ss, ts)
+    if teacher.cfg.data.format != student_cfg.data.format:
+        log.warning("teacher data format %s differs from the student's %s", teacher.cfg.data.format,
+                    student_cfg.data.format)

@@ -1,0 +1,2 @@
+"""Evaluation: the eval command, bench (every shipped model on the same data), detector-crop
+bench, ablations and model cards."""

@@ -1,0 +1,1 @@
+"""Layer-wise structured filter pruning: the pruning job (``python -m training prune``)."""
