@@ -15,7 +15,7 @@ for L in ${LAMBDAS:-0 1 0.5 2}; do
   $PY -m training distill --config training/configs/face68_distill.json --run-dir $RUNS/dl_$L --no-export \
     --set "data.extra_train=$EXTRA" --set "data.train_list=\"$LISTS/train_afw_helen.txt\"" \
     --set 'train.select_sources=["afw","helen"]' --set train.epochs=${EPOCHS:-4} --set train.max_steps_per_epoch=141 \
-    --set train.lr=0.0002 --set train.threads=2 --set train.cpu_bf16=auto \
+    --set train.lr=0.0002 --set train.threads=${THREADS:-2} --set train.cpu_bf16=auto \
     --set "train.init_checkpoint=\"$PWD/models/student.onnx\"" --set "distill.teacher=\"$TEACHER\"" \
     --set distill.lambda_dp=$L > $RUNS/dl_$L.log 2> $RUNS/dl_$L.err
 done
