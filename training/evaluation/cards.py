@@ -74,7 +74,9 @@ def quantization_lines(q: dict | None) -> list[str]:
         f"left in float: {kept}. At quantization time ({q.get('date', '?')}): {src} val ({val.get('n', '?')} faces) "
         f"ION NME {_f(val.get('nme_ion_int8'), '.3f')}% against {_f(val.get('nme_ion_float'), '.3f')}% float; "
         f"1 thread, interleaved, median {_f(lat.get('int8', {}).get('median_ms'), '.3f')} ms against "
-        f"{_f(lat.get('float', {}).get('median_ms'), '.3f')} ms (x{_f(lat.get('speedup'))}); file "
+        f"{_f(lat.get('float', {}).get('median_ms'), '.3f')} ms (x{_f(lat.get('speedup'))}; minimum "
+        f"{_f(lat.get('int8', {}).get('min_ms'), '.3f')} against {_f(lat.get('float', {}).get('min_ms'), '.3f')} ms); "
+        f"file "
         f"{_f((size.get('int8') or 0) / 1e6)} MB against {_f((size.get('float') or 0) / 1e6)} MB. "
         f"Made by `{q.get('command') or 'python -m training quantize'}`.",
     ]

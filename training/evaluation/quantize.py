@@ -321,8 +321,9 @@ def run_quantize(cfg: QuantizeConfig, emit: Callable[[str], None] | None = None)
             "gate": {"max_nme_rise": cfg.max_nme_rise, "min_speedup": cfg.min_speedup, "passed": v.ok,
                      "reasons": list(v.reasons)},
         }
-        emit(f"{name}: NME {nme_q:.3f}% vs {nme_f:.3f}% float; {timing['int8'].median_ms:.3f} vs "
-             f"{timing['float'].median_ms:.3f} ms; {measured['size_bytes']['int8'] / 1e6:.2f} vs "
+        emit(f"{name}: NME {nme_q:.3f}% vs {nme_f:.3f}% float; 1-thread median {timing['int8'].median_ms:.3f} vs "
+             f"{timing['float'].median_ms:.3f} ms (min {timing['int8'].min_ms:.3f} vs {timing['float'].min_ms:.3f}); "
+             f"{measured['size_bytes']['int8'] / 1e6:.2f} vs "
              f"{measured['size_bytes']['float'] / 1e6:.2f} MB")
         report = {"name": name, "parent": src.stem, "measured": measured}
         if not v.ok:
