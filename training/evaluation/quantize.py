@@ -191,20 +191,30 @@ def quantize_graph(src: Path, dst: Path, calib: np.ndarray, input_name: str, *, 
     with tempfile.TemporaryDirectory(prefix="kpdesk-quant-") as tmp:
         f32, pre = Path(tmp) / "float32.onnx", Path(tmp) / "pre.onnx"
         onnx.save(model, str(f32))
-        quant_pre_process(str(f32), str(pre))
+        try:
+            quant_pre_process(str(f32), str(pre))
+        except Exception as exc:  # noqa: BLE001 - shape inference and onnxruntime raise many types
+            raise QuantizeError(f"{src}: onnxruntime's pre-processing failed: {_first_line(exc)}") from None
         prepared = onnx.load(str(pre))
         nodes = resolve_exclude(prepared, input_name, list(exclude))
         calib_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                         "percentile": CalibrationMethod.Percentile}[method]
-        quantize_static(str(pre), str(dst), _reader(input_name, calib, batch), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=calib_method, nodes_to_exclude=nodes)
-    q = onnx.load(str(dst))
-    onnx.checker.check_model(q)
+        try:
+            quantize_static(str(pre), str(dst), _reader(input_name, calib, batch), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=calib_method, nodes_to_exclude=nodes)
+            q = onnx.load(str(dst))
+            onnx.checker.check_model(q)
+        except Exception as exc:  # noqa: BLE001 - the quantizer and onnxruntime raise many types
+            raise QuantizeError(f"{src}: quantization failed: {_first_line(exc)}") from None
     return {"format": "QDQ", "weights": "int8, per output channel", "activations": "uint8, per tensor",
             "calibration_method": method, "float16_weights_widened": widened, "excluded_nodes": nodes,
             "quantize_linear_nodes": sum(1 for n in q.graph.node if n.op_type == "QuantizeLinear"),
             "onnxruntime": __import__("onnxruntime").__version__}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 # -- the gate -------------------------------------------------------------------------------
