@@ -282,8 +282,8 @@ def run_quantize(cfg: QuantizeConfig, emit: Callable[[str], None] | None = None)
     from training.evaluation.latency import interleaved_latency
 
     emit = emit or (lambda msg: log.info("%s", msg))
-    if cfg.calib_images < 1:
-        raise QuantizeError(f"--calib-images must be >= 1, got {cfg.calib_images}")
+    if cfg.calib_images < 0:
+        raise QuantizeError(f"--calib-images must be >= 0 (0: every face), got {cfg.calib_images}")
     if cfg.max_nme_rise < 0 or cfg.min_speedup < 0:
         raise QuantizeError("--max-nme-rise and --min-speedup must be >= 0")
     models_dir = Path(cfg.models_dir).expanduser() if cfg.models_dir else default_models_dir()
@@ -374,7 +374,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", nargs="*", default=[],
                    help="data sources to use for both lists, e.g. afw helen (default: every face)")
     p.add_argument("--calib-images", type=int, default=CALIB_IMAGES,
-                   help=f"training faces for calibration, drawn with --seed (default {CALIB_IMAGES})")
+                   help=f"training faces for calibration, drawn with --seed (default {CALIB_IMAGES}; 0: all)")
     p.add_argument("--method", choices=METHODS, default="minmax", help="activation range calibration")
     p.add_argument("--exclude", nargs="*", default=[],
                    help="nodes kept in float: 'first' (the first convolution) and/or node names")
