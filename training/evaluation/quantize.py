@@ -320,7 +320,7 @@ def run_quantize(cfg: QuantizeConfig, emit: Callable[[str], None] | None = None)
         timing = interleaved_latency({"float": src, "int8": q_path}, calib[:1], threads=1, rounds=cfg.rounds,
                                      runs_per_round=cfg.runs_per_round)
         v = judge(nme_f, nme_q, timing["float"].median_ms, timing["int8"].median_ms, max_nme_rise=cfg.max_nme_rise,
-                  min_speedup=cfg.min_speedup, what=f"{group} val")
+                  min_speedup=cfg.min_speedup, what=f"{group} val" if cfg.sources else "val")
         measured = {
             "val": {"list": cfg.val_list, "sources": list(cfg.sources), "n": len(val_samples),
                     "nme_ion_float": round(nme_f, 4), "nme_ion_int8": round(nme_q, 4),
