@@ -44,7 +44,7 @@ def test_update_readme_replaces_only_between_markers(tmp_path):
 
 
 def test_int8_models_are_marked_in_the_readme_table_and_carry_a_quantization_line():
-    from training.cards import quantization_lines
+    from training.evaluation.cards import quantization_lines
 
     res = _result()
     int8 = {**res["models"][0], "name": "student-int8", "weights_dtype": "int8 (QDQ: int8 weights per channel)"}

@@ -63,7 +63,7 @@ class QuantizeError(ValueError):
 # -- the graph ------------------------------------------------------------------------------
 def widen_fp16_weights(model: onnx.ModelProto) -> int:
     """Replace every ``Cast(float16 initializer) -> float`` by a float32 initializer under the
-    Cast's output name (in place); returns how many. ``training.export`` stores weights that
+    Cast's output name (in place); returns how many. ``training.jobs.onnx_export`` stores weights that
     way, and onnxruntime's quantizer only quantizes weights that are initializers."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
