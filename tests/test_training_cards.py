@@ -41,3 +41,23 @@ def test_update_readme_replaces_only_between_markers(tmp_path):
     assert "old" not in text and text.count("`student`") == 2 and "2026-11-25" in text
     with pytest.raises(ValueError, match="markers"):
         replace_between_markers("no markers", "models", "x")
+
+
+def test_int8_models_are_marked_in_the_readme_table_and_carry_a_quantization_line():
+    from training.evaluation.cards import quantization_lines
+
+    res = _result()
+    int8 = {**res["models"][0], "name": "student-int8", "weights_dtype": "int8 (QDQ: int8 weights per channel)"}
+    res["models"].insert(1, int8)
+    rows = readme_tables(res)["models"].splitlines()
+    assert "| `student` | mobilenetv2 |" in rows[2] and "| `student-int8` | mobilenetv2 int8 |" in rows[3]
+    assert quantization_lines(None) == [] and quantization_lines({}) == []
+    q = {"parent": "student", "calibration": {"faces": 256, "data": "face68", "list": "train.txt",
+                                              "sources": ["afw", "helen"]},
+         "val": {"n": 143, "nme_ion_int8": 4.1207, "nme_ion_float": 4.1102},
+         "latency_1thread": {"int8": {"median_ms": 1.3, "min_ms": 1.2}, "float": {"median_ms": 3.1, "min_ms": 2.7},
+                             "speedup": 2.38},
+         "size_bytes": {"int8": 3.11e6, "float": 10.83e6}, "excluded_nodes": ["/conv0"], "command": "CMD"}
+    (line,) = quantization_lines(q)
+    assert "int8 copy of `student`" in line and "256 training crops (face68/train.txt, afw+helen)" in line
+    assert "4.121% against 4.110%" in line and "x2.38" in line and "`/conv0`" in line and "`CMD`" in line

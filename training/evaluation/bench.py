@@ -413,6 +413,11 @@ def _json_default(o: Any) -> Any:
 
 
 # -- markdown -----------------------------------------------------------------------------
+def _weights(dtype: str | None) -> str:
+    """A manifest's ``weights_dtype`` in one word: float32, float16 (stored; computed in float32), int8."""
+    return (dtype or "float32").split(" ")[0]
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     meta, recs = result["meta"], [r for r in result["models"] if r.get("ok")]
     c = meta["config"]
@@ -466,13 +471,13 @@ def to_markdown(result: dict[str, Any]) -> str:
         for r in recs:
             lat = r.get("latency", {})
             t1, ta = lat.get("threads_1", {}), lat.get("threads_all", {})
-            rows.append([r["name"], r.get("arch", ""), str(r.get("input_size", "")),
+            rows.append([r["name"], r.get("arch", ""), _weights(r.get("weights_dtype")), str(r.get("input_size", "")),
                          cell(r["params"] / 1e6 if r.get("params") else None, ".3f"),
                          cell(r["macs"] / 1e6 if r.get("macs") else None, ".1f"),
                          cell(r["file_size_bytes"] / 1e6, ".2f"),
                          f"{cell(t1.get('median_ms'))} / {cell(t1.get('p95_ms'))}",
                          f"{cell(ta.get('median_ms'))} / {cell(ta.get('p95_ms'))}"])
-        md.append(markdown_table(["model", "arch", "input", "params (M)", "MACs (M)", "file (MB)",
+        md.append(markdown_table(["model", "arch", "weights", "input", "params (M)", "MACs (M)", "file (MB)",
                                   "1 thread ms (median / p95)", "all threads ms (median / p95)"], rows))
     rob = [r for r in recs if "robustness" in r]
     if rob:

@@ -40,6 +40,7 @@ def card_section(man: Manifest, rec: dict, meta: dict) -> str:
         f"(best epoch {info.get('best_epoch', '?')}), optimizer {tr.get('optimizer', '?')} lr {tr.get('lr', '?')}, "
         f"batch {tr.get('batch_size', '?')}, wall time {_f((info.get('wall_time_s') or 0) / 60, '.1f')} min on "
         f"2 CPU cores. {info.get('training_note', '')}",
+        *quantization_lines(info.get("quantization")),
         f"- **Weights**: {info.get('weights_dtype', 'float32')}; {rec.get('params', 0) / 1e6:.3f} M parameters, "
         f"{rec.get('macs', 0) / 1e6:.1f} M MACs, ONNX file {rec.get('file_size_bytes', 0) / 1e6:.2f} MB.",
         f"- **Validation** ({acc.get('n', '?')} faces, bench run of {meta.get('date', '?')}): "
@@ -53,6 +54,32 @@ def card_section(man: Manifest, rec: dict, meta: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def quantization_lines(q: dict | None) -> list[str]:
+    """The card line of an int8 model made by ``python -m training quantize`` (none for a float model)."""
+    if not q:
+        return []
+    cal = q.get("calibration", {})
+    val = q.get("val", {})
+    lat = q.get("latency_1thread", {})
+    size = q.get("size_bytes", {})
+    src = "+".join(cal.get("sources") or []) or "all"
+    kept = ", ".join(f"`{n}`" for n in q.get("excluded_nodes") or []) or "none"
+    return [
+        f"- **Quantization**: int8 copy of `{q.get('parent', '?')}` by onnxruntime {q.get('onnxruntime', '?')} static "
+        f"quantization ({q.get('format', 'QDQ')}: weights {q.get('weights', '?')}, activations "
+        f"{q.get('activations', '?')}), activation ranges by {q.get('calibration_method', '?')} on "
+        f"{cal.get('faces', '?')} training crops ({cal.get('data', '?')}/{cal.get('list', '?')}, {src}); "
+        f"left in float: {kept}. At quantization time ({q.get('date', '?')}): {src} val ({val.get('n', '?')} faces) "
+        f"ION NME {_f(val.get('nme_ion_int8'), '.3f')}% against {_f(val.get('nme_ion_float'), '.3f')}% float; "
+        f"1 thread, interleaved, median {_f(lat.get('int8', {}).get('median_ms'), '.3f')} ms against "
+        f"{_f(lat.get('float', {}).get('median_ms'), '.3f')} ms (x{_f(lat.get('speedup'))}; minimum "
+        f"{_f(lat.get('int8', {}).get('min_ms'), '.3f')} against {_f(lat.get('float', {}).get('min_ms'), '.3f')} ms); "
+        f"file "
+        f"{_f((size.get('int8') or 0) / 1e6)} MB against {_f((size.get('float') or 0) / 1e6)} MB. "
+        f"Made by `{q.get('command') or 'python -m training quantize'}`.",
+    ]
 
 
 def _command(cmd: str) -> str:
@@ -76,7 +103,8 @@ def readme_tables(result: dict) -> dict[str, str]:
         acc = r.get("accuracy", {}).get(r.get("decode"), {})
         by = acc.get("by_source", {}) or {}
         split = (r.get("split") or "").split("/")[0]
-        rows.append(f"| `{r['name']}` | {r.get('arch', '?')} | {_f(acc.get('nme_ion'))} ({split}) | "
+        arch = r.get("arch", "?") + (" int8" if str(r.get("weights_dtype", "")).startswith("int8") else "")
+        rows.append(f"| `{r['name']}` | {arch} | {_f(acc.get('nme_ion'))} ({split}) | "
                     f"{_f(by.get('afw+helen', {}).get('nme_ion'))} | {_f(by.get('ytf', {}).get('nme_ion'))} | "
                     f"{r.get('params', 0) / 1e6:.3f} M | {r.get('macs', 0) / 1e6:.1f} M | "
                     f"{r.get('file_size_bytes', 0) / 1e6:.2f} MB | "
