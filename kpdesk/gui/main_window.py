@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from kpdesk.gui.banner import MessageBanner
@@ -17,13 +18,14 @@ from kpdesk.gui.compare_tab import SLOT_LABELS, CompareTab
 from kpdesk.gui.lab.tab import RobustnessTab
 from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
+from kpdesk.gui.shortcuts import ShortcutOverlay, shortcut_text
 from kpdesk.gui.training_tab import TrainingTab
 from kpdesk.inference.catalog import CatalogEntry, scan_models
 from kpdesk.workers.cameras import CameraWatcher
 from kpdesk.workers.inference import InferenceSettings
 from kpdesk.workers.messages import InferenceResult, VariantSpec
 from kpdesk.workers.occlusion import Occluder
-from kpdesk.workers.recorder import LandmarkRecorder, RecorderError
+from kpdesk.workers.recorder import LandmarkRecorder, RecorderError, json_rows
 from kpdesk.workers.session import LiveSession
 from kpdesk.workers.stats import PerfHistory
 from kpdesk.workers.tasks import run_in_background
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 
 TAB_NAMES = ("live", "performance", "compare", "training", "robustness")
 PREFERRED_LIVE = ("student", "student-0.25x", "teacher")
+SNAPSHOT_DIR_KEY = "snapshot/folder"
+
+
+def app_settings() -> QSettings:
+    """Where the window keeps what the user chose once (the snapshot folder)."""
+    return QSettings("kpdesk", "kpdesk")
 
 
 def _available_detectors() -> list[str]:
@@ -113,7 +121,7 @@ class MainWindow(QMainWindow):
         self.live_tab.settings_changed.connect(self.apply_settings)
         self.live_tab.occlusion_changed.connect(self.apply_occlusion)
         self.live_tab.rescan_btn.clicked.connect(self.rescan_models)
-        self.live_tab.snapshot_requested.connect(self._ask_snapshot)
+        self.live_tab.snapshot_requested.connect(self.snapshot_to_folder)
         self.live_tab.record_toggled.connect(self._on_record_toggled)
         self.compare_tab.variants_changed.connect(self.apply_variants)
         self.compare_tab.rect_selected.connect(self.live_tab._on_rect)
@@ -124,15 +132,161 @@ class MainWindow(QMainWindow):
         self.training_tab.pause_live.toggled.connect(lambda _c: self._update_pause())
 
         sb = self.statusBar()
+        self.status_paused = QLabel("⏸ paused")
+        self.status_paused.setStyleSheet("color:#ffb347; font-weight:600;")
+        self.status_paused.setVisible(False)
+        sb.addPermanentWidget(self.status_paused)
         self.status_source = QLabel("source: —")
         self.status_model = QLabel("model: —")
         self.status_fps = QLabel("— fps")
         for w in (self.status_source, self.status_model, self.status_fps):
             sb.addPermanentWidget(w)
 
+        self.user_paused = False
+        self.snapshot_dir: Path | None = None
+        stored = app_settings().value(SNAPSHOT_DIR_KEY, "", type=str)
+        if stored and Path(stored).is_dir():
+            self.snapshot_dir = Path(stored)
+        self._video_fullscreen = False
+        self._was_maximized = False
+        self._build_actions()
+        self.overlay = ShortcutOverlay(self)
+        self.overlay.set_rows([(shortcut_text(a), what) for a, what in self.shortcut_rows])
+        self._update_actions()
+
         # Plots and numbers refresh on a timer, never per frame.
         self.refresh_timer = QTimer(self, interval=333, timeout=self._refresh)
         self.resize(1500, 920)
+
+    # ---- menus and keyboard shortcuts -----------------------------------------------------
+    def _action(self, text: str, keys: tuple[str | QKeySequence.StandardKey, ...], slot: object,
+                tip: str = "", checkable: bool = False) -> QAction:
+        a = QAction(text, self)
+        a.setShortcuts([QKeySequence(k) for k in keys])
+        a.setCheckable(checkable)
+        a.setStatusTip(tip)
+        a.setToolTip(f"{tip or text} ({shortcut_text(a)})" if keys else tip or text)
+        a.triggered.connect(slot)
+        self.addAction(a)  # the shortcut works while the menu bar is hidden (fullscreen video)
+        return a
+
+    def _build_actions(self) -> None:
+        self.act_pause = self._action("&Pause", ("Space",), self.set_user_paused, checkable=True,
+                                      tip="Pause / resume the video (the models stop with it)")
+        self.act_pause.setIconText("Pause")
+        self.act_step = self._action("&Step one frame", (".",), self.step_frame,
+                                     tip="While paused: the next frame (pauses first when playing)")
+        self.act_step.setIconText("Step")
+        self.act_snapshot = self._action("&Snapshot", ("S",), self.snapshot_to_folder,
+                                         tip="Annotated PNG + the frame's landmarks (JSON lines) into the "
+                                             "snapshot folder")
+        self.act_snapshot_dir = self._action("Snapshot &folder…", (), self.choose_snapshot_dir,
+                                             tip="Where snapshots go (asked for once, then remembered)")
+        self.act_mirror = self._action("&Mirror camera", ("M",), self.toggle_mirror,
+                                       tip="Mirror the camera image (selfie view)")
+        self.act_next_model = self._action("&Next model", ("N",), self.next_model,
+                                           tip="Run the next model of the models folder")
+        self.act_fullscreen = self._action("&Fullscreen video", ("F",), self.set_video_fullscreen,
+                                           checkable=True, tip="Only the video, on the whole screen (F or Esc leaves)")
+        self.act_fullscreen.setIconText("Fullscreen")
+        self.act_leave_fullscreen = self._action("Leave fullscreen", ("Esc",),
+                                                 lambda: self.set_video_fullscreen(False))
+        self.act_leave_fullscreen.setEnabled(False)
+        self.act_help = self._action("&Keyboard shortcuts", ("?", QKeySequence.StandardKey.HelpContents),
+                                     self.show_shortcuts, tip="List the keyboard shortcuts")
+        self.act_quit = self._action("&Quit", ("Ctrl+Q",), self.close, tip="Close kpdesk")
+        self.shortcut_rows = [
+            (self.act_pause, "Pause / resume the video"),
+            (self.act_step, "Step one frame while paused"),
+            (self.act_snapshot, "Snapshot: annotated PNG + the frame's landmarks (JSON)"),
+            (self.act_mirror, "Mirror the camera image"),
+            (self.act_next_model, "Next model (Live tab)"),
+            (self.act_fullscreen, "Fullscreen video (Esc leaves)"),
+            (self.act_help, "This list"),
+            (self.act_quit, "Quit"),
+        ]
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        for a in (self.act_snapshot, self.act_snapshot_dir):
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&View")
+        for a in (self.act_pause, self.act_step, None, self.act_mirror, self.act_next_model, self.act_fullscreen):
+            m.addSeparator() if a is None else m.addAction(a)
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_help)
+        for a in (self.act_pause, self.act_step, self.act_fullscreen):
+            self.live_tab.add_play_button(a)
+
+    def show_shortcuts(self) -> None:
+        self.overlay.open()
+
+    def set_user_paused(self, on: bool) -> None:
+        """Pause (or resume) the video at its source: the models and the plots stop with it."""
+        on = bool(on)
+        self.act_pause.setChecked(on)
+        if on == self.user_paused:
+            return
+        self.user_paused = on
+        self.session.set_paused(on)
+        if not on:
+            self.history.restart_rate()  # the rate meters start from a standstill
+        self.act_pause.setText("Resume" if on else "&Pause")
+        self.act_pause.setIconText("Resume" if on else "Pause")
+        self.status_paused.setVisible(on)
+        badge = "paused · Space resumes · . steps" if on else ""
+        for view in (self.live_tab.view, *self.compare_tab.views):
+            view.set_badge(badge)
+
+    def step_frame(self) -> None:
+        """One more frame while paused; when playing, pause (on this frame)."""
+        if not self.user_paused:
+            self.set_user_paused(True)
+            return
+        self.session.step()
+
+    def toggle_mirror(self) -> None:
+        cb = self.live_tab.cb_mirror
+        if self.live_tab.camera_index is None:
+            self.show_message("Mirror applies to a camera image: the source is not a camera.", "info")
+            return
+        cb.setChecked(not cb.isChecked())
+        self.show_message(f"Mirror {'on' if cb.isChecked() else 'off'}.", "info")
+
+    def next_model(self) -> None:
+        """The next usable model of the Live tab's picker (after the last: the first)."""
+        combo = self.live_tab.model_combo
+        n = combo.count()
+        for k in range(1, n + 1):
+            i = (combo.currentIndex() + k) % n
+            item = combo.model().item(i)
+            if combo.itemData(i) and (item is None or item.isEnabled()):
+                if i != combo.currentIndex():
+                    combo.setCurrentIndex(i)
+                    self.show_message(f"Model: {combo.itemText(i)}", "info")
+                return
+        self.show_message("No other usable model in the models folder.", "info")
+
+    def set_video_fullscreen(self, on: bool) -> None:
+        """Only the video of the Live or Compare tab, on the whole screen (F / Esc leave)."""
+        on = bool(on) and self.tabs.currentWidget() in (self.live_tab, self.compare_tab)
+        self.act_fullscreen.setChecked(on)
+        if on == self._video_fullscreen:
+            return
+        self._video_fullscreen = on
+        self.act_leave_fullscreen.setEnabled(on)
+        for w in (self.menuBar(), self.statusBar(), self.tabs.tabBar()):
+            w.setVisible(not on)
+        self.live_tab.set_video_only(on)
+        self.compare_tab.set_video_only(on)
+        if on:
+            self._was_maximized = self.isMaximized()
+            self.showFullScreen()
+        elif self._was_maximized:
+            self.showMaximized()
+        else:
+            self.showNormal()
 
     # ---- start-up ---------------------------------------------------------------------
     def start(self) -> None:
@@ -169,6 +323,7 @@ class MainWindow(QMainWindow):
                 self.show_message(f"Camera {idx} disconnected.", "info")
 
     def _on_source_opened(self, spec: str, description: str) -> None:
+        self.history.restart_rate()
         self.live_tab.show_source(spec, description)
         self.status_source.setText(f"source: {description}")
         if self.initial_source == "auto" and spec == "demo":
@@ -287,7 +442,18 @@ class MainWindow(QMainWindow):
             occ = Occluder.preset(choice)
         self.session.inference.set_occluder(occ)
 
+    def _update_actions(self) -> None:
+        """The video shortcuts work in the Live and Compare tabs; next model in Live."""
+        current = self.tabs.currentWidget()
+        video = current in (self.live_tab, self.compare_tab)
+        for a in (self.act_pause, self.act_step, self.act_snapshot, self.act_mirror, self.act_fullscreen):
+            a.setEnabled(video)
+        self.act_next_model.setEnabled(current is self.live_tab)
+        if not video:
+            self.set_video_fullscreen(False)
+
     def _on_tab_changed(self, _index: int) -> None:
+        self._update_actions()
         self.apply_variants()
         if self.last_result is not None:
             self._show(self.last_result, force=True)
@@ -365,11 +531,63 @@ class MainWindow(QMainWindow):
         self._tasks.append(task)
         return task
 
-    def _ask_snapshot(self) -> None:
-        default = str(Path.home() / f"kpdesk-{time.strftime('%Y%m%d-%H%M%S')}.png")
-        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG images (*.png)")
-        if path:
-            self.save_snapshot(path)
+    def choose_snapshot_dir(self) -> Path | None:
+        """Ask where snapshots go; remembered (also for the next start). None if cancelled."""
+        start = str(self.snapshot_dir or Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Folder for snapshots", start)
+        if not folder:
+            return None
+        self.snapshot_dir = Path(folder)
+        app_settings().setValue(SNAPSHOT_DIR_KEY, folder)
+        self.show_message(f"Snapshots go to {folder} (File > Snapshot folder… changes it).", "info")
+        return self.snapshot_dir
+
+    def snapshot_rows(self) -> list[dict]:
+        """The landmarks of the frame on screen, as the rows a recording writes for it."""
+        res = self.last_result
+        if res is None:
+            return []
+        if self.tabs.currentWidget() is self.compare_tab:
+            shown = [vr for vr in self.compare_tab.shown.values()]
+        else:
+            shown = [res.primary] if res.primary is not None else []
+        rows: list[dict] = []
+        for vr in shown:
+            if vr is not None and vr.result is not None:
+                frame = vr.frame if vr.frame is not None else res.frame
+                rows += json_rows(vr.spec.label, vr.result, getattr(frame, "source_file", None))
+        return rows
+
+    def snapshot_to_folder(self) -> object | None:
+        """S: the annotated frame (PNG) and its landmarks (JSON lines, one row per face, as a
+        recording writes them) into the snapshot folder, asked for the first time."""
+        img = self.current_view_image()
+        if img is None:
+            self.show_message("Nothing to snapshot yet.", "warning")
+            return None
+        rows = self.snapshot_rows()
+        folder = self.snapshot_dir if self.snapshot_dir is not None and self.snapshot_dir.is_dir() else None
+        folder = folder or self.choose_snapshot_dir()
+        if folder is None:
+            return None
+        frame_index = self.last_result.frame.frame_index if self.last_result is not None else 0
+        stem = f"kpdesk-{time.strftime('%Y%m%d-%H%M%S')}-frame{frame_index}"
+        n = 1
+        while (folder / f"{stem}.png").exists() or (folder / f"{stem}.jsonl").exists():
+            n += 1
+            stem = f"kpdesk-{time.strftime('%Y%m%d-%H%M%S')}-frame{frame_index}-{n}"
+        png, jsonl = folder / f"{stem}.png", folder / f"{stem}.jsonl"
+
+        def write() -> str:
+            if not cv2.imwrite(str(png), img):
+                raise OSError(f"cannot write {png}")
+            jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            return f"{png} and {jsonl.name} ({len(rows)} face row{'s' if len(rows) != 1 else ''})"
+
+        task = run_in_background(write, parent=self, on_done=lambda p: self.show_message(f"Saved {p}", "info"),
+                                 on_failed=lambda m: self.show_message(f"Snapshot failed: {m}", "error"))
+        self._tasks.append(task)
+        return task
 
     def _on_record_toggled(self, on: bool) -> None:
         if not on:

@@ -27,6 +27,29 @@ class RecorderError(OSError):
     """The recording file cannot be opened or written."""
 
 
+def _json_row(variant: str, result: FrameResult, face_i: int, face,  # noqa: ANN001
+              pose: dict[str, float] | None, source_file: str | None) -> dict:
+    return {
+        "frame": result.frame_index,
+        "t": round(result.timestamp, 4),
+        "variant": variant,
+        "model": result.model_name,
+        "face": face_i,
+        **({"file": source_file} if source_file else {}),
+        "box_xyxy": [round(float(v), 2) for v in face.box_xyxy],
+        "pts_img": [[round(float(x), 2), round(float(y), 2)] for x, y in face.pts_img],
+        "conf": [round(float(c), 4) for c in face.conf],
+        "pose": pose,
+        "timings_ms": {k: round(v, 3) for k, v in result.timings.as_dict().items()},
+    }
+
+
+def json_rows(variant: str, result: FrameResult, source_file: str | None = None) -> list[dict]:
+    """The JSON-lines rows a recording writes for ``result`` (one per face), as dicts."""
+    return [_json_row(variant, result, i, face, pose_record(face_pose(face.pts_img, result.frame_size)), source_file)
+            for i, face in enumerate(result.faces)]
+
+
 class LandmarkRecorder:
     """Append-only landmark log, flushed after every frame. Not thread-safe: one thread
     writes (the inference thread)."""
@@ -58,20 +81,7 @@ class LandmarkRecorder:
                 if self._csv is not None:
                     self._write_csv(variant, result, face_i, face, pose, source_file)
                 else:
-                    row = {
-                        "frame": result.frame_index,
-                        "t": round(result.timestamp, 4),
-                        "variant": variant,
-                        "model": result.model_name,
-                        "face": face_i,
-                        **({"file": source_file} if source_file else {}),
-                        "box_xyxy": [round(float(v), 2) for v in face.box_xyxy],
-                        "pts_img": [[round(float(x), 2), round(float(y), 2)] for x, y in face.pts_img],
-                        "conf": [round(float(c), 4) for c in face.conf],
-                        "pose": pose,
-                        "timings_ms": {k: round(v, 3) for k, v in result.timings.as_dict().items()},
-                    }
-                    self._fh.write(json.dumps(row) + "\n")
+                    self._fh.write(json.dumps(_json_row(variant, result, face_i, face, pose, source_file)) + "\n")
                 self.rows += 1
             # Every frame reaches the file: a killed app loses at most the frame being written.
             self._fh.flush()

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.lab.mosaic import worst_mosaic
 from kpdesk.gui.live_tab import fill_model_combo
 from kpdesk.gui.panels import side_panel
-from kpdesk.gui.plots import VARIANT_COLORS
+from kpdesk.gui.plots import VARIANT_COLORS, legend_below
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.inference.robustness import FAILURE_NME, SweepCell, SweepConfig, SweepResult, write_csv
@@ -71,7 +71,7 @@ class RobustnessTab(QWidget):
         self.plot.setTitle("NME vs. severity", size="11pt")
         self.plot.setLabel("left", "NME (% of inter-ocular distance)")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.addLegend(offset=(10, 10), labelTextSize="9pt", brush=(22, 24, 28, 200))
+        legend_below(self.plot)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
         # Faces above this line count as failures (FR@10).
