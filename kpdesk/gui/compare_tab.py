@@ -34,7 +34,7 @@ from kpdesk.workers.messages import InferenceResult, VariantResult, VariantSpec
 from kpdesk.workers.stats import PerfHistory, RollingSeries
 
 SLOT_LABELS = ("A", "B", "C")
-FOOTER_SEPARATOR = " &nbsp;·&nbsp; "
+FOOTER_SEPARATOR = " • "  # between items (a line may break on either side); "·" is inside them
 
 
 def unbreakable(html: str) -> str:
