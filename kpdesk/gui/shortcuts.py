@@ -7,11 +7,13 @@ from PySide6.QtCore import QEvent, QObject, QRectF, Qt
 from PySide6.QtGui import QAction, QColor, QFont, QKeySequence, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
+SPOKEN = {".": ". (full stop)"}  # keys too small to see on their own
+
 
 def shortcut_text(action: QAction) -> str:
     """The action's shortcuts as shown to a user, e.g. ``"Space"``, ``"? or F1"``."""
     keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts()]
-    return " or ".join(k for k in keys if k)
+    return " or ".join(SPOKEN.get(k, k) for k in keys if k)
 
 
 class ShortcutOverlay(QWidget):
