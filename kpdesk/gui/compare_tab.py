@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QSplitter,
@@ -73,7 +72,7 @@ class CompareTab(QWidget):
         controls = QHBoxLayout(self.controls)
         controls.setContentsMargins(0, 0, 0, 0)
         for label in SLOT_LABELS:
-            box = QGroupBox()  # untitled: the slot's letter leads its one row
+            box = QWidget()  # no frame, no title: the slot's letter leads its one row
             box.setToolTip(f"Variant {label}")
             bl = QGridLayout(box)
             mc = QComboBox()
@@ -93,7 +92,7 @@ class CompareTab(QWidget):
             dc.setToolTip(f"Variant {label}: face detector")
             xc.setToolTip(f"Variant {label}: decode mode")
             # One row per variant: the video panes keep the height.
-            bl.setContentsMargins(6, 4, 6, 4)
+            bl.setContentsMargins(4, 2, 12, 2)
             bl.addWidget(QLabel(f"<b>{label}</b>"), 0, 0)
             bl.addWidget(mc, 0, 1)
             bl.addWidget(dc, 0, 2)
@@ -131,8 +130,9 @@ class CompareTab(QWidget):
         self.summary.setWordWrap(True)
         bottom.addWidget(self.summary, 1, 0, 1, 2)
         split.addWidget(plots)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 1)
+        plots.setMinimumHeight(190)  # two readable plots and the footer, the panes take the rest
         self.latency_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.agree_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.latency_curves = {lab: self.latency_plot.plot(name=lab, pen={"color": VARIANT_COLORS[i], "width": 2})
