@@ -106,6 +106,22 @@ def press(qtbot, w: QWidget, keys: str) -> None:  # noqa: ANN001
     qtbot.keyClick(target, combo.key(), combo.keyboardModifiers())
 
 
+def pause_and_settle(qtbot, w: MainWindow) -> None:  # noqa: ANN001
+    """Space, then wait until the last frame the source delivered is the one on screen."""
+    press(qtbot, w, "Space")
+    assert w.user_paused
+    cap = w.session.capture
+    last = {"n": -1, "since": 0.0}
+
+    def settled() -> bool:
+        n, now = cap.frames_read, time.monotonic()
+        if n != last["n"]:
+            last.update(n=n, since=now)
+        return now - last["since"] > 0.4 and w.last_result.frame.frame_index == n - 1
+
+    qtbot.waitUntil(settled, timeout=30000)
+
+
 # ---- shortcuts --------------------------------------------------------------------------------
 def test_every_shortcut_is_in_a_menu_and_on_the_help_sheet(qtbot, window: MainWindow) -> None:  # noqa: ANN001
     menus = {m.title().replace("&", ""): m for m in (a.menu() for a in window.menuBar().actions()) if m}
@@ -138,10 +154,9 @@ def test_every_shortcut_is_in_a_menu_and_on_the_help_sheet(qtbot, window: MainWi
 
 def test_space_pauses_at_the_source_and_dot_steps_one_frame(qtbot, window: MainWindow) -> None:  # noqa: ANN001
     wait_face(qtbot, window)
-    press(qtbot, window, "Space")
+    pause_and_settle(qtbot, window)
     assert window.user_paused and window.session.paused and window.act_pause.isChecked()
     assert window.live_tab.view.badge.startswith("paused") and window.status_paused.isVisibleTo(window)
-    qtbot.wait(600)  # a frame already on its way may still arrive
     cap = window.session.capture
     read, shown = cap.frames_read, window.results_shown
     index = window.last_result.frame.frame_index
@@ -217,8 +232,7 @@ def test_snapshot_writes_the_png_and_the_frames_rows_into_the_folder_chosen_once
 
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", choose)
     wait_face(qtbot, window)
-    press(qtbot, window, "Space")  # a still frame: the file and the view must match
-    qtbot.wait(600)
+    pause_and_settle(qtbot, window)  # a still frame: the files and the view must match
     press(qtbot, window, "S")
     qtbot.waitUntil(lambda: len(list(folder.glob("*.jsonl"))) == 1, timeout=10000)
     press(qtbot, window, "S")
