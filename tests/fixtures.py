@@ -47,8 +47,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def export_tiny(folder: Path, name: str = "tiny", points: int = 68, graph_points: int | None = None,
                 hm_bias: float = 0.0, decode: str = "fusion", input_size: int = INPUT_SIZE,
-                dynamic_batch: bool = True, seed: int = 0) -> Path:
-    """Write ``folder/NAME.onnx`` + ``folder/NAME.json``; return the .onnx path."""
+                dynamic_batch: bool = True, seed: int = 0,
+                detector_crop: dict | None | str = "identity") -> Path:
+    """Write ``folder/NAME.onnx`` + ``folder/NAME.json``; return the .onnx path.
+
+    ``detector_crop``: the manifest's detector mapping; ``"identity"`` (the default) gives
+    every detector dx = dy = 0, ratio 1 to a model of another layout than iBUG 68 (which
+    needs none); None leaves it out."""
     import torch
     from torch import nn
 
@@ -94,9 +99,12 @@ def export_tiny(folder: Path, name: str = "tiny", points: int = 68, graph_points
                           opset_version=17, input_names=["input"], output_names=["coords", "heatmaps"],
                           dynamic_axes=axes)
     schema = get_schema("ibug68") if points == 68 else custom_schema(points)
+    if detector_crop == "identity":
+        detector_crop = None if points == 68 else {d: {"dx": 0.0, "dy": 0.0, "ratio": 1.0}
+                                                   for d in ("blazeface", "haar")}
     Manifest(name=name, schema=schema, input_size=s, mean=IMAGENET_MEAN, std=IMAGENET_STD,
              crop_scale=schema.crop_scale, heatmap_size=h, sigma=1.5, decode=decode, arch="tiny-test",
-             info={"purpose": "tests only; untrained"}).save(folder / f"{name}.json")
+             detector_crop=detector_crop, info={"purpose": "tests only; untrained"}).save(folder / f"{name}.json")
     return onnx_path
 
 

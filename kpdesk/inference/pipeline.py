@@ -174,7 +174,8 @@ class Pipeline:
         dets = None
         if detected:
             found = self._detector.detect(frame_bgr)[: 2 * cfg.max_faces]
-            dets = [(d, self._detector.box_to_crop(d, crop_scale)) for d in found]
+            cal = model.box_calibration(self._detector.name)  # the model's own mapping
+            dets = [(d, self._detector.box_to_crop(d, crop_scale, cal)) for d in found]
         work = tracker.plan(frame_index, dets)
         t1 = time.perf_counter()
 
