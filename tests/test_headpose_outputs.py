@@ -41,8 +41,10 @@ def test_recordings_carry_yaw_pitch_roll(tmp_path: Path, suffix: str) -> None:
     rec.close()
     if suffix == ".jsonl":
         rows = [json.loads(s) for s in path.read_text().splitlines()]
-        assert rows[0]["pose"] == pytest.approx({"yaw": 25.0, "pitch": -10.0, "roll": 5.0}, abs=0.05)
-        assert rows[1]["pose"] is None
+        pose = rows[0]["faces"][0]["pose"]
+        assert pose.pop("rough") is False
+        assert pose == pytest.approx({"yaw": 25.0, "pitch": -10.0, "roll": 5.0}, abs=0.05)
+        assert rows[1]["faces"][0]["pose"] is None
     else:
         rows = list(csv.reader(path.open()))
         h = rows[0]
@@ -81,7 +83,7 @@ def test_detect_json_has_the_pose_of_the_astronaut(tmp_path: Path, astronaut_bgr
                  str(out), "--pose", "--threads", "1"]) == 0
     rec = json.loads(js.read_text().splitlines()[0])
     pose = rec["faces"][0]["pose"]
-    assert set(pose) == {"yaw", "pitch", "roll"}
+    assert set(pose) == {"yaw", "pitch", "roll", "rough"} and pose["rough"] is False
     assert abs(pose["yaw"]) < 15 and abs(pose["roll"]) < 10 and -35 < pose["pitch"] < 10, pose
     drawn, plain = cv2.imread(str(out)), astronaut_bgr
     assert np.any(np.all(drawn == (255, 160, 40), axis=-1)) or np.any(np.all(drawn == (60, 60, 255), axis=-1))

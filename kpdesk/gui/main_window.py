@@ -26,6 +26,7 @@ from kpdesk.workers.occlusion import Occluder
 from kpdesk.workers.recorder import LandmarkRecorder, RecorderError
 from kpdesk.workers.session import LiveSession
 from kpdesk.workers.stats import PerfHistory
+from kpdesk.vision.files import write_image
 from kpdesk.workers.tasks import run_in_background
 
 log = logging.getLogger(__name__)
@@ -356,9 +357,7 @@ class MainWindow(QMainWindow):
         target = Path(path)
 
         def write() -> str:
-            if not cv2.imwrite(str(target), img):
-                raise OSError(f"cannot write {target}")
-            return str(target)
+            return str(write_image(target, img))  # OutputError: one line naming the file and why
 
         task = run_in_background(write, parent=self, on_done=lambda p: self.show_message(f"Saved {p}", "info"),
                                  on_failed=lambda m: self.show_message(f"Snapshot failed: {m}", "error"))

@@ -12,6 +12,7 @@ the ratio is the image's).
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from kpdesk.inference.model import LandmarkModel
+from kpdesk.vision.files import atomic_write_text
 from kpdesk.vision.labels import LabelledFace
 from kpdesk.vision.perturb import UNITS, Perturbation
 from kpdesk.vision.transforms import apply_affine, crop_params_from_points, warp_crop
@@ -243,12 +245,11 @@ CSV_HEADER = ("variant", "model", "perturbation", "placement", "severity", "unit
 
 def write_csv(result: SweepResult, path: str | Path) -> Path:
     """One row per (variant, severity): mean / median NME (% inter-ocular), failure rate, time."""
-    path = Path(path)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_HEADER)
-        for c in result.cells:
-            w.writerow([c.variant, c.model_name, c.kind, c.placement if c.kind == "occlusion" else "",
-                        f"{c.severity:g}", UNITS[c.kind], c.n, f"{c.mean:.3f}", f"{c.median:.3f}",
-                        f"{c.failure_rate:.1f}", f"{c.seconds:.2f}"])
-    return path
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_HEADER)
+    for c in result.cells:
+        w.writerow([c.variant, c.model_name, c.kind, c.placement if c.kind == "occlusion" else "",
+                    f"{c.severity:g}", UNITS[c.kind], c.n, f"{c.mean:.3f}", f"{c.median:.3f}",
+                    f"{c.failure_rate:.1f}", f"{c.seconds:.2f}"])
+    return atomic_write_text(path, buf.getvalue())  # OutputError: one line naming the file and why

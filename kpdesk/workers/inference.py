@@ -558,10 +558,16 @@ class InferenceWorker(QThread):
             if rec is None:
                 return
             try:
-                rec.write(vr.spec.label, vr.result, getattr(vr.frame, "source_file", None))
+                rec.write(vr.spec.label, vr.result, getattr(vr.frame, "source_file", None),
+                          mirrored=bool(getattr(vr.frame, "mirrored", False)))
             except RecorderError as exc:
                 self._recorder = None
                 self.report(f"Recording stopped: {exc}")
+
+    @staticmethod
+    def _close_recorder(rec: LandmarkRecorder | None) -> None:
+        if rec is not None:
+            rec.close()
 
     # ---- the dispatcher thread ----------------------------------------------------------
     def run(self) -> None:
@@ -588,9 +594,8 @@ class InferenceWorker(QThread):
                     log.warning("variant thread %s did not stop in time; leaving it", lane.spec.label)
             self._retired = []
             with self._rec_lock:
-                if self._recorder is not None:
-                    self._recorder.close()
-                    self._recorder = None
+                rec, self._recorder = self._recorder, None
+                self._close_recorder(rec)
             self._close_anchor_detector()
 
     def _apply_pending(self) -> None:
@@ -601,8 +606,7 @@ class InferenceWorker(QThread):
             rec_change, self._recorder_change = self._recorder_change, (False, None)
         if rec_change[0]:
             with self._rec_lock:
-                if self._recorder is not None:
-                    self._recorder.close()
+                self._close_recorder(self._recorder)
                 self._recorder = rec_change[1]
         if settings is not None and settings != self._settings:
             self._settings = settings

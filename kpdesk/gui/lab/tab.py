@@ -29,6 +29,7 @@ from kpdesk.gui.lab.mosaic import worst_mosaic
 from kpdesk.gui.live_tab import fill_model_combo
 from kpdesk.gui.panels import side_panel
 from kpdesk.gui.plots import VARIANT_COLORS
+from kpdesk.gui.saving import save_widget_png
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.inference.robustness import FAILURE_NME, SweepCell, SweepConfig, SweepResult, write_csv
@@ -412,10 +413,7 @@ class RobustnessTab(QWidget):
     def save_png(self, path: str | Path) -> Path:
         if self.result is None or not self.result.cells:
             raise ValueError("no sweep results to save yet")
-        p = Path(path)
-        if not self.plot.grab().save(str(p)):
-            raise OSError(f"cannot write {p}")
-        return p
+        return save_widget_png(self.plot, path)
 
     def _ask_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save sweep table", str(Path.home() / "robustness.csv"),
