@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setStyle("Fusion")
     _dark_palette(app)
     models_dir = Path(args.models_dir).expanduser() if args.models_dir else default_models_dir()
-    model = args.model
-    if model and model.endswith(".onnx") and Path(model).is_file() and args.models_dir is None:
-        models_dir = Path(model).resolve().parent
+    model = args.model  # a path outside the models folder is listed beside it (MainWindow._extra_models)
     window = MainWindow(models_dir=models_dir, source=args.source, model=model, detector=args.detector,
                         threads=args.threads, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
     stop = _close_on_signals(window)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from kpdesk.gui.panels import side_panel
 from kpdesk.gui.pose_plot import HeadPosePlot
+from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.render import OverlayOptions, render_variant
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
@@ -381,7 +382,7 @@ class LiveTab(QWidget):
                 lines = [f"{nf} face{'s' if nf != 1 else ''}" + (f" · conf {conf[0]:.2f}" if conf else "")]
             elif vr.error:
                 caption = f"{name}: error"
-                lines = [vr.error[:90]]
+                lines = wrap_lines(vr.error, 70, 3)  # never cut before its fix
         self.view.set_frame(img, caption, lines)
         if self.cb_pose.isChecked():
             self._add_pose(res)

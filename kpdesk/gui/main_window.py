@@ -18,7 +18,7 @@ from kpdesk.gui.lab.tab import RobustnessTab
 from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
 from kpdesk.gui.training_tab import TrainingTab
-from kpdesk.inference.catalog import CatalogEntry, scan_models
+from kpdesk.inference.catalog import CatalogEntry, default_entry, scan_models
 from kpdesk.workers.cameras import CameraWatcher
 from kpdesk.workers.inference import InferenceSettings
 from kpdesk.workers.messages import InferenceResult, VariantSpec
@@ -32,7 +32,13 @@ from kpdesk.workers.tasks import run_in_background
 log = logging.getLogger(__name__)
 
 TAB_NAMES = ("live", "performance", "compare", "training", "robustness")
-PREFERRED_LIVE = ("student", "student-0.25x", "teacher")
+
+
+def _is_path(model: str) -> bool:
+    """``--model`` names a file (``x.onnx``, ``dir/x``), not a model of the models folder."""
+    import os
+
+    return model.endswith(".onnx") or os.sep in model or (os.altsep or os.sep) in model
 
 
 def _available_detectors() -> list[str]:
@@ -147,7 +153,9 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, level: str = "error") -> None:
         log.log(logging.ERROR if level == "error" else logging.INFO, "%s", text)
         self.banner.show_message(text, level)
-        self.statusBar().showMessage(text, 10000)
+        sb = self.statusBar()  # one line: elided in the middle, so the end (the fix) stays
+        room = max(sb.width() - 30, 200)
+        sb.showMessage(sb.fontMetrics().elidedText(" ".join(text.split()), Qt.TextElideMode.ElideMiddle, room), 10000)
 
     # ---- sources ----------------------------------------------------------------------
     def open_source(self, spec: str) -> None:
@@ -190,8 +198,17 @@ class MainWindow(QMainWindow):
     # ---- models -----------------------------------------------------------------------
     def rescan_models(self) -> None:
         """Scan the models folder in the background (validating a model opens it)."""
-        self._scan_task = run_in_background(scan_models, self.models_dir, parent=self, on_done=self._on_catalog,
+        self._scan_task = run_in_background(scan_models, self.models_dir, True, self._extra_models(), parent=self,
+                                            on_done=self._on_catalog,
                                             on_failed=lambda m: self.show_message(f"Cannot scan models: {m}"))
+
+    def _extra_models(self) -> tuple[Path, ...]:
+        """A ``--model`` given as a path to a file outside the models folder: listed too (the
+        folder it lies in is not taken for the models folder)."""
+        want = self.initial_model
+        if want and _is_path(want) and Path(want).expanduser().is_file():
+            return (Path(want).expanduser(),)
+        return ()
 
     def _on_catalog(self, entries: list[CatalogEntry]) -> None:
         first = not self.catalog
@@ -201,7 +218,8 @@ class MainWindow(QMainWindow):
         fill_model_combo(combo, self.catalog, keep=keep)
         if first or keep is None:
             self._select_initial_model()
-        broken = [e for e in self.catalog if not e.ok]
+        extra = set(self._extra_models())  # a broken --model file: _select_initial_model says so, once
+        broken = [e for e in self.catalog if not e.ok and e.onnx_path not in extra]
         for e in broken:
             self.show_message(f"Model {e.name} cannot be used: {e.error}", "warning")
         if not any(e.ok for e in self.catalog):
@@ -212,26 +230,34 @@ class MainWindow(QMainWindow):
         self.apply_variants()
 
     def _select_initial_model(self) -> None:
+        """The ``--model`` asked for, else the default model. A ``--model`` that cannot be used
+        costs one line saying which model runs instead and why (the reason's fix last)."""
         combo = self.live_tab.model_combo
-        ok = [e for e in self.catalog if e.ok]
+        fallback = default_entry(self.catalog)
         want = self.initial_model
         if want:
-            for e in self.catalog:
-                if e.name == want or str(e.onnx_path) == want or Path(want).name == e.onnx_path.name:
-                    if not e.ok:
-                        self.show_message(f"Model {e.name} cannot be used: {e.error}", "error")
-                        break
-                    combo.setCurrentIndex(combo.findData(str(e.onnx_path)))
-                    return
-            else:
-                self.show_message(f"Model {want!r} is not in {self.models_dir}", "error")
-        by_name = {e.name: e for e in ok}
-        for name in PREFERRED_LIVE:
-            if name in by_name:
-                combo.setCurrentIndex(combo.findData(str(by_name[name].onnx_path)))
+            entry = self._wanted_entry(want)
+            if entry is not None and entry.ok:
+                combo.setCurrentIndex(combo.findData(str(entry.onnx_path)))
                 return
-        if ok:
-            combo.setCurrentIndex(combo.findData(str(ok[0].onnx_path)))
+            if entry is not None:
+                why = entry.error or "unusable"
+            elif _is_path(want):
+                why = f"{Path(want).expanduser()}: model file not found"
+            else:
+                known = ", ".join(e.name for e in self.catalog if e.ok) or "none"
+                why = f"no model {want!r} in {self.models_dir} (usable: {known})"
+            instead = f"using the default model {fallback.name} instead" if fallback else "no usable model to run instead"
+            self.show_message(f"--model {want}: {instead}. {why}", "error")
+        if fallback is not None:
+            combo.setCurrentIndex(combo.findData(str(fallback.onnx_path)))
+
+    def _wanted_entry(self, want: str) -> CatalogEntry | None:
+        """The catalog entry ``--model`` names: a path matches only that file, a name the model of that name."""
+        if _is_path(want):
+            target = Path(want).expanduser().resolve()
+            return next((e for e in self.catalog if e.onnx_path.resolve() == target), None)
+        return next((e for e in self.catalog if e.name == want), None)
 
     def current_specs(self) -> list[VariantSpec]:
         if self.tabs.currentWidget() is self.compare_tab:
