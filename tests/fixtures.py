@@ -48,12 +48,13 @@ REPO = Path(__file__).resolve().parents[1]
 def export_tiny(folder: Path, name: str = "tiny", points: int = 68, graph_points: int | None = None,
                 hm_bias: float = 0.0, decode: str = "fusion", input_size: int = INPUT_SIZE,
                 dynamic_batch: bool = True, seed: int = 0,
-                detector_crop: dict | None | str = "identity") -> Path:
+                detector_crop: dict | None | str = "identity", layout: str | None = None) -> Path:
     """Write ``folder/NAME.onnx`` + ``folder/NAME.json``; return the .onnx path.
 
     ``detector_crop``: the manifest's detector mapping; ``"identity"`` (the default) gives
     every detector dx = dy = 0, ratio 1 to a model of another layout than iBUG 68 (which
-    needs none); None leaves it out."""
+    needs none); None leaves it out. ``layout``: a named schema (e.g. ``mtfl5``) instead of
+    iBUG 68 / a custom one."""
     import torch
     from torch import nn
 
@@ -98,7 +99,7 @@ def export_tiny(folder: Path, name: str = "tiny", points: int = 68, graph_points
         torch.onnx.export(TinyLandmarkNet().eval(), (torch.zeros(1, 3, s, s),), str(onnx_path), dynamo=False,
                           opset_version=17, input_names=["input"], output_names=["coords", "heatmaps"],
                           dynamic_axes=axes)
-    schema = get_schema("ibug68") if points == 68 else custom_schema(points)
+    schema = get_schema(layout) if layout else get_schema("ibug68") if points == 68 else custom_schema(points)
     if detector_crop == "identity":
         detector_crop = None if points == 68 else {d: {"dx": 0.0, "dy": 0.0, "ratio": 1.0}
                                                    for d in ("blazeface", "haar")}

@@ -374,6 +374,17 @@ class RobustnessTab(QWidget):
         assert self.result is not None
         self.result.faces = result.faces or self.result.faces
         self.result.cancelled = result.cancelled
+        self.result.skipped = list(result.skipped)
+        for label, why in result.skipped:  # marked in the legend and said once
+            curve = self.curves.get(label)
+            if curve is not None:
+                curve.opts["name"] = f"{label}: not run"
+            self.message.emit(f"Robustness lab: {label} not run: {why}", "warning")
+        legend = self.plot.getPlotItem().legend
+        if legend is not None and result.skipped:
+            legend.clear()
+            for curve in self.curves.values():
+                legend.addItem(curve, curve.opts["name"])
         n = len(self.result.cells)
         if result.cancelled:
             self.status.setText(f"Cancelled after {n} of the sweep's cells.")
