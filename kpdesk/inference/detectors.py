@@ -81,6 +81,14 @@ class BoxCalibration:
         return CropSpec(cx, cy, crop_scale * self.ratio * d, roll_deg or 0.0)
 
 
+    def face_box(self, pts_box_xyxy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """The inverse: the detector's (square, upright) face box for a landmark box. A
+        5-point box (eyes to mouth corners) becomes the face's box, as for 68 points."""
+        x0, y0, x1, y1 = pts_box_xyxy
+        d = max(x1 - x0, y1 - y0) / self.ratio
+        cx, cy = (x0 + x1) / 2 - self.dx * d, (y0 + y1) / 2 - self.dy * d
+        return (cx - d / 2, cy - d / 2, cx + d / 2, cy + d / 2)
+
     # Outside these bounds a mapping is a mistake (a swapped field, a box in pixels), not
     # a detector: a landmark box is never more than half a detector box off its centre,
     # nor under a fifth / over twice its size.
