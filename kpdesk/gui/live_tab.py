@@ -402,7 +402,8 @@ class LiveTab(QWidget):
         vr = res.primary
         faces = vr.result.faces if vr is not None and vr.result is not None else ()
         frame = res.frame.frame_bgr
-        pose = face_pose(faces[0].pts_img, (frame.shape[1], frame.shape[0])) if faces else None
+        mirrored = bool(getattr(res.frame, "mirrored", False))  # the angles mean the head's own motion
+        pose = face_pose(faces[0].pts_img, (frame.shape[1], frame.shape[0]), mirrored) if faces else None
         self.pose_plot.add(res.processed_at or time.monotonic(), pose)
         self.last_pose = pose
 
