@@ -108,14 +108,16 @@ def test_recording_to_a_full_disk_stops_with_a_banner_line_and_no_traceback(capl
 
     worker = InferenceWorker(LatestMailbox())
     seen: list[str] = []
+    stopped: list[str] = []
     worker.error.connect(seen.append)
+    worker.recording_failed.connect(stopped.append)
     worker.set_recorder(LandmarkRecorder(FULL))
     worker._apply_pending()
     vr = VariantResult(spec=VariantSpec(label="live", model_path="m.onnx"), result=_result())
     with caplog.at_level(logging.DEBUG):
         worker._record(vr)
         worker._record(vr)  # stopped: not tried again
-    assert len(seen) == 1
+    assert len(seen) == 1 and stopped == [str(FULL)]
     _one_line(seen[0], FULL, "No space left on device")
     assert seen[0].startswith("Recording stopped: ")
     assert not any(r.exc_info for r in caplog.records) and not any(r.levelno >= logging.ERROR for r in caplog.records)
@@ -225,3 +227,36 @@ def test_widget_png_in_a_folder_that_refuses_files(qtbot, unwritable_dir: Path) 
     with pytest.raises(OutputError) as err:
         save_widget_png(w, target)
     _one_line(str(err.value), target, "cannot write")
+
+
+@needs_dev_full
+@pytest.mark.gui
+def test_the_app_recording_to_a_full_disk_shows_a_banner_and_resets_the_button(qtbot, tmp_path: Path,  # noqa: ANN001
+                                                                                caplog) -> None:  # noqa: ANN001
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from kpdesk.gui.qt_env import prepare_qt_environment
+
+    prepare_qt_environment()
+    from test_workers_tinymodel import build_tiny_models
+
+    from kpdesk.gui.main_window import MainWindow
+
+    build_tiny_models(tmp_path / "models")
+    w = MainWindow(models_dir=tmp_path / "models", source="demo", threads=1, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.show()
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: w.last_result is not None and w.last_result.primary is not None
+                        and w.last_result.primary.result is not None, timeout=60000)
+        with caplog.at_level(logging.INFO):
+            assert w.start_recording(FULL)
+            qtbot.waitUntil(lambda: any(e.text.startswith("Recording stopped: /dev/full") for e in w.banner.entries),
+                            timeout=30000)
+            qtbot.waitUntil(lambda: not w.live_tab.record_btn.isChecked(), timeout=5000)
+        (line,) = [e.text for e in w.banner.entries if e.text.startswith("Recording stopped")]
+        _one_line(line, FULL, "No space left on device")
+        assert w.recorder is None and w.live_tab.record_btn.text() == "Record landmarks…"
+        assert not any(r.exc_info for r in caplog.records), [r.getMessage() for r in caplog.records if r.exc_info]
+    finally:
+        w.shutdown()

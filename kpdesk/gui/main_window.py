@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         self.session.inference.error.connect(lambda m: self.show_message(m, "error"))
         self.session.inference.variants_changed.connect(self._on_variants_changed)
         self.session.inference.model_failed.connect(self._on_model_failed)
+        self.session.inference.recording_failed.connect(self._on_recording_failed)
         self.session.source_opened.connect(self._on_source_opened)
         self.session.source_failed.connect(self._on_source_failed)
         self.session.source_ended.connect(lambda m: self.show_message(m, "info"))
@@ -422,6 +423,13 @@ class MainWindow(QMainWindow):
         self.live_tab.record_btn.blockSignals(False)
         self.show_message(f"Recording landmarks to {path}", "info")
         return True
+
+    def _on_recording_failed(self, path: str) -> None:
+        """A write failed and the worker stopped the recording (the banner says why): the
+        button must not go on saying "Stop recording"."""
+        if self.recorder is not None and str(self.recorder.path) == path:
+            self.recorder = None
+            self.stop_recording()
 
     def stop_recording(self) -> None:
         if self.recorder is not None:

@@ -399,6 +399,8 @@ class InferenceWorker(QThread):
     Signals:
         result_available(): call ``take_result()`` to get the newest ``InferenceResult``.
         error(str): a model failed to load, a pipeline failed, a recording failed...
+        recording_failed(str): the recording to this path stopped (a write failed; ``error``
+            says why, the rows before are in the file).
         variants_changed(list): labels and model names now in use, after a switch.
         model_failed(str label, str path, str running): the model at ``path`` could not be
             loaded for variant ``label``; ``running`` is the model path that runs instead
@@ -407,6 +409,7 @@ class InferenceWorker(QThread):
 
     result_available = Signal()
     error = Signal(str)
+    recording_failed = Signal(str)  # path of a recording stopped by a write failure (error says why)
     variants_changed = Signal(list)
     model_failed = Signal(str, str, str)
 
@@ -563,6 +566,7 @@ class InferenceWorker(QThread):
             except RecorderError as exc:
                 self._recorder = None
                 self.report(f"Recording stopped: {exc}")
+                self.recording_failed.emit(str(rec.path))
 
     @staticmethod
     def _close_recorder(rec: LandmarkRecorder | None) -> None:
