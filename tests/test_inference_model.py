@@ -179,3 +179,7 @@ def test_the_shipped_five_point_model_carries_its_mapping() -> None:
         cal = m.box_calibration(name)
         assert cal is not None and 0.3 < cal.ratio < 0.7  # a 5-point box is about half a face box
     assert m.manifest.info["detector_crop"]["command"].startswith("python benchmarks/calibrate_detectors.py")
+    from kpdesk.inference.detectors import LAYOUT_CALIBRATION
+
+    for name, cal in LAYOUT_CALIBRATION["mtfl5"].items():  # what training export writes for a 5-point model
+        assert cal == m.box_calibration(name)

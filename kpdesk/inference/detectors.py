@@ -131,6 +131,18 @@ CALIBRATION = {
 # manifests of iBUG-68 models from before that field get this one.
 CALIBRATED_LAYOUT = "ibug68"
 
+# Per point layout, the mapping measured for its landmark box, which ``training export``
+# writes into a new model's manifest (a custom layout gets none: calibrate it).
+#   mtfl5: benchmarks/calibrate_detectors.py --pack face5 --split train --limit 400
+#   (400 faces; blazeface 400 found, dx std 0.080, dy 0.034, ratio 0.036; haar 355 found).
+LAYOUT_CALIBRATION = {
+    "ibug68": CALIBRATION,
+    "mtfl5": {
+        "blazeface": BoxCalibration(dx=0.0064, dy=-0.0078, ratio=0.4573),
+        "haar": BoxCalibration(dx=0.0088, dy=0.0886, ratio=0.4957),
+    },
+}
+
 
 def match_face(dets: list[Detection], pts: np.ndarray) -> Detection | None:
     """The detection whose box holds the centre of the points' box (nearest centre first),
