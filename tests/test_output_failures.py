@@ -260,3 +260,26 @@ def test_the_app_recording_to_a_full_disk_shows_a_banner_and_resets_the_button(q
         assert not any(r.exc_info for r in caplog.records), [r.getMessage() for r in caplog.records if r.exc_info]
     finally:
         w.shutdown()
+
+
+def test_figures_and_arrays_are_written_whole(tmp_path: Path, unwritable_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kpdesk.vision.files import save_figure, save_npz
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1])
+    png = save_figure(fig, tmp_path / "f.png")
+    assert cv2.imread(str(png)) is not None
+    with pytest.raises(OutputError) as err:
+        save_figure(fig, unwritable_dir / "f.png")
+    _one_line(str(err.value), unwritable_dir / "f.png", "cannot write")
+    plt.close(fig)
+    npz = save_npz(tmp_path / "a.npz", x=np.arange(3))
+    assert np.load(npz)["x"].tolist() == [0, 1, 2]
+    if FULL.exists():
+        with pytest.raises(OutputError, match="No space left on device"):
+            save_npz(FULL, x=np.arange(3))

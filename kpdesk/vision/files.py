@@ -177,3 +177,22 @@ class LineLog:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def save_figure(fig: object, path: str | Path, **kw: object) -> Path:
+    """``fig.savefig`` (matplotlib, not imported here) rendered in memory, then written whole
+    (format from the suffix, PNG without one)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", **kw)  # type: ignore[attr-defined]
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez_compressed`` written whole."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
