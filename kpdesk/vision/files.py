@@ -110,12 +110,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def encode_image(path: str | Path, img: np.ndarray) -> bytes:
-    """``img`` encoded in the format ``path``'s suffix names; OutputError if OpenCV cannot."""
+def encode_image(path: str | Path, img: np.ndarray, params: list[int] | None = None) -> bytes:
+    """``img`` encoded in the format ``path``'s suffix names (``params``: OpenCV's, e.g. JPEG
+    quality); OutputError if OpenCV cannot."""
     p = Path(path)
     suffix = p.suffix.lower() or ".png"
     try:
-        ok, buf = cv2.imencode(suffix, img)
+        ok, buf = cv2.imencode(suffix, img, params or [])
     except cv2.error as exc:
         raise OutputError(f"{p}: cannot write image: {reason(exc)}", p) from None
     if not ok:
@@ -123,9 +124,9 @@ def encode_image(path: str | Path, img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def write_image(path: str | Path, img: np.ndarray) -> Path:
+def write_image(path: str | Path, img: np.ndarray, params: list[int] | None = None) -> Path:
     """Save a BGR image atomically (format from the suffix)."""
-    return atomic_write_bytes(path, encode_image(path, img))
+    return atomic_write_bytes(path, encode_image(path, img, params))
 
 
 class LineLog:
