@@ -15,11 +15,29 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 
-def _bench(name: str) -> dict:
+def _card(name: str) -> dict:
     path = REPO / "models" / f"{name}.json"
     if not path.is_file():
         pytest.skip(f"{path} not shipped here")
-    return json.loads(path.read_text())["info"]["bench"]
+    return json.loads(path.read_text())
+
+
+def _val(name: str) -> dict:
+    """The model's face68 val figures: its bench run's, else those written at training."""
+    info = _card(name)["info"]
+    return (info.get("bench") or {}).get("val") or info["val_metrics"]
+
+
+def _afw_helen(v: dict) -> float:
+    src = v["by_source"]
+    if "afw+helen" in src:
+        return src["afw+helen"]["nme_ion"]
+    parts = [src[k] for k in ("afw", "helen")]
+    return sum(p["nme_ion"] * p["n"] for p in parts) / sum(p["n"] for p in parts)
+
+
+def _ms(name: str) -> float:
+    return _card(name)["info"]["bench"]["latency_ms"]["threads_1"]["median_ms"]
 
 
 def _paragraph(start: str) -> str:
@@ -28,34 +46,31 @@ def _paragraph(start: str) -> str:
 
 
 def test_default_model_prose_matches_the_manifests() -> None:
-    s, t, q = _bench("student"), _bench("teacher"), _bench("student-0.25x")
-
-    def ion(b: dict, part: str | None = None) -> float:
-        v = b["val"] if part is None else b["val"]["by_source"][part]
-        return v["nme_ion"]
-
-    def ms(b: dict) -> float:
-        return b["latency_ms"]["threads_1"]["median_ms"]
-
+    s, t, q = _val("student"), _val("teacher"), _val("student-0.25x")
     text = _paragraph("The default model is")
-    for want in (f"{ion(s):.2f}% ION NME on face68 val", f"{ion(s, 'afw+helen'):.2f}% on its AFW+HELEN part",
-                 f"teacher's {ion(t):.2f}% / {ion(t, 'afw+helen'):.2f}%", f"runs a face in {ms(s):.2f} ms",
-                 f"is {ms(s) / ms(q):.1f} times faster but {ion(q) - ion(s):.2f} points less accurate",
-                 f"the teacher is {ms(t) / ms(s):.1f} times slower"):
+    wants = [f"{s['nme_ion']:.2f}% ION NME on face68 val", f"({_afw_helen(s):.2f}% on its AFW+HELEN part)",
+             f"a face in {_ms('student'):.2f} ms on one CPU thread",
+             f"is {_ms('student') / _ms('student-0.25x'):.1f} times faster but {q['nme_ion'] - s['nme_ion']:.2f} points",
+             f"scores {t['nme_ion']:.2f}% on val ({_afw_helen(t):.2f}% on AFW+HELEN)"]
+    teacher = _card("teacher")
+    if "bench" not in teacher["info"]:  # said so, with what can be said
+        wants.append(f"at {teacher['info']['macs'] / _card('student')['info']['macs']:.1f} times the student's MACs")
+        wants.append("bench figures (latency, robustness) are not measured yet")
+    for want in wants:
         assert want in text, (want, text)
-    assert ion(s) < min(ion(t), ion(q))  # "the most accurate shipped model"
 
 
 def test_the_paper_table_matches_the_manifests() -> None:
-    rows = {"ResNet-50 teacher": "teacher", "mobile-distill-prune-1X": "student",
-            "mobile-distill-prune-0.25X": "student-0.25x"}
+    rows = {"mobile-distill-prune-1X": "student", "mobile-distill-prune-0.25X": "student-0.25x"}
+    if _card("teacher")["arch"] == "resnet50":
+        rows["ResNet-50 teacher"] = "teacher"  # the row describes the shipped teacher only while it is that one
     for label, name in rows.items():
-        b = _bench(name)
+        b = _card(name)["info"]["bench"]
         line = next(ln for ln in README.splitlines() if ln.startswith(f"| {label} |"))
-        ours = f"{b['val']['by_source']['afw+helen']['nme_ion']:.2f} AFW+HELEN / {b['val']['nme_ion']:.2f} all"
+        ours = f"{_afw_helen(b['val']):.2f} AFW+HELEN / {b['val']['nme_ion']:.2f} all"
         assert ours in line, (ours, line)
         shown_ms = float(re.search(r"/ ([0-9.]+) ms \|\s*$", line).group(1))  # as rounded in the table
-        assert shown_ms == pytest.approx(b["latency_ms"]["threads_1"]["median_ms"], rel=0.02, abs=0.006), line
+        assert shown_ms == pytest.approx(_ms(name), rel=0.02, abs=0.006), line
 
 
 @pytest.fixture(scope="module")
