@@ -50,8 +50,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kpdesk.inference.detectors import (BlazeFaceDetector, BoxCalibration, Detection, FaceDetector, HaarDetector,
-                                        match_face)
+from kpdesk.inference.detectors import (
+    BlazeFaceDetector,
+    BoxCalibration,
+    Detection,
+    FaceDetector,
+    HaarDetector,
+    match_face,
+)
 from kpdesk.inference.tracking import box_iou
 from kpdesk.vision.labels import LabelError, load_labelled_folder
 from kpdesk.vision.manifest import Manifest, ManifestError

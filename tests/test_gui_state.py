@@ -149,7 +149,8 @@ def test_messages_are_elided_in_the_middle_so_the_fix_stays() -> None:
            "manifest says fedcba987654…); if you changed the graph on purpose, re-stamp it: "
            "kpdesk models --restamp models/student.onnx")
     short = elide_middle(msg, 80)
-    assert len(short) == 80 and short.startswith("models/student.onnx") and short.endswith("--restamp models/student.onnx")
+    assert len(short) == 80 and short.startswith("models/student.onnx")
+    assert short.endswith("--restamp models/student.onnx")
     lines = wrap_lines(msg, 40, 3)
     assert len(lines) <= 3 and all(len(ln) <= 40 for ln in lines)
     assert lines[0].startswith("models/student.onnx") and lines[-1].endswith("models/student.onnx")

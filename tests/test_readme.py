@@ -50,7 +50,8 @@ def test_default_model_prose_matches_the_manifests() -> None:
     text = _paragraph("The default model is")
     wants = [f"{s['nme_ion']:.2f}% ION NME on face68 val", f"({_afw_helen(s):.2f}% on its AFW+HELEN part)",
              f"a face in {_ms('student'):.2f} ms on one CPU thread",
-             f"is {_ms('student') / _ms('student-0.25x'):.1f} times faster but {q['nme_ion'] - s['nme_ion']:.2f} points",
+             f"is {_ms('student') / _ms('student-0.25x'):.1f} times faster but "
+             f"{q['nme_ion'] - s['nme_ion']:.2f} points",
              f"scores {t['nme_ion']:.2f}% on val ({_afw_helen(t):.2f}% on AFW+HELEN)"]
     teacher = _card("teacher")
     if "bench" not in teacher["info"]:  # said so, with what can be said

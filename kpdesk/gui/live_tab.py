@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 
 from kpdesk.gui.panels import side_panel
 from kpdesk.gui.pose_plot import HeadPosePlot
-from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.render import OverlayOptions, render_variant
+from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.inference.sources import CameraMode, parse_camera_spec

@@ -6,7 +6,6 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
@@ -19,6 +18,7 @@ from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
 from kpdesk.gui.training_tab import TrainingTab
 from kpdesk.inference.catalog import CatalogEntry, default_entry, scan_models
+from kpdesk.vision.files import write_image
 from kpdesk.workers.cameras import CameraWatcher
 from kpdesk.workers.inference import InferenceSettings
 from kpdesk.workers.messages import InferenceResult, VariantSpec
@@ -26,7 +26,6 @@ from kpdesk.workers.occlusion import Occluder
 from kpdesk.workers.recorder import LandmarkRecorder, RecorderError
 from kpdesk.workers.session import LiveSession
 from kpdesk.workers.stats import PerfHistory
-from kpdesk.vision.files import write_image
 from kpdesk.workers.tasks import run_in_background
 
 log = logging.getLogger(__name__)
@@ -248,7 +247,8 @@ class MainWindow(QMainWindow):
             else:
                 known = ", ".join(e.name for e in self.catalog if e.ok) or "none"
                 why = f"no model {want!r} in {self.models_dir} (usable: {known})"
-            instead = f"using the default model {fallback.name} instead" if fallback else "no usable model to run instead"
+            instead = (f"using the default model {fallback.name} instead" if fallback
+                       else "no usable model to run instead")
             self.show_message(f"--model {want}: {instead}. {why}", "error")
         if fallback is not None:
             combo.setCurrentIndex(combo.findData(str(fallback.onnx_path)))

@@ -17,8 +17,14 @@ from pathlib import Path
 from PySide6.QtCore import QThread, Signal
 
 from kpdesk.inference.model import LandmarkModel, ModelLoadError
-from kpdesk.inference.robustness import (SweepCancelled, SweepConfig, SweepError, SweepResult, fitting_variants,
-                                         run_sweep)
+from kpdesk.inference.robustness import (
+    SweepCancelled,
+    SweepConfig,
+    SweepError,
+    SweepResult,
+    fitting_variants,
+    run_sweep,
+)
 from kpdesk.vision.labels import LabelError, load_labelled_folder
 
 log = logging.getLogger(__name__)
