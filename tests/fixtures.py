@@ -408,6 +408,19 @@ def run_cli(*args: str) -> tuple[int, list[dict], str]:
 
 
 # -- models that predict fixed points, and packs of one face -------------------------------------
+def _layout_mapping(schema: KeypointSchema) -> dict | None:
+    """A manifest's detector_crop for a test model: none for iBUG 68 (the app's default), the
+    measured one for a known layout, identity for a custom one."""
+    from kpdesk.inference.detectors import DETECTOR_NAMES, LAYOUT_CALIBRATION
+
+    if schema.name == "ibug68":
+        return None
+    known = LAYOUT_CALIBRATION.get(schema.name)
+    if known is not None:
+        return {d: c.as_dict() for d, c in known.items()}
+    return {d: {"dx": 0.0, "dy": 0.0, "ratio": 1.0} for d in DETECTOR_NAMES}
+
+
 def export_constant_model(path: Path, schema: KeypointSchema, pts_crop: np.ndarray, decode: str = "fusion",
                           with_heatmaps: bool = True) -> Path:
     """``NAME.onnx`` + manifest whose outputs are always ``pts_crop`` (K, 2) in a 64 px crop:
@@ -443,7 +456,7 @@ def export_constant_model(path: Path, schema: KeypointSchema, pts_crop: np.ndarr
     Manifest(name=path.stem, schema=schema, input_size=INPUT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
              crop_scale=schema.crop_scale, heatmaps_output="heatmaps" if with_heatmaps else None,
              heatmap_size=HEATMAP_SIZE if with_heatmaps else None, sigma=SIGMA,
-             decode=decode if with_heatmaps else "regression",
+             decode=decode if with_heatmaps else "regression", detector_crop=_layout_mapping(schema),
              arch="constant-test", info={"params": 0, "macs": 0}).save(path.with_suffix(".json"))
     return path
 

@@ -175,8 +175,7 @@ def test_a_bad_model_argument_falls_back_to_the_default_with_one_line(qtbot, tmp
     try an unrelated file there and show no landmarks at all."""
     from pathlib import Path
 
-    from fixtures import export_tiny
-    from test_workers_tinymodel import build_tiny_models
+    from fixtures import build_tiny_models, export_tiny
 
     from kpdesk.gui.main_window import MainWindow
 
@@ -207,7 +206,7 @@ def test_a_bad_model_argument_falls_back_to_the_default_with_one_line(qtbot, tmp
 
 
 def test_a_model_argument_that_names_nothing_falls_back_too(qtbot, tmp_path) -> None:  # noqa: ANN001
-    from test_workers_tinymodel import build_tiny_models
+    from fixtures import build_tiny_models
 
     from kpdesk.gui.main_window import MainWindow
 

@@ -237,7 +237,7 @@ def test_the_app_recording_to_a_full_disk_shows_a_banner_and_resets_the_button(q
     from kpdesk.gui.qt_env import prepare_qt_environment
 
     prepare_qt_environment()
-    from test_workers_tinymodel import build_tiny_models
+    from fixtures import build_tiny_models
 
     from kpdesk.gui.main_window import MainWindow
 
