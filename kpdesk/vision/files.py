@@ -46,18 +46,26 @@ def output_error(path: str | Path, exc: BaseException, what: str = "cannot write
 
 
 def _special(p: Path) -> bool:
-    return p.exists() and not p.is_file() and not p.is_dir()
+    try:
+        return p.exists() and not p.is_file() and not p.is_dir()
+    except OSError:  # e.g. a name too long: the write itself will say so
+        return False
 
 
 def check_writable_target(path: str | Path) -> Path:
     """``path`` as a Path; OutputError when its folder is missing or it is a folder."""
     p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{p}: cannot write: it is a folder", p)
-    parent = p.parent
-    if not parent.is_dir():
-        why = "does not exist" if not parent.exists() else "is not a folder"
-        raise OutputError(f"{p}: cannot write: folder {parent} {why}", p)
+    try:
+        if p.is_dir():
+            raise OutputError(f"{p}: cannot write: it is a folder", p)
+        parent = p.parent
+        if not parent.is_dir():
+            why = "does not exist" if not parent.exists() else "is not a folder"
+            raise OutputError(f"{p}: cannot write: folder {parent} {why}", p)
+    except OutputError:
+        raise
+    except OSError as exc:  # the name itself is refused (too long, ...)
+        raise output_error(p, exc) from None
     return p
 
 
