@@ -132,8 +132,8 @@ def test_a_pseudo_label_image_that_cannot_be_written_stops_the_pack(tmp_path: Pa
     """cv2.imwrite returns False and carries on: a pack could list a crop it never wrote. Now
     the crop is written through kpdesk.vision.files, which says which file and why."""
     import cv2
-
     from fixtures import face_shape68
+
     from training.data.pseudolabel import Face, label_faces
 
     img = tmp_path / "face.jpg"
