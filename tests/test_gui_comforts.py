@@ -248,7 +248,7 @@ def test_snapshot_writes_the_png_and_the_frames_rows_into_the_folder_chosen_once
     res = window.last_result
     rows = [json.loads(line) for line in pngs[0].with_suffix(".jsonl").read_text().splitlines()]
     assert rows == json_rows("live", res.primary.result)  # as a recording writes them
-    assert len(rows) == 1 and rows[0]["frame"] == res.frame.frame_index and len(rows[0]["pts_img"]) == 68
+    assert len(rows) == 1 and rows[0]["frame"] == res.frame.frame_index and len(rows[0]["faces"][0]["pts_img"]) == 68
     assert f"frame{res.frame.frame_index}" in pngs[0].name
 
     # A new window remembers the folder: no question.

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.live_tab import DECODE_CHOICES, fill_model_combo
 from kpdesk.gui.plots import VARIANT_COLORS, fmt_ms, robust_y_range, set_curve, time_plot
 from kpdesk.gui.render import OverlayOptions, render_variant
+from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.workers.agreement import Agreement
@@ -203,7 +204,7 @@ class CompareTab(QWidget):
                 lines = [f"{vr.result.timings.total:.1f} ms · {vr.spec.decode_mode or 'default'} · "
                          f"{vr.result.detector_name}"]
             else:
-                lines = [(vr.error or "no result")[:80]]
+                lines = wrap_lines(vr.error or "no result", 60, 3)  # never cut before its fix
             view.set_frame(img, caption, lines)
         self._take_agreements(res)
 

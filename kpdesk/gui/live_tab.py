@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.panels import SIDE_PANEL_WIDTH, side_panel
 from kpdesk.gui.pose_plot import HeadPosePlot
 from kpdesk.gui.render import OverlayOptions, render_variant
+from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.inference.sources import CameraMode, parse_camera_spec
@@ -415,7 +416,7 @@ class LiveTab(QWidget):
                 lines = [f"{nf} face{'s' if nf != 1 else ''}" + (f" · conf {conf[0]:.2f}" if conf else "")]
             elif vr.error:
                 caption = f"{name}: error"
-                lines = [vr.error[:90]]
+                lines = wrap_lines(vr.error, 70, 3)  # never cut before its fix
         self.view.set_frame(img, caption, lines)
         if self.cb_pose.isChecked():
             self._add_pose(res)
@@ -435,7 +436,8 @@ class LiveTab(QWidget):
         vr = res.primary
         faces = vr.result.faces if vr is not None and vr.result is not None else ()
         frame = res.frame.frame_bgr
-        pose = face_pose(faces[0].pts_img, (frame.shape[1], frame.shape[0])) if faces else None
+        mirrored = bool(getattr(res.frame, "mirrored", False))  # the angles mean the head's own motion
+        pose = face_pose(faces[0].pts_img, (frame.shape[1], frame.shape[0]), mirrored) if faces else None
         self.pose_plot.add(res.processed_at or time.monotonic(), pose)
         self.last_pose = pose
 

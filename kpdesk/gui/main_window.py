@@ -7,7 +7,6 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -20,7 +19,8 @@ from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
 from kpdesk.gui.shortcuts import ShortcutOverlay, shortcut_text
 from kpdesk.gui.training_tab import TrainingTab
-from kpdesk.inference.catalog import CatalogEntry, scan_models
+from kpdesk.inference.catalog import CatalogEntry, default_entry, scan_models
+from kpdesk.vision.files import atomic_write_text, write_image
 from kpdesk.workers.cameras import CameraWatcher
 from kpdesk.workers.inference import InferenceSettings
 from kpdesk.workers.messages import InferenceResult, VariantSpec
@@ -40,6 +40,13 @@ SNAPSHOT_DIR_KEY = "snapshot/folder"
 def app_settings() -> QSettings:
     """Where the window keeps what the user chose once (the snapshot folder)."""
     return QSettings("kpdesk", "kpdesk")
+
+
+def _is_path(model: str) -> bool:
+    """``--model`` names a file (``x.onnx``, ``dir/x``), not a model of the models folder."""
+    import os
+
+    return model.endswith(".onnx") or os.sep in model or (os.altsep or os.sep) in model
 
 
 def _available_detectors() -> list[str]:
@@ -82,6 +89,7 @@ class MainWindow(QMainWindow):
         self.session.inference.error.connect(lambda m: self.show_message(m, "error"))
         self.session.inference.variants_changed.connect(self._on_variants_changed)
         self.session.inference.model_failed.connect(self._on_model_failed)
+        self.session.inference.recording_failed.connect(self._on_recording_failed)
         self.session.source_opened.connect(self._on_source_opened)
         self.session.source_failed.connect(self._on_source_failed)
         self.session.source_ended.connect(lambda m: self.show_message(m, "info"))
@@ -300,7 +308,9 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, level: str = "error") -> None:
         log.log(logging.ERROR if level == "error" else logging.INFO, "%s", text)
         self.banner.show_message(text, level)
-        self.statusBar().showMessage(text, 10000)
+        sb = self.statusBar()  # one line: elided in the middle, so the end (the fix) stays
+        room = max(sb.width() - 30, 200)
+        sb.showMessage(sb.fontMetrics().elidedText(" ".join(text.split()), Qt.TextElideMode.ElideMiddle, room), 10000)
 
     # ---- sources ----------------------------------------------------------------------
     def open_source(self, spec: str) -> None:
@@ -344,8 +354,17 @@ class MainWindow(QMainWindow):
     # ---- models -----------------------------------------------------------------------
     def rescan_models(self) -> None:
         """Scan the models folder in the background (validating a model opens it)."""
-        self._scan_task = run_in_background(scan_models, self.models_dir, parent=self, on_done=self._on_catalog,
+        self._scan_task = run_in_background(scan_models, self.models_dir, True, self._extra_models(), parent=self,
+                                            on_done=self._on_catalog,
                                             on_failed=lambda m: self.show_message(f"Cannot scan models: {m}"))
+
+    def _extra_models(self) -> tuple[Path, ...]:
+        """A ``--model`` given as a path to a file outside the models folder: listed too (the
+        folder it lies in is not taken for the models folder)."""
+        want = self.initial_model
+        if want and _is_path(want) and Path(want).expanduser().is_file():
+            return (Path(want).expanduser(),)
+        return ()
 
     def _on_catalog(self, entries: list[CatalogEntry]) -> None:
         first = not self.catalog
@@ -355,7 +374,8 @@ class MainWindow(QMainWindow):
         fill_model_combo(combo, self.catalog, keep=keep)
         if first or keep is None:
             self._select_initial_model()
-        broken = [e for e in self.catalog if not e.ok]
+        extra = set(self._extra_models())  # a broken --model file: _select_initial_model says so, once
+        broken = [e for e in self.catalog if not e.ok and e.onnx_path not in extra]
         for e in broken:
             self.show_message(f"Model {e.name} cannot be used: {e.error}", "warning")
         if not any(e.ok for e in self.catalog):
@@ -366,26 +386,35 @@ class MainWindow(QMainWindow):
         self.apply_variants()
 
     def _select_initial_model(self) -> None:
+        """The ``--model`` asked for, else the default model. A ``--model`` that cannot be used
+        costs one line saying which model runs instead and why (the reason's fix last)."""
         combo = self.live_tab.model_combo
-        ok = [e for e in self.catalog if e.ok]
+        fallback = default_entry(self.catalog)
         want = self.initial_model
         if want:
-            for e in self.catalog:
-                if e.name == want or str(e.onnx_path) == want or Path(want).name == e.onnx_path.name:
-                    if not e.ok:
-                        self.show_message(f"Model {e.name} cannot be used: {e.error}", "error")
-                        break
-                    combo.setCurrentIndex(combo.findData(str(e.onnx_path)))
-                    return
-            else:
-                self.show_message(f"Model {want!r} is not in {self.models_dir}", "error")
-        by_name = {e.name: e for e in ok}
-        for name in PREFERRED_LIVE:
-            if name in by_name:
-                combo.setCurrentIndex(combo.findData(str(by_name[name].onnx_path)))
+            entry = self._wanted_entry(want)
+            if entry is not None and entry.ok:
+                combo.setCurrentIndex(combo.findData(str(entry.onnx_path)))
                 return
-        if ok:
-            combo.setCurrentIndex(combo.findData(str(ok[0].onnx_path)))
+            if entry is not None:
+                why = entry.error or "unusable"
+            elif _is_path(want):
+                why = f"{Path(want).expanduser()}: model file not found"
+            else:
+                known = ", ".join(e.name for e in self.catalog if e.ok) or "none"
+                why = f"no model {want!r} in {self.models_dir} (usable: {known})"
+            instead = (f"using the default model {fallback.name} instead" if fallback
+                       else "no usable model to run instead")
+            self.show_message(f"--model {want}: {instead}. {why}", "error")
+        if fallback is not None:
+            combo.setCurrentIndex(combo.findData(str(fallback.onnx_path)))
+
+    def _wanted_entry(self, want: str) -> CatalogEntry | None:
+        """The catalog entry ``--model`` names: a path matches only that file, a name the model of that name."""
+        if _is_path(want):
+            target = Path(want).expanduser().resolve()
+            return next((e for e in self.catalog if e.onnx_path.resolve() == target), None)
+        return next((e for e in self.catalog if e.name == want), None)
 
     def current_specs(self) -> list[VariantSpec]:
         if self.tabs.currentWidget() is self.compare_tab:
@@ -522,9 +551,7 @@ class MainWindow(QMainWindow):
         target = Path(path)
 
         def write() -> str:
-            if not cv2.imwrite(str(target), img):
-                raise OSError(f"cannot write {target}")
-            return str(target)
+            return str(write_image(target, img))  # OutputError: one line naming the file and why
 
         task = run_in_background(write, parent=self, on_done=lambda p: self.show_message(f"Saved {p}", "info"),
                                  on_failed=lambda m: self.show_message(f"Snapshot failed: {m}", "error"))
@@ -555,7 +582,8 @@ class MainWindow(QMainWindow):
         for vr in shown:
             if vr is not None and vr.result is not None:
                 frame = vr.frame if vr.frame is not None else res.frame
-                rows += json_rows(vr.spec.label, vr.result, getattr(frame, "source_file", None))
+                rows += json_rows(vr.spec.label, vr.result, getattr(frame, "source_file", None),
+                                  mirrored=bool(getattr(frame, "mirrored", False)))
         return rows
 
     def snapshot_to_folder(self) -> object | None:
@@ -579,9 +607,8 @@ class MainWindow(QMainWindow):
         png, jsonl = folder / f"{stem}.png", folder / f"{stem}.jsonl"
 
         def write() -> str:
-            if not cv2.imwrite(str(png), img):
-                raise OSError(f"cannot write {png}")
-            jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            write_image(png, img)  # whole or not at all; OutputError names the file and the reason
+            atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
             return f"{png} and {jsonl.name} ({len(rows)} face row{'s' if len(rows) != 1 else ''})"
 
         task = run_in_background(write, parent=self, on_done=lambda p: self.show_message(f"Saved {p}", "info"),
@@ -615,6 +642,13 @@ class MainWindow(QMainWindow):
         self.live_tab.record_btn.blockSignals(False)
         self.show_message(f"Recording landmarks to {path}", "info")
         return True
+
+    def _on_recording_failed(self, path: str) -> None:
+        """A write failed and the worker stopped the recording (the banner says why): the
+        button must not go on saying "Stop recording"."""
+        if self.recorder is not None and str(self.recorder.path) == path:
+            self.recorder = None
+            self.stop_recording()
 
     def stop_recording(self) -> None:
         if self.recorder is not None:

@@ -138,6 +138,8 @@ class VideoView(QWidget):
         f.setBold(True)
         p.setFont(f)
         fm = p.fontMetrics()
+        room = max(int(self.image_rect().width()) - 26, 60)
+        lines = [fm.elidedText(s, Qt.TextElideMode.ElideMiddle, room) for s in lines]  # the end is the fix
         w = max(fm.horizontalAdvance(s) for s in lines) + 14
         h = fm.height() * len(lines) + 8
         r = self.image_rect()

@@ -50,6 +50,11 @@ class Manifest:
         arch: network name, e.g. ``mobilenetv2`` or ``resnet50``.
         onnx_sha256: sha256 of the ``NAME.onnx`` this manifest belongs to (checked when
             the model loads), or None for an unstamped manifest.
+        detector_crop: how each face detector's box maps to this model's crop, per detector
+            name: ``{"dx", "dy", "ratio"}`` (``kpdesk.inference.detectors.BoxCalibration``),
+            measured on labelled faces by ``benchmarks/calibrate_detectors.py``; None when
+            the manifest predates the field (iBUG-68 models then get the 68-point mapping,
+            others are refused at load).
         info: free-form card fields (training data, licence, metrics, params, MACs,
             size, latency, command, wall time, ...).
     """
@@ -68,6 +73,7 @@ class Manifest:
     arch: str = ""
     input_name: str = "input"
     onnx_sha256: str | None = None
+    detector_crop: dict[str, dict[str, float]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +85,9 @@ class Manifest:
             raise ManifestError(f"manifest {self.name}: decode {self.decode!r} needs a heatmap output and size")
         if self.decode == "regression" and self.coords_output is None:
             raise ManifestError(f"manifest {self.name}: regression decoding needs a coords output")
+        if self.detector_crop is not None and not isinstance(self.detector_crop, dict):
+            raise ManifestError(f"manifest {self.name}: detector_crop must map detector names to "
+                                f"{{dx, dy, ratio}}, got {self.detector_crop!r}")
 
     def decoder(self, mode: str | None = None) -> LandmarkDecoder:
         return LandmarkDecoder(
@@ -106,6 +115,8 @@ class Manifest:
         d = asdict(self)
         d["schema"] = self.schema.to_dict()
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if d["detector_crop"] is None:
+            del d["detector_crop"]
         return {"format": FORMAT, **d}
 
     def save(self, path: str | Path) -> None:
@@ -139,6 +150,7 @@ class Manifest:
                 input_name=str(d.get("input_name", "input")),
                 # Older manifests carry the checksum in the card only.
                 onnx_sha256=d.get("onnx_sha256") or dict(d.get("info") or {}).get("onnx_sha256") or None,
+                detector_crop=d.get("detector_crop"),
                 info=dict(d.get("info", {})),
             )
         except ManifestError:
