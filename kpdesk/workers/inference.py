@@ -85,8 +85,8 @@ class CleanFrameDetector:
         self.last_found = len(found)
         return found
 
-    def box_to_crop(self, det: Any, crop_scale: float) -> Any:
-        return self.inner.box_to_crop(det, crop_scale)
+    def box_to_crop(self, det: Any, crop_scale: float, offset: tuple[float, float] = (0.0, 0.0)) -> Any:
+        return self.inner.box_to_crop(det, crop_scale, offset)
 
     def close(self) -> None:
         self.inner.close()
