@@ -346,7 +346,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         if e.ok and e.manifest is not None:
             m = e.manifest
             hm = f"heatmap {m.heatmap_size}" if m.heatmaps_output else "no heatmap"
-            crop = "" if m.plain else f" (crop {m.crop_scale:.2f}, offset {m.crop_offset[0]:+.2f},{m.crop_offset[1]:+.2f})"
+            dx, dy = m.crop_offset
+            crop = "" if m.plain else f" (crop {m.crop_scale:.2f}, offset {dx:+.2f},{dy:+.2f})"
             print(f"  {e.name:<28} {m.schema.name:<8} {m.schema.num_points:>3} pts  {m.input_size:>4} px  "
                   f"{hm:<12} decode {m.decode:<10} {m.arch}{crop}")
         else:
