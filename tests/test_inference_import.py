@@ -53,6 +53,7 @@ def test_import_and_calibrate_recovers_the_known_crop(world: dict[str, Path], tm
                  "--list", "val.txt", "--calibrate-faces", "12", "--licence", "test licence")
     out = capsys.readouterr().out
     assert rc == 0, out
+    print(next(ln for ln in out.splitlines() if ln.startswith("fitted")))  # shown by pytest -rP
     m = Manifest.load(tmp_path / "pfld-like.json")
     assert abs(m.crop_scale - TRUE_SCALE) < 0.015, m.crop_scale
     assert np.allclose(m.crop_offset, TRUE_OFFSET, atol=0.005), m.crop_offset

@@ -102,7 +102,7 @@ class CropFit:
 
     def to_dict(self) -> dict:
         return {"scale": round(self.scale, 4), "offset": [round(v, 4) for v in self.offset],
-                "nme_ion": round(self.nme, 3), "faces": self.faces, "grid_faces": self.grid_faces,
+                "nme_ion": round(self.nme, 4), "faces": self.faces, "grid_faces": self.grid_faces,
                 "grid_best": [round(v, 4) for v in self.grid_best], "evaluations": self.evaluations,
                 "seconds": round(self.seconds, 1)}
 
