@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from thirdparty_models import SIZE, synthetic_faces, write_model
 from kpdesk.cli import main as kpdesk_main
 from kpdesk.inference.calibrate import Alternative, CropFit, alternatives, implausible_message
 from kpdesk.inference.catalog import scan_models
-from kpdesk.inference.detectors import BoxCalibration
+from kpdesk.inference.detectors import BoxCalibration, Detection, FaceDetector
 from kpdesk.inference.importer import ImportOptions, ModelImportError, build_manifest
 from kpdesk.inference.model import LandmarkModel
+from kpdesk.inference.pipeline import Pipeline, PipelineConfig
 from kpdesk.inference.robustness import evaluate_cell
 from kpdesk.inference.tracking import aligned_crop
 from kpdesk.vision.labels import load_labelled_folder
@@ -225,3 +227,38 @@ def test_an_imported_model_runs_in_kpdesk_detect(world: dict[str, Path], tmp_pat
     capsys.readouterr()
     assert kpdesk_main(["models", "--models-dir", str(tmp_path)]) == 0
     assert "imported (crop 1.70, offset +0.05,+0.12)" in capsys.readouterr().out
+
+
+class _LandmarkBoxDetector(FaceDetector):
+    """Reports each face's landmark box itself (calibration: identity)."""
+
+    name = "landmark-box"
+
+    def __init__(self, boxes: list[tuple[float, float, float, float]]) -> None:
+        super().__init__(BoxCalibration(0.0, 0.0, 1.0), use_roll=False)
+        self.boxes = boxes
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        return [Detection(b, 1.0) for b in self.boxes]
+
+
+def test_the_app_pipeline_cuts_an_imported_models_crop(world: dict[str, Path], tmp_path: Path) -> None:
+    """Detector crop, refinement and tracking (``Pipeline``, as Live and Compare run it) all
+    place the crop with the manifest's offset: the points land on the face; without the
+    offset they do not."""
+    import cv2
+
+    face = load_labelled_folder(world["faces"], "val.txt").faces[0]
+    frame = cv2.imread(face.path)
+    lo, hi = face.pts_img.min(0), face.pts_img.max(0)
+    base = build_manifest(world["nchw"], "tp", ImportOptions(crop_scale=TRUE_SCALE, crop_offset=TRUE_OFFSET))
+    errors = {}
+    for label, m in (("offset", base), ("none", replace(base, crop_offset=(0.0, 0.0)))):
+        model = LandmarkModel.load(world["nchw"], threads=1, manifest=m)
+        pipe = Pipeline(model, _LandmarkBoxDetector([(*lo, *hi)]), PipelineConfig(smoothing=False))
+        for i in range(3):  # detect (+ refine), then two tracked frames
+            res = pipe.process(frame, i)
+        assert len(res.faces) == 1 and res.faces[0].tracked
+        iod = np.linalg.norm(face.pts_img[36] - face.pts_img[45])
+        errors[label] = float(np.linalg.norm(res.faces[0].pts_img - face.pts_img, axis=1).mean() / iod * 100)
+    assert errors["offset"] < 0.6 and errors["none"] > 3 * errors["offset"] + 1.0, errors
