@@ -262,3 +262,10 @@ def test_the_app_pipeline_cuts_an_imported_models_crop(world: dict[str, Path], t
         iod = np.linalg.norm(face.pts_img[36] - face.pts_img[45])
         errors[label] = float(np.linalg.norm(res.faces[0].pts_img - face.pts_img, axis=1).mean() / iod * 100)
     assert errors["offset"] < 0.6 and errors["none"] > 3 * errors["offset"] + 1.0, errors
+
+
+def test_installing_a_bare_graph_points_to_the_import(world: dict[str, Path], tmp_path: Path) -> None:
+    from kpdesk.inference.install import ModelInstallError, install_model
+
+    with pytest.raises(ModelInstallError, match=r"manifest not found .*kpdesk models import "):
+        install_model(world["nchw"], None, tmp_path / "models")
