@@ -18,7 +18,7 @@ from kpdesk.cli import main as kpdesk_main
 from kpdesk.inference.calibrate import Alternative, CropFit, alternatives, implausible_message
 from kpdesk.inference.catalog import scan_models
 from kpdesk.inference.detectors import BoxCalibration, Detection, FaceDetector
-from kpdesk.inference.importer import ImportOptions, ModelImportError, build_manifest
+from kpdesk.inference.importer import ImportOptions, ModelImportError, build_manifest, calibrate_manifest
 from kpdesk.inference.model import LandmarkModel
 from kpdesk.inference.pipeline import Pipeline, PipelineConfig
 from kpdesk.inference.robustness import evaluate_cell
@@ -269,3 +269,14 @@ def test_installing_a_bare_graph_points_to_the_import(world: dict[str, Path], tm
 
     with pytest.raises(ModelInstallError, match=r"manifest not found .*kpdesk models import "):
         install_model(world["nchw"], None, tmp_path / "models")
+
+
+def test_a_five_point_model_calibrates_on_five_point_labels(tmp_path: Path) -> None:
+    """5 points: the layout's crop scale (2.2) sets where the search looks."""
+    faces = synthetic_faces(tmp_path / "faces5", n=8, points=5)
+    graph = write_model(tmp_path / "five.onnx", scale=2.6, offset=(0.0, 0.15), points=5)
+    m = build_manifest(graph, "five", ImportOptions(points=5))
+    assert m.schema.name == "mtfl5"
+    fitted, fit = calibrate_manifest(graph, m, faces, "val.txt", threads=1)
+    assert abs(fit.scale - 2.6) < 0.03 and np.allclose(fit.offset, (0.0, 0.15), atol=0.008), fit
+    assert fitted.crop_scale == fit.scale and fit.nme < 0.5

@@ -26,23 +26,27 @@ DISK = 0.55  # disk radius / landmark-box longer side
 SIZE = 64  # the model's input side
 
 
-def template() -> np.ndarray:
-    """(68, 2): the mean face with its landmark box centred on 0, longer side 1."""
+def template(points: int = 68) -> np.ndarray:
+    """(K, 2): the mean face's 68 points, or its 5 (eye centres, nose tip, mouth corners),
+    with their landmark box centred on 0, longer side 1."""
     from kpdesk.vision.mean_face import MEAN_FACE_68_MM
 
     p = MEAN_FACE_68_MM[:, :2].astype(np.float64)
+    if points == 5:
+        p = np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
     lo, hi = p.min(0), p.max(0)
     return (p - (lo + hi) / 2) / float(max(hi - lo))
 
 
-def synthetic_faces(folder: Path, n: int = 40, seed: int = 0, image_size: int = 192) -> Path:
-    """Write ``n`` labelled faces into ``folder`` (face68 format, list ``val.txt``)."""
+def synthetic_faces(folder: Path, n: int = 40, seed: int = 0, image_size: int = 192, points: int = 68) -> Path:
+    """Write ``n`` labelled faces into ``folder`` (list ``val.txt``; face68 format, or face5
+    with ``points=5``, whose disk is sized and centred on the 5 points' box)."""
     from kpdesk.vision.labels import write_pts
 
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     (folder / "images" / "synth").mkdir(parents=True, exist_ok=True)
-    tpl = template()
+    tpl = template(points)
     names = []
     for i in range(n):
         side = rng.uniform(50, 80)
@@ -61,19 +65,23 @@ def synthetic_faces(folder: Path, n: int = 40, seed: int = 0, image_size: int = 
         img = (img * (1 - cover) + np.array([40, 40, 220]) * cover).round().astype(np.uint8)
         rel = f"images/synth/face{i:03d}.png"
         cv2.imwrite(str(folder / rel), img)
-        write_pts(folder / rel.replace(".png", ".pts"), pts)
-        names.append(rel)
+        if points == 68:
+            write_pts(folder / rel.replace(".png", ".pts"), pts)
+            names.append(rel)
+        else:
+            names.append(" ".join([rel, *(f"{v:.3f}" for v in pts[:, 0]), *(f"{v:.3f}" for v in pts[:, 1])]))
     (folder / "val.txt").write_text("\n".join(names) + "\n")
     return folder
 
 
 def write_model(path: Path, scale: float = 1.7, offset: tuple[float, float] = (0.05, 0.12),
-                layout: str = "nchw", output: str = "coords01", size: int = SIZE, heatmap: int = 16) -> Path:
+                layout: str = "nchw", output: str = "coords01", size: int = SIZE, heatmap: int = 16,
+                points: int = 68) -> Path:
     """Write the graph (see the module docstring) to ``path``; returns it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    tpl = template()
+    tpl = template(points)
     k = len(tpl)
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size
     gx = np.broadcast_to(grid[None, None, None, :], (1, 1, size, size)).astype(np.float32)

@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 
 PLAUSIBLE_NME = 15.0  # % ION: above this the model is being fed or read wrongly, whatever the crop
 
-# Bounds of the search (the grid lies inside them; refinement may not leave them).
-SCALE_RANGE = (0.9, 3.0)
-OFFSET_LIMIT = 0.35
+# The search is laid out for 68 points, whose layout's own crop scale is REFERENCE_SCALE; for
+# another layout every scale and offset is multiplied by its crop scale / REFERENCE_SCALE (the
+# 5 points' box is far smaller than the face: crop scale 2.2).
+REFERENCE_SCALE = 1.5
 
 
 class CalibrationError(ValueError):
@@ -51,7 +52,8 @@ class CalibrationError(ValueError):
 
 @dataclass(frozen=True)
 class CalibrationGrid:
-    """The coarse grid and the refinement's stopping steps."""
+    """The coarse grid, the bounds of the search (the refinement may not leave them) and the
+    refinement's stopping steps."""
 
     scales: tuple[float, ...] = (1.0, 1.3, 1.6, 1.9, 2.2, 2.5, 2.8)
     dx: tuple[float, ...] = (0.0,)  # faces are left-right symmetric: dx is left to the refinement
@@ -59,14 +61,31 @@ class CalibrationGrid:
     tol_scale: float = 0.002
     tol_offset: float = 0.001
     max_evaluations: int = 160
+    scale_range: tuple[float, float] = (0.9, 3.0)
+    offset_limit: float = 0.35
+    offset_step: float = 0.05  # the refinement's first step on an offset axis the grid holds fixed
+
+    def scaled(self, unit: float) -> CalibrationGrid:
+        """Every scale and offset times ``unit`` (see ``REFERENCE_SCALE``)."""
+        def mul(v: tuple[float, ...]) -> tuple[float, ...]:
+            return tuple(x * unit for x in v)
+        return replace(self, scales=mul(self.scales), dx=mul(self.dx), dy=mul(self.dy),
+                       tol_scale=self.tol_scale * unit, tol_offset=self.tol_offset * unit,
+                       scale_range=(self.scale_range[0] * unit, self.scale_range[1] * unit),
+                       offset_limit=self.offset_limit * unit, offset_step=self.offset_step * unit)
+
+    def clamp(self, scale: float, dx: float, dy: float) -> tuple[float, float, float]:
+        lo, hi = self.scale_range
+        lim = self.offset_limit
+        return min(max(scale, lo), hi), min(max(dx, -lim), lim), min(max(dy, -lim), lim)
 
     @property
     def steps(self) -> tuple[float, float, float]:
-        """The refinement's first simplex: half the grid spacing on each axis (0.05 for an
-        offset axis the grid holds fixed)."""
+        """The refinement's first simplex: half the grid spacing on each axis (``offset_step``
+        for an offset axis the grid holds fixed)."""
         def half(v: tuple[float, ...], default: float) -> float:
             return float(min(np.diff(sorted(v))) / 2) if len(v) > 1 else default
-        return half(self.scales, 0.1), half(self.dx, 0.05), half(self.dy, 0.05)
+        return half(self.scales, 2 * self.offset_step), half(self.dx, self.offset_step), half(self.dy, self.offset_step)
 
 
 COARSE = CalibrationGrid(scales=(1.2, 1.6, 2.0, 2.4), dx=(0.0,), dy=(0.0, 0.1))
@@ -124,11 +143,12 @@ class _Regions:
     at a resolution where a crop of scale ``FULL_RES_SCALE`` has ``input_size`` pixels
     (smaller crops are upsampled a little; 200 faces of a 112 px model take ~65 MB)."""
 
-    FULL_RES_SCALE = 1.25
+    FULL_RES_SCALE = 1.25  # x the grid's unit
 
-    def __init__(self, faces: Sequence[LabelledFace], input_size: int, read: Callable[[str], np.ndarray]) -> None:
-        reach = 2.0 * (OFFSET_LIMIT * math.sqrt(2) + SCALE_RANGE[1] / 2) + 0.1  # region side / box side
-        res = int(min(512, math.ceil(reach * input_size / self.FULL_RES_SCALE)))
+    def __init__(self, faces: Sequence[LabelledFace], input_size: int, read: Callable[[str], np.ndarray],
+                 grid: CalibrationGrid, unit: float) -> None:
+        reach = 2.0 * (grid.offset_limit * math.sqrt(2) + grid.scale_range[1] / 2) + 0.1  # region side / box side
+        res = int(min(512, math.ceil(reach * input_size / (self.FULL_RES_SCALE * unit))))
         self.images: list[np.ndarray] = []
         self.pts: list[np.ndarray] = []
         for f in faces:
@@ -160,10 +180,8 @@ def _nme(model: LandmarkModel, regions: _Regions, scale: float, offset: tuple[fl
     return float(np.mean(np.where(np.isfinite(e), e, 1e3)))
 
 
-def _clamp(scale: float, dx: float, dy: float) -> tuple[float, float, float]:
-    lo, hi = SCALE_RANGE
-    lim = OFFSET_LIMIT
-    return min(max(scale, lo), hi), min(max(dx, -lim), lim), min(max(dy, -lim), lim)
+def _unit(model: LandmarkModel) -> float:
+    return model.schema.crop_scale / REFERENCE_SCALE
 
 
 def _check(model: LandmarkModel, faces: Sequence[LabelledFace]) -> None:
@@ -203,7 +221,8 @@ def fit_crop(model: LandmarkModel, faces: Sequence[LabelledFace], read: Callable
         model: the model (its manifest's crop setting is ignored).
         faces: labelled faces with the model's point count.
         read: path -> BGR image (default ``cv2.imread``).
-        grid: the coarse grid and refinement steps.
+        grid: the coarse grid and refinement steps, laid out for 68 points (scaled for the
+            model's point layout, see ``REFERENCE_SCALE``).
         grid_faces: faces for the grid (spread over the list; 0 = all).
         refine_faces: faces for the refinement and the reported NME (0 = all).
         progress: called with a line now and then.
@@ -212,20 +231,21 @@ def fit_crop(model: LandmarkModel, faces: Sequence[LabelledFace], read: Callable
         CalibrationError: no faces, a point-count mismatch, or an unreadable image.
     """
     t0 = time.perf_counter()
-    grid = grid or CalibrationGrid()
     _check(model, faces)
+    unit = _unit(model)
+    grid = (grid or CalibrationGrid()).scaled(unit)
     read = read or _imread
     fine = _spread(faces, refine_faces)
     coarse = _spread(fine, grid_faces)
-    coarse_regions = _Regions(coarse, model.input_size, read)
+    coarse_regions = _Regions(coarse, model.input_size, read, grid, unit)
     (s, dx, dy, grid_nme), n = _grid(model, coarse_regions, grid, progress)
-    regions = _Regions(fine, model.input_size, read) if len(fine) > len(coarse) else coarse_regions
+    regions = _Regions(fine, model.input_size, read, grid, unit) if len(fine) > len(coarse) else coarse_regions
     def f(v: np.ndarray) -> float:
         return _nme(model, regions, float(v[0]), (float(v[1]), float(v[2])))
 
     x, best, used = _nelder_mead(f, np.array([s, dx, dy]), np.array(grid.steps),
                                  np.array([grid.tol_scale, grid.tol_offset, grid.tol_offset]),
-                                 grid.max_evaluations - n)
+                                 grid.clamp, grid.max_evaluations - n)
     n += used
     if progress is not None:
         progress(f"refined on {len(regions)} faces: scale {x[0]:.3f}, offset ({x[1]:+.3f}, {x[2]:+.3f}), "
@@ -236,15 +256,15 @@ def fit_crop(model: LandmarkModel, faces: Sequence[LabelledFace], read: Callable
 
 
 def _nelder_mead(f: Callable[[np.ndarray], float], x0: np.ndarray, steps: np.ndarray, tol: np.ndarray,
-                 budget: int) -> tuple[np.ndarray, float, int]:
-    """Minimise ``f`` over (scale, dx, dy) inside the search bounds, from ``x0`` with a first
+                 clamp: Callable[..., tuple[float, float, float]], budget: int) -> tuple[np.ndarray, float, int]:
+    """Minimise ``f`` over (scale, dx, dy) inside ``clamp``'s bounds, from ``x0`` with a first
     simplex ``x0 + steps[i] e_i``; stop when every vertex is within ``tol`` of the best on
     every axis, or after ``budget`` evaluations. Returns (best x, f there, evaluations)."""
     used = 0
 
     def g(v: np.ndarray) -> tuple[np.ndarray, float]:
         nonlocal used
-        v = np.array(_clamp(*v))
+        v = np.array(clamp(*v))
         used += 1
         return v, f(v)
 
@@ -327,7 +347,9 @@ def diagnose(onnx_path: str | Path, manifest: Manifest, faces: Sequence[Labelled
             model = LandmarkModel.load(onnx_path, threads=threads, manifest=m)
         except ModelLoadError:
             continue  # e.g. the other layout does not fit the graph's input at all
-        (_, _, _, e), _ = _grid(model, _Regions(sub, model.input_size, read), COARSE)
+        unit = _unit(model)
+        coarse = COARSE.scaled(unit)
+        (_, _, _, e), _ = _grid(model, _Regions(sub, model.input_size, read, coarse, unit), coarse)
         if progress is not None:
             progress(f"with {option}: best ION NME {e:.2f}%")
         found.append(Alternative(cause, option, e))
