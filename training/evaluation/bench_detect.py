@@ -52,7 +52,7 @@ class FaceFinds:
 
     detector: str
     found: list[Any] = field(default_factory=list)  # kpdesk Detection | None per sample
-    to_crop: Callable[[Any, float], Any] | None = None  # (Detection, crop_scale) -> CropSpec
+    to_crop: Callable[..., Any] | None = None  # (Detection, crop_scale, crop_offset) -> CropSpec
     seconds: float = 0.0
     error: str = ""
 
@@ -137,7 +137,7 @@ def detector_accuracy(runner: Runner, samples: list[Sample], finds: FaceFinds, i
         return {"detector": finds.detector, "error": finds.error}
     idx = [i for i, d in enumerate(finds.found) if d is not None]
     sub = [samples[i] for i in idx]
-    specs = [finds.to_crop(finds.found[i], runner.crop_scale) for i in idx]
+    specs = [finds.to_crop(finds.found[i], runner.crop_scale, runner.crop_offset) for i in idx]
     err = np.full(len(samples), np.inf)
     res: dict[str, Any] = {"detector": finds.detector, "decode": mode, "norm": norm,
                            "detect_seconds": round(finds.seconds, 2)}
