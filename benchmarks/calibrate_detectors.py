@@ -1,21 +1,30 @@
-"""Measure each face detector's box against the ground-truth landmark box.
+"""Measure each face detector's box against the ground-truth landmark box, per point layout.
 
 The landmark models are trained on crops centred on the landmark bounding box with side
 ``crop_scale`` x its longer side. At run time the first crop of a face comes from a
-detector box, which sits and scales differently. This script runs each detector on
-face68 images with 68 ground-truth points and fits, in units of the detector box's
+detector box, which sits and scales differently, and differently again for each point
+layout (a 5-point box, eyes to mouth corners, is about half a 68-point box's side). This
+script runs each detector on labelled faces and fits, in units of the detector box's
 longer side D (and in the face's own frame when the detector gives an eye roll):
 
     landmark-box centre = detector-box centre + (dx, dy) * D
     landmark-box longer side = ratio * D
 
-The 192 x 192 face68 crops (face box ~107 px) are too tight for detectors, so each is
-upscaled by ``--upscale`` and pasted on a 640 x 480 grey canvas.
+face68: the 192 x 192 crops (face box ~107 px) are too tight for detectors, so each is
+upscaled by ``--upscale`` and pasted on a 640 x 480 grey canvas. face5: the detectors run
+on the 160 x 160 pack image itself, as ``training bench`` does for its detector table.
+A detection belongs to a face when its box holds the centre of the labelled points' box
+(``kpdesk.inference.detectors.match_face``); face68 also asks for IoU >= 0.2.
 
-    python benchmarks/calibrate_detectors.py [--split val] [--limit N]
+    python benchmarks/calibrate_detectors.py [--pack face68|face5] [--split val] [--limit N]
+    python benchmarks/calibrate_detectors.py --pack face5 --split train --limit 400 \
+        --model models/student-5pt.onnx --write
 
 Prints the mean / median / std per detector and the residual crop error after
-calibration; the means are hard-coded in kpdesk/inference/detectors.py (CALIBRATION).
+calibration. ``--write`` stores the means in the model's manifest (``detector_crop``, the
+graph file is not touched); the app and ``training bench`` cut that model's crops with
+them. The 68-point means are also kpdesk/inference/detectors.py's CALIBRATION, used for
+iBUG-68 manifests written before ``detector_crop`` existed.
 
 Result on face68/val, upscale 2.0 and 1.3 (1826 faces, 66 s on 2 CPU cores):
 
@@ -31,6 +40,7 @@ Training's crop jitter should cover at least these.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -40,21 +50,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kpdesk.inference.detectors import BlazeFaceDetector, Detection, FaceDetector, HaarDetector
+from kpdesk.inference.detectors import (
+    BlazeFaceDetector,
+    BoxCalibration,
+    Detection,
+    FaceDetector,
+    HaarDetector,
+    match_face,
+)
 from kpdesk.inference.tracking import box_iou
+from kpdesk.vision.labels import LabelError, load_labelled_folder
+from kpdesk.vision.manifest import Manifest, ManifestError
 
 CANVAS = (640, 480)
+PACK_POINTS = {"face68": 68, "face5": 5}
 
 
 def data_root() -> Path:
     env = os.environ.get("KPDESK_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def read_pts(path: Path) -> np.ndarray:
-    lines = path.read_text().splitlines()
-    start = lines.index("{") + 1
-    return np.array([[float(v) for v in ln.split()] for ln in lines[start:start + 68]], dtype=np.float64)
 
 
 def on_canvas(img: np.ndarray, pts: np.ndarray, upscale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -85,39 +99,85 @@ def measure(det: FaceDetector, d: Detection, pts: np.ndarray) -> tuple[float, fl
     return centre[0] / big_d, centre[1] / big_d, float(max(hi - lo)) / big_d
 
 
+def views(pack: str, img: np.ndarray, pts: np.ndarray, upscale: list[float]):
+    """The (image, points) pairs a detector is run on for one labelled face."""
+    if pack == "face5":
+        yield img, pts
+        return
+    for up in upscale:
+        yield on_canvas(img, pts, up)
+
+
+def matched(pack: str, found: list[Detection], pts: np.ndarray) -> Detection | None:
+    best = match_face(found, pts)
+    if best is not None and pack == "face68":
+        if box_iou(best.box_xyxy, (*pts.min(axis=0), *pts.max(axis=0))) < 0.2:
+            return None
+    return best
+
+
+def write_manifest(model: Path, fits: dict[str, BoxCalibration], note: dict) -> Path:
+    """Store ``fits`` as the ``detector_crop`` of ``model``'s manifest (atomic rewrite; the
+    graph file is not touched)."""
+    path = model.with_suffix(".json")
+    m = Manifest.load(path)
+    crop = {name: cal.as_dict() for name, cal in fits.items()}
+    m = Manifest.from_dict({**m.to_dict(), "detector_crop": crop}, str(path))  # validates the mapping
+    m.with_info(detector_crop=note).save(path)
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--split", default="val", choices=["train", "val"])
-    ap.add_argument("--limit", type=int, default=0, help="first N images only")
-    ap.add_argument("--upscale", type=float, nargs="+", default=[2.0, 1.3])
+    ap.add_argument("--pack", default="face68", choices=sorted(PACK_POINTS))
+    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
+    ap.add_argument("--limit", type=int, default=0, help="N faces spread evenly over the list (0 = all)")
+    ap.add_argument("--upscale", type=float, nargs="+", default=[2.0, 1.3], help="face68 only")
+    ap.add_argument("--model", type=Path, help="NAME.onnx whose manifest --write updates (same point layout)")
+    ap.add_argument("--write", action="store_true", help="store the means in --model's manifest")
     args = ap.parse_args()
-    root = data_root() / "face68"
+    if args.write and args.model is None:
+        ap.error("--write needs --model")
+    root = data_root() / args.pack
     if not root.is_dir():
         print(f"calibrate_detectors: no data at {root} (set KPDESK_DATA)", file=sys.stderr)
         return 2
+    if args.model is not None:
+        try:
+            k = Manifest.load(args.model.with_suffix(".json")).schema.num_points
+        except ManifestError as exc:
+            print(f"calibrate_detectors: {exc}", file=sys.stderr)
+            return 2
+        if k != PACK_POINTS[args.pack]:
+            print(f"calibrate_detectors: {args.model} predicts {k} points, {args.pack} has {PACK_POINTS[args.pack]}",
+                  file=sys.stderr)
+            return 2
+    try:
+        faces = load_labelled_folder(root, f"{args.split}.txt", max_faces=args.limit).faces
+    except LabelError as exc:
+        print(f"calibrate_detectors: {exc}", file=sys.stderr)
+        return 2
     cv2.setNumThreads(1)
-    files = (root / f"{args.split}.txt").read_text().split()
-    if args.limit:
-        files = files[: args.limit]
     detectors: list[FaceDetector] = [BlazeFaceDetector(), HaarDetector()]
     rows: dict[str, list[tuple[float, float, float]]] = {d.name: [] for d in detectors}
     t0 = time.time()
-    for rel in files:
-        img = cv2.imread(str(root / rel))
-        pts = read_pts((root / rel).with_suffix(".pts"))
-        for up in args.upscale:
-            canvas, p = on_canvas(img, pts, up)
-            lm_box = (*p.min(axis=0), *p.max(axis=0))
+    n_total = 0
+    for face in faces:
+        img = cv2.imread(str(face.path))
+        if img is None:
+            continue
+        for view, p in views(args.pack, img, np.asarray(face.pts_img, np.float64), args.upscale):
+            n_total += 1
             for det in detectors:
-                found = det.detect(canvas)
-                best = max(found, key=lambda d: box_iou(d.box_xyxy, lm_box), default=None)
-                if best is None or box_iou(best.box_xyxy, lm_box) < 0.2:
-                    continue
-                rows[det.name].append(measure(det, best, p))
-    n_total = len(files) * len(args.upscale)
-    print(f"{len(files)} images of face68/{args.split} at upscale {args.upscale}: {time.time() - t0:.0f} s")
+                best = matched(args.pack, det.detect(view), p)
+                if best is not None:
+                    rows[det.name].append(measure(det, best, p))
+    where = f"{args.pack}/{args.split}" + (f" at upscale {args.upscale}" if args.pack == "face68" else "")
+    print(f"{len(faces)} faces of {where}: {time.time() - t0:.0f} s")
+    fits: dict[str, BoxCalibration] = {}
     for det in detectors:
         a = np.array(rows[det.name])
+        det.close()
         if not len(a):
             print(f"{det.name}: no detections")
             continue
@@ -133,8 +193,23 @@ def main() -> int:
         sx, sy = res_shift.std(0)
         lo, hi = np.percentile(res_scale, [5, 95])
         print(f"  residual shift / landmark side: std x {sx:.4f} y {sy:.4f}; scale p5-p95 {lo:.3f}-{hi:.3f}")
-        print(f"  -> BoxCalibration(dx={mean[0]:.3f}, dy={mean[1]:.3f}, ratio={mean[2]:.3f})")
-        det.close()
+        fits[det.name] = BoxCalibration(dx=float(mean[0]), dy=float(mean[1]), ratio=float(mean[2]))
+        print(f"  -> {fits[det.name]}")
+    if args.write:
+        missing = [d.name for d in detectors if d.name not in fits]
+        if missing:
+            print(f"calibrate_detectors: no detections for {', '.join(missing)}: manifest not written", file=sys.stderr)
+            return 1
+        argv = " ".join(sys.argv[1:])
+        note = {"command": f"python benchmarks/calibrate_detectors.py {argv}", "pack": args.pack,
+                "split": args.split, "faces": len(faces),
+                "detected": {name: len(rows[name]) for name in fits}}
+        try:
+            path = write_manifest(args.model, fits, note)
+        except (OSError, ManifestError) as exc:
+            print(f"calibrate_detectors: cannot write the manifest: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote detector_crop to {path}: {json.dumps({n: c.as_dict() for n, c in fits.items()})}")
     return 0
 
 

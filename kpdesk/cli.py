@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -37,16 +38,23 @@ def _plural(n: int, word: str) -> str:
 
 
 class _Sink:
-    """Where annotated frames go: a video file, one image, numbered images, or a folder."""
+    """Where annotated frames go: a video file, one image, numbered images, or a folder.
+
+    Images are written whole or not at all; a video is written beside its final name and
+    renamed there when it is complete (``close``), so a failure never leaves half a file
+    under the name asked for, nor destroys a file that was there."""
 
     def __init__(self, out: Path, fps: float, single_frame: bool) -> None:
         import cv2
+
+        from kpdesk.vision.files import OutputError, check_writable_target
 
         self._cv2 = cv2
         self.out = out
         self.fps = fps
         self.single = single_frame
         self._writer: Any = None
+        self._part: Path | None = None
         suffix = out.suffix.lower()
         self.kind = "video" if suffix in VIDEO_SUFFIXES else "image" if suffix else "folder"
         self._names: set[str] = set()
@@ -54,9 +62,17 @@ class _Sink:
             raise CLIError(f"{out}: cannot write {suffix} files; use a video ({', '.join(VIDEO_SUFFIXES)}), "
                            f"an image (.png, .jpg, ...) or a folder")
         if self.kind == "folder":
-            out.mkdir(parents=True, exist_ok=True)
-        elif not out.parent.is_dir():
-            raise CLIError(f"{out}: output folder {out.parent} does not exist")
+            if out.exists() and not out.is_dir():
+                raise CLIError(f"{out}: cannot write: not a folder (give an image or video suffix, or a folder)")
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CLIError(f"{out}: cannot create the folder: {exc.strerror or exc}") from None
+            return
+        try:
+            check_writable_target(out)
+        except OutputError as exc:
+            raise CLIError(str(exc)) from None
 
     def _named(self, source_name: str) -> Path:
         """A folder output named after the source file (``a.jpg`` -> ``a.png``; ``a.jpg.png``
@@ -68,14 +84,19 @@ class _Sink:
         return self.out / name
 
     def write(self, frame: np.ndarray, index: int, source_name: str | None = None) -> None:
+        from kpdesk.vision.files import OutputError, write_image
+
         cv2 = self._cv2
         if self.kind == "video":
             if self._writer is None:
                 h, w = frame.shape[:2]
                 fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.out.suffix.lower()])
-                self._writer = cv2.VideoWriter(str(self.out), fourcc, self.fps, (w, h))
+                direct = self.out.exists() and not self.out.is_file()  # /dev/null and the like
+                self._part = None if direct else self.out.with_name(f".{self.out.stem}.part{self.out.suffix}")
+                self._writer = cv2.VideoWriter(str(self._part or self.out), fourcc, self.fps, (w, h))
                 if not self._writer.isOpened():
-                    raise CLIError(f"{self.out}: cannot write video")
+                    self._discard()
+                    raise CLIError(f"{self.out}: cannot write video (OpenCV cannot open it for writing)")
             self._writer.write(frame)
             return
         if self.kind == "folder":
@@ -85,29 +106,35 @@ class _Sink:
         else:
             path = self.out.with_name(f"{self.out.stem}_{index:06d}{self.out.suffix}")
         try:
-            ok = cv2.imwrite(str(path), frame)
-        except cv2.error as exc:
-            raise CLIError(f"{path}: cannot write image: {str(exc).strip().splitlines()[-1]}") from None
-        if not ok:
-            raise CLIError(f"{path}: cannot write image")
+            write_image(path, frame)
+        except OutputError as exc:
+            raise CLIError(str(exc)) from None
 
-    def close(self) -> None:
+    def _discard(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self._part is not None:
+            self._part.unlink(missing_ok=True)
+            self._part = None
 
-
-def _face_json(face: Any, frame_size: tuple[int, int] = (0, 0)) -> dict[str, Any]:
-    from kpdesk.vision.headpose import face_pose, pose_record
-
-    return {
-        "box": [round(float(v), 2) for v in face.box_xyxy],
-        "points": np.round(face.pts_img, 2).tolist(),
-        "conf": np.round(face.conf.astype(np.float64), 4).tolist(),
-        "tracked": bool(face.tracked),
-        "detector_score": None if face.detector_score is None else round(float(face.detector_score), 4),
-        "pose": pose_record(face_pose(face.pts_img, frame_size)),  # yaw / pitch / roll, degrees
-    }
+    def close(self) -> None:
+        """Finish the video and put it under its name. Raises CLIError (one line) if that fails;
+        a file already there is then left as it was."""
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        part, self._part = self._part, None
+        if part is None:
+            return
+        try:
+            if part.stat().st_size == 0:
+                raise OSError(28, "nothing could be written (disk full?)")
+            os.replace(part, self.out)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise CLIError(f"{self.out}: cannot write video: {exc.strerror or exc}") from None
 
 
 def _stats_table(rows: list[dict[str, float]]) -> list[str]:
@@ -128,7 +155,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from kpdesk.inference.pipeline import Pipeline, PipelineConfig
     from kpdesk.inference.sources import FolderSource, ImageSource, SourceError, open_source
     from kpdesk.vision.draw import draw_pose_axes, draw_text, render_result
+    from kpdesk.vision.files import LineLog, OutputError
     from kpdesk.vision.headpose import face_pose
+    from kpdesk.vision.records import frame_record
 
     try:
         source = open_source(args.source)
@@ -166,10 +195,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     jsonl = None
     if args.json:
         try:
-            jsonl = open(args.json, "w")  # noqa: SIM115 - closed in finally
-        except OSError as exc:
+            jsonl = LineLog(args.json)
+        except OutputError as exc:
             source.close()
-            raise CLIError(f"{args.json}: cannot write: {exc.strerror}") from None
+            raise CLIError(str(exc)) from None
 
     def on_term(_sig: int, _frame: object) -> None:
         raise _Terminated
@@ -177,6 +206,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     old_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
 
     rows: list[dict[str, float]] = []
+    failed: str | None = None  # an output that could not be written: stop, keep what was written
     detect_ms: list[float] = []  # the detect stage on frames where the detector ran
     n_faces = 0
     interrupted: str | None = None
@@ -188,6 +218,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 break
             if stills:
                 pipeline.reset()
+            if args.mirror:
+                frame = np.ascontiguousarray(frame[:, ::-1])
             result = pipeline.process(frame, index, ts)
             rows.append(result.timings.as_dict())
             n_faces += bool(result.faces)
@@ -197,19 +229,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 img = render_result(frame, result, model.schema, heatmap=args.heatmaps, crop_size=model.input_size)
                 if args.pose:
                     for face in result.faces:
-                        pose = face_pose(face.pts_img, result.frame_size)
+                        pose = face_pose(face.pts_img, result.frame_size, mirrored=args.mirror)
                         if pose is not None:
                             draw_pose_axes(img, pose)
                 draw_text(img, f"{result.timings.total:.1f} ms  {model.name} / {detector.name}")
                 sink.write(img, index, source.frame_name)
             if jsonl is not None:
-                faces = [_face_json(f, result.frame_size) for f in result.faces]
-                rec = {"frame": index, **({"file": source.frame_name} if source.frame_name else {}),
-                       "timestamp": round(ts, 4), "model": result.model_name,
-                       "detector": result.detector_name, "faces": faces,
-                       "timings": {k: round(v, 3) for k, v in result.timings.as_dict().items()}}
-                jsonl.write(json.dumps(rec) + "\n")
-                jsonl.flush()  # a kill loses at most the row being written
+                rec = frame_record(result, mirrored=args.mirror, source_file=source.frame_name, timestamp=ts)
+                try:
+                    jsonl.write(json.dumps(rec) + "\n")  # written through: a kill loses at most this row
+                except OutputError as exc:
+                    failed = f"{exc}; the {len(rows) - 1} rows before are kept"
+                    break
             index += 1
     except KeyboardInterrupt:
         interrupted = "interrupted"
@@ -219,16 +250,23 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if not rows:
             raise CLIError(str(exc)) from None
         print(f"kpdesk: warning: {exc}; stopping", file=sys.stderr)
+    except CLIError as exc:  # an annotated output could not be written
+        failed = str(exc)
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
         wall = time.perf_counter() - t_start
         source.close()
         detector.close()
-        if sink is not None:
-            sink.close()
-        if jsonl is not None:
-            jsonl.close()
+        for out in (sink, jsonl):
+            if out is None:
+                continue
+            try:
+                out.close()
+            except (CLIError, OutputError) as exc:
+                failed = failed or str(exc)
+    if failed:
+        raise CLIError(failed)
 
     if interrupted is None and source.shortfall:
         print(f"kpdesk: warning: {source.shortfall}", file=sys.stderr)
@@ -372,13 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--models-dir", help="model folder (default: $KPDESK_MODELS or the repository's models/)")
     d.add_argument("--detector", default="auto", choices=["auto", "blazeface", "haar"])
     d.add_argument("--out", help="annotated output: video (.mp4/.avi), image (.png/.jpg) or folder")
-    d.add_argument("--json", help="write one JSON object per frame (landmarks, confidences, timings)")
+    d.add_argument("--json", help="write one JSON object per frame (landmarks, confidences, pose, timings; "
+                                  "the record schema in the README)")
     d.add_argument("--max-frames", type=int, help=f"stop after N frames (demo default {DEMO_DEFAULT_FRAMES})")
     d.add_argument("--max-faces", type=int, default=4)
     d.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
     d.add_argument("--decode", choices=["regression", "heatmap", "fusion"], help="override the manifest's decode")
     d.add_argument("--heatmaps", action="store_true", help="blend the heatmaps into the annotated output")
     d.add_argument("--no-smooth", action="store_true", help="no One-Euro smoothing of the points")
+    d.add_argument("--mirror", action="store_true", help="flip frames left-right first, as the app's selfie view "
+                                                         "(records say mirrored; the pose means the same head motion)")
     d.add_argument("--pose", action="store_true", help="draw each face's head-pose axes and angles in --out "
                                                        "(the --json records always carry yaw / pitch / roll)")
     d.set_defaults(func=cmd_detect)

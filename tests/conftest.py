@@ -66,3 +66,33 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _refuses_files(folder: Path) -> bool:
+    probe = folder / ".kpdesk-write-probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o666)
+    except OSError:
+        return True
+    os.close(fd)
+    probe.unlink()
+    return False
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path):
+    """A folder in which creating a file really fails. A ``chmod 555`` folder does for a
+    normal user; root ignores permission bits, so for root it is ``/sys`` (sysfs refuses
+    new files to everyone); elsewhere the test is skipped, with the reason."""
+    d = tmp_path / "read-only"
+    d.mkdir()
+    d.chmod(0o555)
+    try:
+        if _refuses_files(d):
+            yield d
+        elif _refuses_files(Path("/sys")):
+            yield Path("/sys")
+        else:
+            pytest.skip("running as root and no folder here refuses new files (a chmod 555 folder does not stop root)")
+    finally:
+        d.chmod(0o755)

@@ -47,8 +47,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def export_tiny(folder: Path, name: str = "tiny", points: int = 68, graph_points: int | None = None,
                 hm_bias: float = 0.0, decode: str = "fusion", input_size: int = INPUT_SIZE,
-                dynamic_batch: bool = True, seed: int = 0) -> Path:
-    """Write ``folder/NAME.onnx`` + ``folder/NAME.json``; return the .onnx path."""
+                dynamic_batch: bool = True, seed: int = 0,
+                detector_crop: dict | None | str = "identity", layout: str | None = None) -> Path:
+    """Write ``folder/NAME.onnx`` + ``folder/NAME.json``; return the .onnx path.
+
+    ``detector_crop``: the manifest's detector mapping; ``"identity"`` (the default) gives
+    every detector dx = dy = 0, ratio 1 to a model of another layout than iBUG 68 (which
+    needs none); None leaves it out. ``layout``: a named schema (e.g. ``mtfl5``) instead of
+    iBUG 68 / a custom one."""
     import torch
     from torch import nn
 
@@ -93,10 +99,13 @@ def export_tiny(folder: Path, name: str = "tiny", points: int = 68, graph_points
         torch.onnx.export(TinyLandmarkNet().eval(), (torch.zeros(1, 3, s, s),), str(onnx_path), dynamo=False,
                           opset_version=17, input_names=["input"], output_names=["coords", "heatmaps"],
                           dynamic_axes=axes)
-    schema = get_schema("ibug68") if points == 68 else custom_schema(points)
+    schema = get_schema(layout) if layout else get_schema("ibug68") if points == 68 else custom_schema(points)
+    if detector_crop == "identity":
+        detector_crop = None if points == 68 else {d: {"dx": 0.0, "dy": 0.0, "ratio": 1.0}
+                                                   for d in ("blazeface", "haar")}
     Manifest(name=name, schema=schema, input_size=s, mean=IMAGENET_MEAN, std=IMAGENET_STD,
              crop_scale=schema.crop_scale, heatmap_size=h, sigma=1.5, decode=decode, arch="tiny-test",
-             info={"purpose": "tests only; untrained"}).save(folder / f"{name}.json")
+             detector_crop=detector_crop, info={"purpose": "tests only; untrained"}).save(folder / f"{name}.json")
     return onnx_path
 
 
@@ -399,6 +408,19 @@ def run_cli(*args: str) -> tuple[int, list[dict], str]:
 
 
 # -- models that predict fixed points, and packs of one face -------------------------------------
+def _layout_mapping(schema: KeypointSchema) -> dict | None:
+    """A manifest's detector_crop for a test model: none for iBUG 68 (the app's default), the
+    measured one for a known layout, identity for a custom one."""
+    from kpdesk.inference.detectors import DETECTOR_NAMES, LAYOUT_CALIBRATION
+
+    if schema.name == "ibug68":
+        return None
+    known = LAYOUT_CALIBRATION.get(schema.name)
+    if known is not None:
+        return {d: c.as_dict() for d, c in known.items()}
+    return {d: {"dx": 0.0, "dy": 0.0, "ratio": 1.0} for d in DETECTOR_NAMES}
+
+
 def export_constant_model(path: Path, schema: KeypointSchema, pts_crop: np.ndarray, decode: str = "fusion",
                           with_heatmaps: bool = True) -> Path:
     """``NAME.onnx`` + manifest whose outputs are always ``pts_crop`` (K, 2) in a 64 px crop:
@@ -434,7 +456,7 @@ def export_constant_model(path: Path, schema: KeypointSchema, pts_crop: np.ndarr
     Manifest(name=path.stem, schema=schema, input_size=INPUT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
              crop_scale=schema.crop_scale, heatmaps_output="heatmaps" if with_heatmaps else None,
              heatmap_size=HEATMAP_SIZE if with_heatmaps else None, sigma=SIGMA,
-             decode=decode if with_heatmaps else "regression",
+             decode=decode if with_heatmaps else "regression", detector_crop=_layout_mapping(schema),
              arch="constant-test", info={"params": 0, "macs": 0}).save(path.with_suffix(".json"))
     return path
 

@@ -44,7 +44,8 @@ def test_detect_image_writes_png_and_jsonl(tmp_path: Path, astronaut_bgr: np.nda
     (rec,) = [json.loads(line) for line in js.read_text().splitlines()]
     assert rec["frame"] == 0 and rec["file"] == "astronaut.jpg" and rec["model"] == "tiny" and len(rec["faces"]) == 1
     face = rec["faces"][0]
-    assert len(face["points"]) == 68 and len(face["conf"]) == 68 and len(face["box"]) == 4
+    assert len(face["pts_img"]) == 68 and len(face["conf"]) == 68 and len(face["box_xyxy"]) == 4
+    assert rec["mirrored"] is False and rec["format"] == "kpdesk-record/1" and "timings_ms" in rec
 
 
 def test_detect_demo_to_video(tmp_path: Path, models_dir: str, capsys: pytest.CaptureFixture) -> None:

@@ -200,7 +200,7 @@ def test_record_landmarks_to_jsonl(qtbot, window: MainWindow, tmp_path: Path) ->
     window.stop_recording()
     qtbot.waitUntil(lambda: path.is_file() and len(path.read_text().splitlines()) >= 3, timeout=5000)
     row = json.loads(path.read_text().splitlines()[0])
-    assert len(row["pts_img"]) == 68 and row["model"] == "student"
+    assert len(row["faces"][0]["pts_img"]) == 68 and row["model"] == "student"
 
 
 class _UnpluggedCamera(sources.FrameSource):

@@ -142,3 +142,46 @@ def test_main_window_has_the_lab_tab(qtbot, models_dir: Path, tmp_path: Path) ->
         qtbot.waitUntil(lambda: w.robustness_tab.variant_combos[0].count() == 3, timeout=TIMEOUT_MS)
     finally:
         w.shutdown()
+
+
+def test_the_lab_runs_the_models_that_fit_and_marks_the_others(qtbot, models_dir: Path,  # noqa: ANN001
+                                                               tmp_path: Path) -> None:
+    """A 5-point face list with a 5-point and a 68-point model: the whole sweep used to fail
+    ("student predicts 68 points, the labelled faces have 5"), the fitting model unrun too."""
+    from fixtures import export_tiny
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), np.full((64, 64, 3), 90, np.uint8))
+        x, y = rng.uniform(20, 44, 5), rng.uniform(20, 44, 5)
+        x[0], x[1] = 20, 44  # the eyes apart
+        lines.append(f"{i}.jpg " + " ".join(f"{v:.2f}" for v in (*x, *y)))
+    faces = tmp_path / "faces5"
+    faces.mkdir()
+    for i in range(6):
+        (tmp_path / f"{i}.jpg").rename(faces / f"{i}.jpg")
+    (faces / "test.txt").write_text("\n".join(lines) + "\n")
+    five = export_tiny(tmp_path / "m5", "student-5pt", points=5, layout="mtfl5")
+    t = RobustnessTab(threads=1)
+    qtbot.addWidget(t)
+    t.show()
+    t.set_catalog(scan_models(models_dir, extra=(five,)))
+    t.set_folder(str(faces))
+    msgs = []
+    t.message.connect(lambda text, level: msgs.append((level, text)))
+    t.set_variants(["student-5pt", "student"])
+    t.set_kind("blur")
+    t.severities_edit.setText("0, 2")
+    try:
+        assert t.start()
+        qtbot.waitUntil(lambda: not t.running, timeout=TIMEOUT_MS)
+        res = t.result
+        assert res is not None and {c.variant for c in res.cells} == {"student-5pt"} and len(res.cells) == 2, msgs
+        assert [label for label, _ in res.skipped] == ["student"]
+        assert ("warning", "Robustness lab: student not run: student predicts 68 points, the labelled faces "
+                           "have 5") in msgs
+        assert t.curves["student"].opts["name"] == "student: not run"
+        assert not any(level == "error" for level, _ in msgs)
+    finally:
+        t.shutdown()

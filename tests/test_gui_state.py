@@ -140,3 +140,86 @@ def test_after_a_source_fails_the_source_picker_names_none(qtbot, tmp_path) -> N
         assert "gone.mp4" in w.live_tab.source_status.text()
     finally:
         w.shutdown()
+
+
+def test_messages_are_elided_in_the_middle_so_the_fix_stays() -> None:
+    from kpdesk.gui.text import elide_middle, wrap_lines
+
+    msg = ("models/student.onnx: the graph does not belong to its manifest student.json (sha256 0123456789ab…, "
+           "manifest says fedcba987654…); if you changed the graph on purpose, re-stamp it: "
+           "kpdesk models --restamp models/student.onnx")
+    short = elide_middle(msg, 80)
+    assert len(short) == 80 and short.startswith("models/student.onnx")
+    assert short.endswith("--restamp models/student.onnx")
+    lines = wrap_lines(msg, 40, 3)
+    assert len(lines) <= 3 and all(len(ln) <= 40 for ln in lines)
+    assert lines[0].startswith("models/student.onnx") and lines[-1].endswith("models/student.onnx")
+    assert wrap_lines("short", 40, 3) == ["short"]
+
+
+def test_the_banner_keeps_the_end_of_a_long_message(qtbot) -> None:  # noqa: ANN001
+    banner = MessageBanner()
+    qtbot.addWidget(banner)
+    banner.resize(500, 60)
+    banner.show()
+    msg = "Model student failed to load: " + "the graph disagrees with its manifest, " * 6 + \
+        "re-stamp it: kpdesk models --restamp student"
+    banner.show_message(msg, "error")
+    shown = banner.label.text()
+    assert len(shown) < len(msg) and shown.endswith("kpdesk models --restamp student"), shown
+    assert shown.startswith("Model student")
+
+
+def test_a_bad_model_argument_falls_back_to_the_default_with_one_line(qtbot, tmp_path) -> None:  # noqa: ANN001
+    """``--model /some/dir/bad.onnx``: the app used to take that folder for its models folder,
+    try an unrelated file there and show no landmarks at all."""
+    from pathlib import Path
+
+    from fixtures import build_tiny_models, export_tiny
+
+    from kpdesk.gui.main_window import MainWindow
+
+    models = build_tiny_models(tmp_path / "models")
+    elsewhere = tmp_path / "some" / "dir"
+    export_tiny(elsewhere, "unrelated")  # a usable model beside the bad one
+    bad = elsewhere / "bad.onnx"
+    bad.write_bytes(b"not an onnx graph")
+    (elsewhere / "bad.json").write_text((elsewhere / "unrelated.json").read_text())
+    w = MainWindow(models_dir=tmp_path / "models", source="demo", model=str(bad), threads=1,
+                   runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    w.start()
+    try:
+        combo = w.live_tab.model_combo
+        qtbot.waitUntil(lambda: w.last_result is not None and w.last_result.primary is not None
+                        and w.last_result.primary.model_name == "student", timeout=60000)
+        assert combo.currentData() == str(models["student"])
+        assert w.models_dir == tmp_path / "models"
+        lines = [e.text for e in w.banner.entries if str(bad) in e.text]
+        assert len(lines) == 1 and "\n" not in lines[0], lines
+        assert lines[0].startswith(f"--model {bad}: using the default model student instead.")
+        assert "unrelated" not in {Path(str(combo.itemData(i))).stem for i in range(combo.count())}
+    finally:
+        w.shutdown()
+
+
+def test_a_model_argument_that_names_nothing_falls_back_too(qtbot, tmp_path) -> None:  # noqa: ANN001
+    from fixtures import build_tiny_models
+
+    from kpdesk.gui.main_window import MainWindow
+
+    models = build_tiny_models(tmp_path / "models")
+    w = MainWindow(models_dir=tmp_path / "models", source="demo", model="no-such-model", threads=1,
+                   runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.show()
+    w.start()
+    try:
+        combo = w.live_tab.model_combo
+        qtbot.waitUntil(lambda: combo.currentData() == str(models["student"]), timeout=60000)
+        (line,) = [e.text for e in w.banner.entries if "no-such-model" in e.text]
+        assert "using the default model student instead" in line and "usable: " in line
+    finally:
+        w.shutdown()

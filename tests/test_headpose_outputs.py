@@ -41,8 +41,10 @@ def test_recordings_carry_yaw_pitch_roll(tmp_path: Path, suffix: str) -> None:
     rec.close()
     if suffix == ".jsonl":
         rows = [json.loads(s) for s in path.read_text().splitlines()]
-        assert rows[0]["pose"] == pytest.approx({"yaw": 25.0, "pitch": -10.0, "roll": 5.0}, abs=0.05)
-        assert rows[1]["pose"] is None
+        pose = rows[0]["faces"][0]["pose"]
+        assert pose.pop("rough") is False
+        assert pose == pytest.approx({"yaw": 25.0, "pitch": -10.0, "roll": 5.0}, abs=0.05)
+        assert rows[1]["faces"][0]["pose"] is None
     else:
         rows = list(csv.reader(path.open()))
         h = rows[0]
@@ -81,7 +83,7 @@ def test_detect_json_has_the_pose_of_the_astronaut(tmp_path: Path, astronaut_bgr
                  str(out), "--pose", "--threads", "1"]) == 0
     rec = json.loads(js.read_text().splitlines()[0])
     pose = rec["faces"][0]["pose"]
-    assert set(pose) == {"yaw", "pitch", "roll"}
+    assert set(pose) == {"yaw", "pitch", "roll", "rough"} and pose["rough"] is False
     assert abs(pose["yaw"]) < 15 and abs(pose["roll"]) < 10 and -35 < pose["pitch"] < 10, pose
     drawn, plain = cv2.imread(str(out)), astronaut_bgr
     assert np.any(np.all(drawn == (255, 160, 40), axis=-1)) or np.any(np.all(drawn == (60, 60, 255), axis=-1))
@@ -132,3 +134,74 @@ def test_live_tab_plots_the_pose_over_time(qtbot, tmp_path: Path) -> None:  # no
         assert x is not None and len(x) >= 3
     finally:
         w.shutdown()
+
+
+def test_recordings_of_the_selfie_view_say_mirrored_and_keep_the_pose_signs(tmp_path: Path) -> None:
+    """A head turned to its own left (yaw +25) and tilted (roll +8), seen through the app's
+    mirror: the recording says ``mirrored`` and the angles keep their signs."""
+    from kpdesk.vision.schema import get_schema
+    from kpdesk.workers.inference import InferenceWorker
+    from kpdesk.workers.mailbox import LatestMailbox
+    from kpdesk.workers.messages import FramePacket, VariantResult, VariantSpec
+    from kpdesk.workers.recorder import LandmarkRecorder
+
+    pts = posed_points(25, -10, 8)
+    flipped = pts.copy()
+    flipped[:, 0] = FRAME[0] - 1 - flipped[:, 0]
+    selfie = flipped[list(get_schema("ibug68").flip_perm)]  # what the model finds in the flipped frame
+    worker = InferenceWorker(LatestMailbox())
+    path = tmp_path / "rec.jsonl"
+    worker.set_recorder(LandmarkRecorder(path))
+    worker._apply_pending()
+    for i, (p, mirrored) in enumerate(((pts, False), (selfie, True))):
+        packet = FramePacket(1, i, i / 30, np.zeros((FRAME[1], FRAME[0], 3), np.uint8), mirrored=mirrored)
+        worker._record(VariantResult(spec=VariantSpec(label="live", model_path=Path("m.onnx")),
+                                     result=frame_result(p), frame=packet))
+    worker._close_recorder(worker._recorder)
+    rows = [json.loads(s) for s in path.read_text().splitlines()]
+    assert [r["mirrored"] for r in rows] == [False, True]
+    for r in rows:
+        pose = r["faces"][0]["pose"]
+        assert pose["yaw"] == pytest.approx(25, abs=1) and pose["roll"] == pytest.approx(8, abs=1), pose
+        assert pose["pitch"] == pytest.approx(-10, abs=1)
+
+
+def test_detect_json_rows_say_mirrored(tmp_path: Path, tiny_model_path: Path, astronaut_bgr: np.ndarray) -> None:
+    import cv2
+
+    from kpdesk.cli import main
+
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), astronaut_bgr)
+    for flag, want in (([], False), (["--mirror"], True)):
+        js = tmp_path / f"{want}.jsonl"
+        assert main(["detect", str(img), "--model", str(tiny_model_path), "--detector", "haar", "--json", str(js),
+                     "--threads", "1", *flag]) == 0
+        (rec,) = [json.loads(s) for s in js.read_text().splitlines()]
+        assert rec["mirrored"] is want
+
+
+def test_old_record_names_are_still_read(tmp_path: Path) -> None:
+    """``detect --json`` used ``points`` / ``box`` / ``timings`` / ``timestamp``; app recordings
+    one row per face with ``pts_img`` / ``box_xyxy`` at the top: one reader takes all."""
+    from kpdesk.vision.records import read_records
+
+    old_detect = {"frame": 0, "timestamp": 0.5, "model": "m", "detector": "haar",
+                  "faces": [{"box": [0, 0, 9, 9], "points": [[1, 2]], "conf": [0.5], "pose": None}],
+                  "timings": {"total": 3.0}}
+    old_app = [{"frame": 4, "t": 0.1, "variant": "live", "model": "m", "face": i, "box_xyxy": [0, 0, 5, 5],
+                "pts_img": [[i, i]], "conf": [1.0], "pose": None, "timings_ms": {"total": 2.0}} for i in range(2)]
+    path = tmp_path / "old.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (old_detect, *old_app)) + "\n")
+    a, b = read_records(path)
+    assert a["t"] == 0.5 and a["faces"][0]["pts_img"] == [[1, 2]] and a["faces"][0]["box_xyxy"] == [0, 0, 9, 9]
+    assert a["timings_ms"] == {"total": 3.0} and a["mirrored"] is False
+    assert b["frame"] == 4 and [f["pts_img"] for f in b["faces"]] == [[[0, 0]], [[1, 1]]] and "face" not in b
+    new = tmp_path / "new.jsonl"
+    from kpdesk.workers.recorder import LandmarkRecorder
+
+    rec = LandmarkRecorder(new)
+    rec.write("live", frame_result(posed_points(0, 0, 0)), mirrored=True)
+    rec.close()
+    (c,) = read_records(new)
+    assert c["mirrored"] is True and len(c["faces"][0]["pts_img"]) == 68 and c["variant"] == "live"

@@ -223,7 +223,7 @@ def test_an_imported_model_runs_in_kpdesk_detect(world: dict[str, Path], tmp_pat
     out = capsys.readouterr().out
     assert rc == 0 and "model tp (68 pts, 64 px, regression)" in out
     rows = [json.loads(ln) for ln in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and all(len(f["points"]) == 68 for r in rows for f in r["faces"])
+    assert len(rows) == 3 and all(len(f["pts_img"]) == 68 for r in rows for f in r["faces"])
     capsys.readouterr()
     assert kpdesk_main(["models", "--models-dir", str(tmp_path)]) == 0
     assert "imported (crop 1.70, offset +0.05,+0.12)" in capsys.readouterr().out
@@ -280,3 +280,48 @@ def test_a_five_point_model_calibrates_on_five_point_labels(tmp_path: Path) -> N
     fitted, fit = calibrate_manifest(graph, m, faces, "val.txt", threads=1)
     assert abs(fit.scale - 2.6) < 0.03 and np.allclose(fit.offset, (0.0, 0.15), atol=0.008), fit
     assert fitted.crop_scale == fit.scale and fit.nme < 0.5
+
+
+def test_the_crop_offset_composes_with_the_models_detector_mapping() -> None:
+    """A detector box goes to the landmark box by the model's own mapping (manifest
+    ``detector_crop``), then the crop is centred offset x that landmark box from it."""
+
+    class _Box(FaceDetector):
+        name = "box"
+
+        def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+            return []
+
+    det, d = _Box(BoxCalibration(0.3, 0.3, 1.5), use_roll=False), Detection((0, 0, 200, 200), 1.0)
+    mapping = BoxCalibration(dx=0.0, dy=0.1, ratio=0.5)  # landmark box: centre (100, 120), side 100
+    plain = det.box_to_crop(d, 2.0, mapping)
+    moved = det.box_to_crop(d, 2.0, mapping, (0.05, 0.12))
+    assert (plain.center_x, plain.center_y, plain.side) == pytest.approx((100.0, 120.0, 200.0))
+    assert (moved.center_x, moved.center_y, moved.side) == pytest.approx((105.0, 132.0, 200.0))
+    own = det.box_to_crop(d, 2.0, None, (0.05, 0.12))  # no model mapping: the detector's own
+    assert (own.center_x, own.center_y) == pytest.approx((100 + 60 + 0.05 * 300, 100 + 60 + 0.12 * 300))
+
+
+def test_import_writes_the_layouts_detector_mapping_and_refuses_an_unmeasured_layout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector box -> landmark box mapping depends on the point layout only, so import
+    writes the measured one (68 and 5 points) and the model loads; a layout with none is
+    refused at import in one line, not installed to be refused by the app at load."""
+    from kpdesk.inference.detectors import LAYOUT_CALIBRATION
+    from kpdesk.inference.model import ModelLoadError
+
+    graph5 = write_model(tmp_path / "five.onnx", points=5)
+    m = build_manifest(graph5, "five", ImportOptions(points=5, crop_offset=(0.0, 0.15)))
+    assert m.detector_crop == {n: c.as_dict() for n, c in LAYOUT_CALIBRATION["mtfl5"].items()}
+    again = Manifest.from_dict(m.to_dict())
+    assert again == m and m.to_dict()["format"] == FORMAT_2
+    model = LandmarkModel.load(graph5, threads=1, manifest=again)
+    assert model.box_calibration("haar") == LAYOUT_CALIBRATION["mtfl5"]["haar"]
+    with pytest.raises(ModelLoadError, match="no detector_crop"):
+        LandmarkModel.load(graph5, threads=1, manifest=replace(m, detector_crop=None))
+    graph68 = write_model(tmp_path / "sixty-eight.onnx")
+    import kpdesk.inference.importer as importer
+
+    monkeypatch.setattr(importer, "LAYOUT_CALIBRATION", {"mtfl5": LAYOUT_CALIBRATION["mtfl5"]})  # 68 unmeasured
+    with pytest.raises(ModelImportError, match=r"no face-detector mapping is measured for a 68-point layout"):
+        build_manifest(graph68, "sixty-eight", ImportOptions())

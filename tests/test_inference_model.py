@@ -119,3 +119,67 @@ def test_resolve_model(tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert default_models_dir() == folder
     monkeypatch.delenv("KPDESK_MODELS")
     assert default_models_dir().name == "models"
+
+
+def test_a_model_without_a_detector_mapping_is_refused_with_one_line(tmp_path: Path) -> None:
+    """A 5-point model used to run on crops cut for the 68-point box: right on a large frontal
+    face, badly wrong on harder ones, with no warning."""
+    from fixtures import export_tiny
+
+    path = export_tiny(tmp_path, "five", points=5, detector_crop=None)
+    with pytest.raises(ModelLoadError) as err:
+        LandmarkModel.load(path, threads=1)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "no detector_crop" in msg
+    assert msg.endswith(f"python benchmarks/calibrate_detectors.py --pack PACK --split train --model {path} --write")
+
+
+@pytest.mark.parametrize("crop,why", [
+    ({"blazeface": {"dx": 0, "dy": 0, "ratio": 40.0}, "haar": {"dx": 0, "dy": 0, "ratio": 1.0}}, "implausible"),
+    ({"blazeface": {"dx": 0.9, "dy": 0, "ratio": 1.0}, "haar": {"dx": 0, "dy": 0, "ratio": 1.0}}, "implausible"),
+    ({"blazeface": {"dx": 0, "dy": 0, "ratio": 1.0}}, "no 'haar' entry"),
+    ({"blazeface": {"dx": 0, "dy": "x", "ratio": 1.0}, "haar": {"dx": 0, "dy": 0, "ratio": 1.0}}, "non-numeric"),
+    ({"blazeface": {"dx": 0, "ratio": 1.0}, "haar": {"dx": 0, "dy": 0, "ratio": 1.0}}, "missing 'dy'"),
+])
+def test_an_implausible_detector_mapping_is_refused(tmp_path: Path, crop: dict, why: str) -> None:
+    from fixtures import export_tiny
+
+    path = export_tiny(tmp_path, "five", points=5, detector_crop=crop)
+    with pytest.raises(ModelLoadError, match=why) as err:
+        LandmarkModel.load(path, threads=1)
+    assert "\n" not in str(err.value)
+
+
+def test_the_model_mapping_cuts_the_crop(tmp_path: Path) -> None:
+    """The pipeline maps a detector box with the model's own mapping; an iBUG-68 manifest
+    without one gets the measured 68-point mapping."""
+    from fixtures import export_tiny
+
+    from kpdesk.inference.detectors import CALIBRATION, Detection, HaarDetector
+
+    crop = {"blazeface": {"dx": 0.0, "dy": 0.05, "ratio": 0.45}, "haar": {"dx": 0.01, "dy": 0.09, "ratio": 0.5}}
+    five = LandmarkModel.load(export_tiny(tmp_path, "five", points=5, detector_crop=crop), threads=1)
+    full = LandmarkModel.load(export_tiny(tmp_path, "full"), threads=1)
+    assert full.box_calibration("haar") == CALIBRATION["haar"]
+    cal = five.box_calibration("haar")
+    assert (cal.dx, cal.dy, cal.ratio) == (0.01, 0.09, 0.5)
+    det = HaarDetector()
+    d = Detection((100.0, 100.0, 200.0, 200.0), 1.0)
+    spec = det.box_to_crop(d, 2.0, cal)
+    assert spec.side == pytest.approx(2.0 * 0.5 * 100) and spec.center_y == pytest.approx(150 + 9)
+    assert cal.face_box((140.0, 150.0, 190.0, 190.0)) == pytest.approx((114.0, 111.0, 214.0, 211.0))
+
+
+def test_the_shipped_five_point_model_carries_its_mapping() -> None:
+    path = Path(__file__).resolve().parents[1] / "models" / "student-5pt.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} not shipped here")
+    m = LandmarkModel.load(path, threads=1, optimize=False)
+    for name in ("blazeface", "haar"):
+        cal = m.box_calibration(name)
+        assert cal is not None and 0.3 < cal.ratio < 0.7  # a 5-point box is about half a face box
+    assert m.manifest.info["detector_crop"]["command"].startswith("python benchmarks/calibrate_detectors.py")
+    from kpdesk.inference.detectors import LAYOUT_CALIBRATION
+
+    for name, cal in LAYOUT_CALIBRATION["mtfl5"].items():  # what training export writes for a 5-point model
+        assert cal == m.box_calibration(name)

@@ -144,3 +144,21 @@ def test_demo_frames_with_smoothing(model: LandmarkModel) -> None:
     assert [r.extras["detected"] for r in res].count(True) == 1  # steady crops: tracked throughout
     assert all(len(r.faces) == 1 for r in res)
     assert all(np.all(np.isfinite(r.faces[0].pts_img)) for r in res)
+
+
+@pytest.mark.parametrize("name", ["student-5pt", "student"])
+def test_a_tracked_face_keeps_the_face_box_for_every_layout(name: str, astronaut_bgr: np.ndarray) -> None:
+    """The Face box of a tracked face used to be the box round its points: for 5 points (eyes
+    to mouth corners) a small box inside the face. Now it is the face's box, as detected."""
+    from kpdesk.inference.tracking import box_iou, points_box
+
+    path = Path(__file__).resolve().parents[1] / "models" / f"{name}.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} not shipped here")
+    pipe = Pipeline(LandmarkModel.load(path, threads=1), HaarDetector(), PipelineConfig(smoothing=False))
+    first = pipe.process(astronaut_bgr, 0, 0.0).faces[0]
+    again = pipe.process(astronaut_bgr, 1, 1 / 30).faces[0]
+    assert not first.tracked and again.tracked
+    assert box_iou(again.box_xyxy, first.box_xyxy) > 0.6, (again.box_xyxy, first.box_xyxy)
+    x0, y0, x1, y1 = points_box(again.pts_img)
+    assert (again.box_xyxy[2] - again.box_xyxy[0]) > (x1 - x0) * (1.5 if name == "student-5pt" else 0.9)

@@ -89,11 +89,25 @@ def test_cancel_stops_between_batches(tiny_model_path: Path, faces) -> None:  # 
     assert len(cells) == 1 and len(calls) == 3  # 2 batches of the first cell, then the stop
 
 
+def test_the_models_that_fit_run_and_the_others_are_marked(tiny_model_path: Path, tmp_path: Path,
+                                                           faces) -> None:  # noqa: ANN001
+    """The lab on 68-point faces with a 5- and a 68-point model: the sweep used to fail as a
+    whole ("five predicts 5 points ..."), running neither."""
+    from fixtures import export_tiny
+
+    five = LandmarkModel.load(export_tiny(tmp_path, "five", points=5), threads=1)
+    full = LandmarkModel.load(tiny_model_path, threads=1)
+    res = run_sweep([("five", five), ("full", full)], faces, SweepConfig("blur", (0, 2)))
+    assert [(c.variant, c.severity) for c in res.cells] == [("full", 0), ("full", 2)]
+    assert res.skipped == [("five", "five predicts 5 points, the labelled faces have 68")]
+
+
 def test_a_model_with_other_points_is_refused(tmp_path: Path, faces) -> None:  # noqa: ANN001
     from fixtures import export_tiny
 
     five = LandmarkModel.load(export_tiny(tmp_path, "five", points=5), threads=1)
-    with pytest.raises(SweepError, match="five: five predicts 5 points, the labelled faces have 68"):
+    with pytest.raises(SweepError, match="no model fits these faces: five: five predicts 5 points, the labelled "
+                                         "faces have 68"):
         run_sweep([("five", five)], faces, SweepConfig("blur", (0, 2)))
     with pytest.raises(ValueError, match="severity"):
         SweepConfig("rotation", (0, 400))

@@ -121,3 +121,44 @@ def test_roll_from_real_labels_follows_the_eye_line() -> None:
         diffs.append(pose.roll - eye_angle_deg(f.pts_img, *schema.pupils))
     assert len(diffs) > 100
     assert np.median(np.abs(diffs)) < 3.0
+
+
+def mirror_view(pts: np.ndarray, layout: str) -> np.ndarray:
+    """What a model finds in the left-right flipped frame: every point mirrored, and the point
+    it calls ``i`` (e.g. the image-left eye corner) is the mirror of the head's ``flip_perm[i]``."""
+    flipped = pts.copy()
+    flipped[:, 0] = (FRAME[0] - 1) - flipped[:, 0]
+    return flipped[list(get_schema(layout).flip_perm)]
+
+
+@pytest.mark.parametrize("layout,model", [("ibug68", MEAN_FACE_68_MM), ("mtfl5", MEAN_FACE_5_MM)])
+@pytest.mark.parametrize("yaw,pitch,roll", [(25, 10, 12), (-30, -15, -10), (40, 0, 0), (0, 0, 20)])
+def test_a_turned_head_gives_the_same_signs_with_the_mirror_on_and_off(layout, model, yaw, pitch, roll) -> None:
+    """The same head motion reads the same in the selfie view: the model sees the mirrored
+    head there (yaw and roll flipped), and ``mirrored=True`` turns that back."""
+    pts = synthetic_view(yaw, pitch, roll, model)
+    plain = estimate_head_pose(pts, FRAME)
+    selfie = estimate_head_pose(mirror_view(pts, layout), FRAME, mirrored=True)
+    assert plain is not None and selfie is not None
+    tol = 2.0 if layout == "ibug68" else 4.0
+    for name, want in (("yaw", yaw), ("pitch", pitch), ("roll", roll)):
+        assert abs(getattr(plain, name) - want) < tol, (name, plain.as_dict())
+        assert abs(getattr(selfie, name) - want) < tol, (name, selfie.as_dict())
+        if want:
+            assert np.sign(getattr(selfie, name)) == np.sign(want)
+    assert selfie.mirrored and not plain.mirrored
+    # Read as an unmirrored frame, the flipped view is the mirror image of the head: yaw and roll flip.
+    raw = estimate_head_pose(mirror_view(pts, layout), FRAME)
+    assert raw is not None
+    if yaw:
+        assert np.sign(raw.yaw) == -np.sign(yaw)
+    if roll:
+        assert np.sign(raw.roll) == -np.sign(roll)
+
+
+def test_a_pose_from_five_points_is_marked_rough() -> None:
+    five = estimate_head_pose(synthetic_view(10, 5, 0, MEAN_FACE_5_MM), FRAME)
+    full = estimate_head_pose(synthetic_view(10, 5, 0), FRAME)
+    assert five is not None and full is not None
+    assert five.rough and five.as_dict()["rough"] is True and "rough: 5 points" in five.label()
+    assert not full.rough and full.as_dict()["rough"] is False and "rough" not in full.label()

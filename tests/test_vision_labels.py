@@ -103,3 +103,21 @@ def test_same_faces_as_the_training_loader() -> None:
     for a, b in zip(ours.faces, theirs):
         assert a.path == b.path and a.source == b.source
         assert np.array_equal(a.pts_img, b.pts)
+
+
+def test_images_without_labels_say_which_label_files_were_looked_for(tmp_path: Path) -> None:
+    """The lab used to answer "no usable labelled face (0 skipped)" and nothing more."""
+    import cv2
+
+    (tmp_path / "sub").mkdir()
+    for name in ("a.jpg", "sub/b.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(LabelError) as err:
+        load_labelled_folder(tmp_path)
+    msg = str(err.value)
+    assert "list file (*.txt)" in msg and "NAME.pts beside each of its 2 images" in msg and "a.pts" in msg, msg
+    (tmp_path / "val.txt").write_text("a.jpg\nsub/b.png\n")
+    with pytest.raises(LabelError) as err:
+        load_labelled_folder(tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / "val.txt") in msg and "NAME.pts beside each" in msg and "2 skipped, first:" in msg, msg

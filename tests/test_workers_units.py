@@ -106,8 +106,8 @@ def test_recorder_writes_one_row_per_face(tmp_path: Path, suffix: str) -> None:
     rec.close()
     if suffix == ".jsonl":
         rows = [json.loads(s) for s in path.read_text().splitlines()]
-        assert len(rows) == 2 and rows[0]["frame"] == 7 and rows[1]["pts_img"][0] == [1.0, 2.0]
-        assert rows[0]["conf"][-1] == 1.0 and rows[0]["variant"] == "live"
+        assert len(rows) == 2 and rows[0]["frame"] == 7 and rows[1]["faces"][0]["pts_img"][0] == [1.0, 2.0]
+        assert rows[0]["faces"][0]["conf"][-1] == 1.0 and rows[0]["variant"] == "live"
     else:
         rows = list(csv.reader(path.open()))
         assert rows[0][:5] == ["frame", "t", "variant", "model", "face"] and len(rows) == 3

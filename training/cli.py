@@ -58,6 +58,16 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
             pickle.UnpicklingError, zipfile.BadZipFile)
 
 
+def error_line(exc: BaseException) -> str:
+    """One line for an expected failure; an OS error says which file and why
+    (``runs/x/config.json: No space left on device``, not ``[Errno 28] ...``)."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror and type(exc).__str__ is OSError.__str__:
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+        return f"{where}: {exc.strerror}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     ap, runners = build_parser()
     args = ap.parse_args(argv)
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug or not isinstance(exc, _expected_errors()):
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = error_line(exc)
         print(json.dumps({"event": "error", "kind": type(exc).__name__, "message": msg}), flush=True)
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_ERROR

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kpdesk.vision.files import atomic_write_text
 from training.data.augment import AugmentConfig
 from training.data.datasets import DataConfig
 from training.nets.networks import ModelConfig
@@ -111,7 +112,7 @@ class RunConfig:
         return asdict(self)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def _build(cls: type, d: dict[str, Any], where: str) -> Any:

@@ -107,17 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from kpdesk.gui.main_window import MainWindow
+    from kpdesk.gui.saving import save_widget_png
     from kpdesk.inference.catalog import default_models_dir
+    from kpdesk.vision.files import OutputError, output_error
 
+    failed: list[str] = []  # outputs that could not be written: exit status 1
     existing = QApplication.instance()
     app = existing or QApplication(sys.argv[:1])
     app.setApplicationName("kpdesk")
     app.setStyle("Fusion")
     _dark_palette(app)
     models_dir = Path(args.models_dir).expanduser() if args.models_dir else default_models_dir()
-    model = args.model
-    if model and model.endswith(".onnx") and Path(model).is_file() and args.models_dir is None:
-        models_dir = Path(model).resolve().parent
+    model = args.model  # a path outside the models folder is listed beside it (MainWindow._extra_models)
     window = MainWindow(models_dir=models_dir, source=args.source, model=model, detector=args.detector,
                         threads=args.threads, runs_dir=Path(args.runs_dir) if args.runs_dir else None)
     stop = _close_on_signals(window)
@@ -148,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                 window.perf_tab.refresh()
                 window.compare_tab.refresh()
                 path = Path(args.screenshot)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if not window.grab().save(str(path)):
-                    log.error("could not save screenshot %s", path)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_widget_png(window, path)
+                except OSError as exc:  # OutputError is one line naming the file and why
+                    failed.append(str(exc) if isinstance(exc, OutputError) else str(output_error(path, exc)))
+                    print(f"kpdesk: error: {failed[-1]}", file=sys.stderr)
                 else:
                     log.info("screenshot saved to %s", path)
             window.close()
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.restore()
     if stop.signum is not None:
         return 128 + stop.signum  # 130 after Ctrl+C, 143 after SIGTERM, as shells report them
-    return int(rc)
+    return int(rc) or (1 if failed else 0)
 
 
 class _SignalClose:

@@ -32,9 +32,10 @@ class MessageBanner(QFrame):
     counter instead of stacking. Notices expire after a few seconds; warnings and errors
     stay until dismissed. The strip takes the colour of its most severe message.
 
-    Each message takes one line, elided to the strip's width (the full text is the
-    tooltip and ``text``), so however long the messages, the strip stays at most
-    ``MAX_LINES`` lines high and never pushes the window's controls off screen."""
+    Each message takes one line, elided *in the middle* to the strip's width (what failed
+    and, at the end, what to do both stay; the full text is the tooltip and ``text``), so
+    however long the messages, the strip stays at most ``MAX_LINES`` lines high and never
+    pushes the window's controls off screen."""
 
     dismissed = Signal()
 
@@ -115,13 +116,13 @@ class MessageBanner(QFrame):
             self._expiry.stop()
 
     def _fit(self) -> None:
-        """Elide each line to the label's width."""
+        """Elide each line to the label's width (in the middle: a message ends with its fix)."""
         fm = self.label.fontMetrics()
         m = self.layout().contentsMargins()
         # From the strip's own width: the label's may not be laid out yet.
         width = self.width() - m.left() - m.right() - self._close.sizeHint().width() - 2 * self.layout().spacing() - 4
         width = max(width, 80)
-        self.label.setText("\n".join(fm.elidedText(ln, Qt.TextElideMode.ElideRight, width) for ln in self._lines))
+        self.label.setText("\n".join(fm.elidedText(ln, Qt.TextElideMode.ElideMiddle, width) for ln in self._lines))
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)

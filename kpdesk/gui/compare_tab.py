@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QSplitter,
@@ -27,6 +26,7 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.live_tab import DECODE_CHOICES, fill_model_combo
 from kpdesk.gui.plots import VARIANT_COLORS, fmt_ms, robust_y_range, set_curve, time_plot
 from kpdesk.gui.render import OverlayOptions, render_variant
+from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.workers.agreement import Agreement
@@ -34,6 +34,16 @@ from kpdesk.workers.messages import InferenceResult, VariantResult, VariantSpec
 from kpdesk.workers.stats import PerfHistory, RollingSeries
 
 SLOT_LABELS = ("A", "B", "C")
+FOOTER_SEPARATOR = " • "  # between items (a line may break on either side); "·" is inside them
+
+
+def unbreakable(html: str) -> str:
+    """``html`` (one footer item) as a span a line does not break inside: no wrapping at its
+    spaces, and a word joiner after the characters a line may otherwise break after."""
+    for ch in ("–", "-", "/"):
+        html = html.replace(ch, ch + "\u2060")
+    return f"<span style='white-space:nowrap'>{html}</span>"
+
 PREFERRED = (("teacher",), ("student",), ("student-0.25x", "student_0.25x", "student-025x"))
 
 
@@ -59,32 +69,43 @@ class CompareTab(QWidget):
         self.shown: dict[str, VariantResult] = {}  # label -> the result its pane shows
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        controls = QHBoxLayout()
+        self.controls = QWidget()
+        controls = QHBoxLayout(self.controls)
+        controls.setContentsMargins(0, 0, 0, 0)
         for label in SLOT_LABELS:
-            box = QGroupBox(f"Variant {label}")
+            box = QWidget()  # no frame, no title: the slot's letter leads its one row
+            box.setToolTip(f"Variant {label}")
             bl = QGridLayout(box)
             mc = QComboBox()
-            mc.setMinimumContentsLength(10)
+            mc.setMinimumContentsLength(8)
             mc.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             dc = QComboBox()
+            for c in (dc, xc := QComboBox()):  # they may shrink: a narrow window still fits three slots
+                c.setMinimumContentsLength(3)
+                c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             for d in ["auto", *detectors]:
                 dc.addItem(d, d)
-            xc = QComboBox()
             for text, mode in DECODE_CHOICES:
                 xc.addItem(text, mode)
             for c in (mc, dc, xc):
                 c.currentIndexChanged.connect(lambda _i: self.variants_changed.emit())
-            mc.setToolTip("model")
-            dc.setToolTip("face detector")
-            xc.setToolTip("decode mode")
-            bl.addWidget(mc, 0, 0, 1, 2)
-            bl.addWidget(dc, 1, 0)
-            bl.addWidget(xc, 1, 1)
+            mc.setToolTip(f"Variant {label}: model")
+            dc.setToolTip(f"Variant {label}: face detector")
+            xc.setToolTip(f"Variant {label}: decode mode")
+            # One row per variant: the video panes keep the height.
+            bl.setContentsMargins(4, 2, 12, 2)
+            bl.addWidget(QLabel(f"<b>{label}</b>"), 0, 0)
+            bl.addWidget(mc, 0, 1)
+            bl.addWidget(dc, 0, 2)
+            bl.addWidget(xc, 0, 3)
+            bl.setColumnStretch(1, 5)
+            bl.setColumnStretch(2, 2)
+            bl.setColumnStretch(3, 3)
             controls.addWidget(box)
             self.model_combos.append(mc)
             self.detector_combos.append(dc)
             self.decode_combos.append(xc)
-        lay.addLayout(controls)
+        lay.addWidget(self.controls)
         split = QSplitter(Qt.Orientation.Vertical)
         views = QWidget()
         self.view_row = QHBoxLayout(views)
@@ -97,7 +118,7 @@ class CompareTab(QWidget):
             self.views.append(v)
         split.addWidget(views)
         lay.addWidget(split, 1)
-        plots = QWidget()
+        self.plots = plots = QWidget()
         bottom = QGridLayout(plots)
         bottom.setContentsMargins(0, 0, 0, 0)
         self.latency_plot = time_plot("Latency per variant (last 30 s)", "ms / frame", history.window_s)
@@ -110,13 +131,19 @@ class CompareTab(QWidget):
         self.summary.setWordWrap(True)
         bottom.addWidget(self.summary, 1, 0, 1, 2)
         split.addWidget(plots)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 1)
+        plots.setMinimumHeight(190)  # two readable plots and the footer, the panes take the rest
         self.latency_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.agree_plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.latency_curves = {lab: self.latency_plot.plot(name=lab, pen={"color": VARIANT_COLORS[i], "width": 2})
                                for i, lab in enumerate(SLOT_LABELS)}
         self.agree_curves: dict[str, object] = {}
+
+    def set_video_only(self, on: bool) -> None:
+        """Fullscreen video: only the panes, without the pickers, the plots and the footer."""
+        self.controls.setVisible(not on)
+        self.plots.setVisible(not on)
 
     # ---- configuration ----------------------------------------------------------------
     def set_catalog(self, entries: list[CatalogEntry]) -> None:
@@ -177,7 +204,7 @@ class CompareTab(QWidget):
                 lines = [f"{vr.result.timings.total:.1f} ms · {vr.spec.decode_mode or 'default'} · "
                          f"{vr.result.detector_name}"]
             else:
-                lines = [(vr.error or "no result")[:80]]
+                lines = wrap_lines(vr.error or "no result", 60, 3)  # never cut before its fix
             view.set_frame(img, caption, lines)
         self._take_agreements(res)
 
@@ -208,7 +235,7 @@ class CompareTab(QWidget):
             if len(v) and vr is not None:
                 # Each variant runs on its own thread: its frame rate is its own.
                 ms = float(np.mean(v[-30:]))
-                parts.append(f"<b>{lab}</b> {fmt_ms(ms)} ms · {vr.fps:.0f} fps")
+                parts.append(unbreakable(f"<b>{lab}</b> {fmt_ms(ms)} ms · {vr.fps:.0f} fps"))
         robust_y_range(self.latency_plot, shown, floor=2.0)
         colors = [(255, 255, 255), (120, 255, 200), (255, 200, 120)]
         agree_values = []
@@ -225,5 +252,6 @@ class CompareTab(QWidget):
         for key, ag in self.last_agreements.items():
             if set(key.split("–")) <= wanted:
                 text = ag.text() if ag is not None else "no common face"
-                parts.append(f"<b>{key}</b> {text} · {self.matched_frames.get(key, 0)} shared frames")
-        self.summary.setText("   ·   ".join(parts))
+                parts.append(unbreakable(f"<b>{key}</b> {text} · {self.matched_frames.get(key, 0)} shared frames"))
+        # A narrow window wraps the footer between items, never inside one.
+        self.summary.setText(FOOTER_SEPARATOR.join(parts))

@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -18,13 +20,15 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from kpdesk.gui.panels import side_panel
+from kpdesk.gui.panels import SIDE_PANEL_WIDTH, side_panel
 from kpdesk.gui.pose_plot import HeadPosePlot
 from kpdesk.gui.render import OverlayOptions, render_variant
+from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.inference.sources import CameraMode, parse_camera_spec
@@ -102,9 +106,6 @@ class LiveTab(QWidget):
         self.info.setWordWrap(True)
         self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         left.addWidget(self.info)
-        self.pose_plot = HeadPosePlot()
-        self.pose_plot.setVisible(False)
-        left.addWidget(self.pose_plot)
         lay.addLayout(left, 1)
 
         panel = QWidget()
@@ -125,6 +126,7 @@ class LiveTab(QWidget):
         self.cb_mirror.setToolTip("Show camera images flipped left-right, like a mirror. The models see the "
                                   "flipped image, so the landmarks match what is shown.")
         self.cb_mirror.toggled.connect(self.mirror_changed)
+        self.cb_mirror.setVisible(False)  # only while a camera is the source
         f.addRow(self.cb_mirror)
         self.mode_combo = QComboBox()
         self.mode_combo.setToolTip("Capture resolution and frame rate: the modes this camera accepted when asked")
@@ -222,21 +224,53 @@ class LiveTab(QWidget):
         f.addRow(clear)
         pl.addWidget(g)
 
-        g = QGroupBox("Record")
-        f = QFormLayout(g)
-        snap = QPushButton("Snapshot PNG…")
-        snap.clicked.connect(self.snapshot_requested)
+        pl.addStretch(1)
+
+        # The right-hand column: playback and record buttons and the head-pose plot stay in
+        # view above the scrolling settings, and the video keeps the whole left-hand height.
+        self.side = QWidget()
+        self.side.setFixedWidth(SIDE_PANEL_WIDTH)
+        col = QVBoxLayout(self.side)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(4)
+        g = QGroupBox("Playback and record")
+        grid = QGridLayout(g)
+        grid.setContentsMargins(6, 4, 6, 6)
+        grid.setSpacing(4)
+        self.play_row = QHBoxLayout()  # the window adds its pause / step / fullscreen buttons here
+        self.play_row.setSpacing(4)
+        grid.addLayout(self.play_row, 0, 0, 1, 2)
+        self.snapshot_btn = QPushButton("Snapshot")
+        self.snapshot_btn.setToolTip("Save the annotated frame (PNG) and its landmarks (JSON lines) into the "
+                                     "snapshot folder, asked for the first time (S)")
+        self.snapshot_btn.clicked.connect(self.snapshot_requested)
         self.record_btn = QPushButton("Record landmarks…")
         self.record_btn.setCheckable(True)
         self.record_btn.toggled.connect(self.record_toggled)
-        f.addRow(snap)
-        f.addRow(self.record_btn)
-        pl.addWidget(g)
-        pl.addStretch(1)
-
-        lay.addWidget(side_panel(panel))
+        grid.addWidget(self.snapshot_btn, 1, 0)
+        grid.addWidget(self.record_btn, 1, 1)
+        col.addWidget(g)
+        self.pose_plot = HeadPosePlot()
+        self.pose_plot.setVisible(False)
+        col.addWidget(self.pose_plot)
+        col.addWidget(side_panel(panel), 1)
+        lay.addWidget(self.side)
         self._last: InferenceResult | None = None
         self.last_pose: HeadPose | None = None
+
+    def add_play_button(self, action: QAction) -> QToolButton:
+        """A button in the playback row that triggers (and shows the state of) ``action``."""
+        b = QToolButton()
+        b.setDefaultAction(action)
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        b.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.play_row.addWidget(b)
+        return b
+
+    def set_video_only(self, on: bool) -> None:
+        """Fullscreen video: only the video, without the controls and the details line."""
+        self.side.setVisible(not on)
+        self.info.setVisible(not on)
 
     # ---- state read by the window -----------------------------------------------------
     def overlay_options(self) -> OverlayOptions:
@@ -294,6 +328,7 @@ class LiveTab(QWidget):
         self.source_combo.blockSignals(False)
         self.source_status.setText(f"Playing: {description}")
         self.camera_index = cam[0] if cam is not None else None
+        self.cb_mirror.setVisible(cam is not None)
         self._mode_text = description.partition("(")[2].rstrip(")") if cam is not None else ""
         self._fill_modes()
 
@@ -381,7 +416,7 @@ class LiveTab(QWidget):
                 lines = [f"{nf} face{'s' if nf != 1 else ''}" + (f" · conf {conf[0]:.2f}" if conf else "")]
             elif vr.error:
                 caption = f"{name}: error"
-                lines = [vr.error[:90]]
+                lines = wrap_lines(vr.error, 70, 3)  # never cut before its fix
         self.view.set_frame(img, caption, lines)
         if self.cb_pose.isChecked():
             self._add_pose(res)
@@ -401,7 +436,8 @@ class LiveTab(QWidget):
         vr = res.primary
         faces = vr.result.faces if vr is not None and vr.result is not None else ()
         frame = res.frame.frame_bgr
-        pose = face_pose(faces[0].pts_img, (frame.shape[1], frame.shape[0])) if faces else None
+        mirrored = bool(getattr(res.frame, "mirrored", False))  # the angles mean the head's own motion
+        pose = face_pose(faces[0].pts_img, (frame.shape[1], frame.shape[0]), mirrored) if faces else None
         self.pose_plot.add(res.processed_at or time.monotonic(), pose)
         self.last_pose = pose
 

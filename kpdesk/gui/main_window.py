@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from kpdesk.gui.banner import MessageBanner
@@ -17,13 +17,15 @@ from kpdesk.gui.compare_tab import SLOT_LABELS, CompareTab
 from kpdesk.gui.lab.tab import RobustnessTab
 from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
+from kpdesk.gui.shortcuts import ShortcutOverlay, shortcut_text
 from kpdesk.gui.training_tab import TrainingTab
-from kpdesk.inference.catalog import CatalogEntry, scan_models
+from kpdesk.inference.catalog import CatalogEntry, default_entry, scan_models
+from kpdesk.vision.files import atomic_write_text, write_image
 from kpdesk.workers.cameras import CameraWatcher
 from kpdesk.workers.inference import InferenceSettings
 from kpdesk.workers.messages import InferenceResult, VariantSpec
 from kpdesk.workers.occlusion import Occluder
-from kpdesk.workers.recorder import LandmarkRecorder, RecorderError
+from kpdesk.workers.recorder import LandmarkRecorder, RecorderError, json_rows
 from kpdesk.workers.session import LiveSession
 from kpdesk.workers.stats import PerfHistory
 from kpdesk.workers.tasks import run_in_background
@@ -32,6 +34,19 @@ log = logging.getLogger(__name__)
 
 TAB_NAMES = ("live", "performance", "compare", "training", "robustness")
 PREFERRED_LIVE = ("student", "student-0.25x", "teacher")
+SNAPSHOT_DIR_KEY = "snapshot/folder"
+
+
+def app_settings() -> QSettings:
+    """Where the window keeps what the user chose once (the snapshot folder)."""
+    return QSettings("kpdesk", "kpdesk")
+
+
+def _is_path(model: str) -> bool:
+    """``--model`` names a file (``x.onnx``, ``dir/x``), not a model of the models folder."""
+    import os
+
+    return model.endswith(".onnx") or os.sep in model or (os.altsep or os.sep) in model
 
 
 def _available_detectors() -> list[str]:
@@ -74,6 +89,7 @@ class MainWindow(QMainWindow):
         self.session.inference.error.connect(lambda m: self.show_message(m, "error"))
         self.session.inference.variants_changed.connect(self._on_variants_changed)
         self.session.inference.model_failed.connect(self._on_model_failed)
+        self.session.inference.recording_failed.connect(self._on_recording_failed)
         self.session.source_opened.connect(self._on_source_opened)
         self.session.source_failed.connect(self._on_source_failed)
         self.session.source_ended.connect(lambda m: self.show_message(m, "info"))
@@ -113,7 +129,7 @@ class MainWindow(QMainWindow):
         self.live_tab.settings_changed.connect(self.apply_settings)
         self.live_tab.occlusion_changed.connect(self.apply_occlusion)
         self.live_tab.rescan_btn.clicked.connect(self.rescan_models)
-        self.live_tab.snapshot_requested.connect(self._ask_snapshot)
+        self.live_tab.snapshot_requested.connect(self.snapshot_to_folder)
         self.live_tab.record_toggled.connect(self._on_record_toggled)
         self.compare_tab.variants_changed.connect(self.apply_variants)
         self.compare_tab.rect_selected.connect(self.live_tab._on_rect)
@@ -124,15 +140,161 @@ class MainWindow(QMainWindow):
         self.training_tab.pause_live.toggled.connect(lambda _c: self._update_pause())
 
         sb = self.statusBar()
+        self.status_paused = QLabel("⏸ paused")
+        self.status_paused.setStyleSheet("color:#ffb347; font-weight:600;")
+        self.status_paused.setVisible(False)
+        sb.addPermanentWidget(self.status_paused)
         self.status_source = QLabel("source: —")
         self.status_model = QLabel("model: —")
         self.status_fps = QLabel("— fps")
         for w in (self.status_source, self.status_model, self.status_fps):
             sb.addPermanentWidget(w)
 
+        self.user_paused = False
+        self.snapshot_dir: Path | None = None
+        stored = app_settings().value(SNAPSHOT_DIR_KEY, "", type=str)
+        if stored and Path(stored).is_dir():
+            self.snapshot_dir = Path(stored)
+        self._video_fullscreen = False
+        self._was_maximized = False
+        self._build_actions()
+        self.overlay = ShortcutOverlay(self)
+        self.overlay.set_rows([(shortcut_text(a), what) for a, what in self.shortcut_rows])
+        self._update_actions()
+
         # Plots and numbers refresh on a timer, never per frame.
         self.refresh_timer = QTimer(self, interval=333, timeout=self._refresh)
         self.resize(1500, 920)
+
+    # ---- menus and keyboard shortcuts -----------------------------------------------------
+    def _action(self, text: str, keys: tuple[str | QKeySequence.StandardKey, ...], slot: object,
+                tip: str = "", checkable: bool = False) -> QAction:
+        a = QAction(text, self)
+        a.setShortcuts([QKeySequence(k) for k in keys])
+        a.setCheckable(checkable)
+        a.setStatusTip(tip)
+        a.setToolTip(f"{tip or text} ({shortcut_text(a)})" if keys else tip or text)
+        a.triggered.connect(slot)
+        self.addAction(a)  # the shortcut works while the menu bar is hidden (fullscreen video)
+        return a
+
+    def _build_actions(self) -> None:
+        self.act_pause = self._action("&Pause", ("Space",), self.set_user_paused, checkable=True,
+                                      tip="Pause / resume the video (the models stop with it)")
+        self.act_pause.setIconText("Pause")
+        self.act_step = self._action("&Step one frame", (".",), self.step_frame,
+                                     tip="While paused: the next frame (pauses first when playing)")
+        self.act_step.setIconText("Step")
+        self.act_snapshot = self._action("&Snapshot", ("S",), self.snapshot_to_folder,
+                                         tip="Annotated PNG + the frame's landmarks (JSON lines) into the "
+                                             "snapshot folder")
+        self.act_snapshot_dir = self._action("Snapshot &folder…", (), self.choose_snapshot_dir,
+                                             tip="Where snapshots go (asked for once, then remembered)")
+        self.act_mirror = self._action("&Mirror camera", ("M",), self.toggle_mirror,
+                                       tip="Mirror the camera image (selfie view)")
+        self.act_next_model = self._action("&Next model", ("N",), self.next_model,
+                                           tip="Run the next model of the models folder")
+        self.act_fullscreen = self._action("&Fullscreen video", ("F",), self.set_video_fullscreen,
+                                           checkable=True, tip="Only the video, on the whole screen (F or Esc leaves)")
+        self.act_fullscreen.setIconText("Fullscreen")
+        self.act_leave_fullscreen = self._action("Leave fullscreen", ("Esc",),
+                                                 lambda: self.set_video_fullscreen(False))
+        self.act_leave_fullscreen.setEnabled(False)
+        self.act_help = self._action("&Keyboard shortcuts", ("?", QKeySequence.StandardKey.HelpContents),
+                                     self.show_shortcuts, tip="List the keyboard shortcuts")
+        self.act_quit = self._action("&Quit", ("Ctrl+Q",), self.close, tip="Close kpdesk")
+        self.shortcut_rows = [
+            (self.act_pause, "Pause / resume the video"),
+            (self.act_step, "Step one frame while paused"),
+            (self.act_snapshot, "Snapshot: annotated PNG + the frame's landmarks (JSON)"),
+            (self.act_mirror, "Mirror the camera image"),
+            (self.act_next_model, "Next model (Live tab)"),
+            (self.act_fullscreen, "Fullscreen video (Esc leaves)"),
+            (self.act_help, "This list"),
+            (self.act_quit, "Quit"),
+        ]
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        for a in (self.act_snapshot, self.act_snapshot_dir):
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&View")
+        for a in (self.act_pause, self.act_step, None, self.act_mirror, self.act_next_model, self.act_fullscreen):
+            m.addSeparator() if a is None else m.addAction(a)
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_help)
+        for a in (self.act_pause, self.act_step, self.act_fullscreen):
+            self.live_tab.add_play_button(a)
+
+    def show_shortcuts(self) -> None:
+        self.overlay.open()
+
+    def set_user_paused(self, on: bool) -> None:
+        """Pause (or resume) the video at its source: the models and the plots stop with it."""
+        on = bool(on)
+        self.act_pause.setChecked(on)
+        if on == self.user_paused:
+            return
+        self.user_paused = on
+        self.session.set_paused(on)
+        if not on:
+            self.history.restart_rate()  # the rate meters start from a standstill
+        self.act_pause.setText("Resume" if on else "&Pause")
+        self.act_pause.setIconText("Resume" if on else "Pause")
+        self.status_paused.setVisible(on)
+        badge = "paused · Space resumes · . steps" if on else ""
+        for view in (self.live_tab.view, *self.compare_tab.views):
+            view.set_badge(badge)
+
+    def step_frame(self) -> None:
+        """One more frame while paused; when playing, pause (on this frame)."""
+        if not self.user_paused:
+            self.set_user_paused(True)
+            return
+        self.session.step()
+
+    def toggle_mirror(self) -> None:
+        cb = self.live_tab.cb_mirror
+        if self.live_tab.camera_index is None:
+            self.show_message("Mirror applies to a camera image: the source is not a camera.", "info")
+            return
+        cb.setChecked(not cb.isChecked())
+        self.show_message(f"Mirror {'on' if cb.isChecked() else 'off'}.", "info")
+
+    def next_model(self) -> None:
+        """The next usable model of the Live tab's picker (after the last: the first)."""
+        combo = self.live_tab.model_combo
+        n = combo.count()
+        for k in range(1, n + 1):
+            i = (combo.currentIndex() + k) % n
+            item = combo.model().item(i)
+            if combo.itemData(i) and (item is None or item.isEnabled()):
+                if i != combo.currentIndex():
+                    combo.setCurrentIndex(i)
+                    self.show_message(f"Model: {combo.itemText(i)}", "info")
+                return
+        self.show_message("No other usable model in the models folder.", "info")
+
+    def set_video_fullscreen(self, on: bool) -> None:
+        """Only the video of the Live or Compare tab, on the whole screen (F / Esc leave)."""
+        on = bool(on) and self.tabs.currentWidget() in (self.live_tab, self.compare_tab)
+        self.act_fullscreen.setChecked(on)
+        if on == self._video_fullscreen:
+            return
+        self._video_fullscreen = on
+        self.act_leave_fullscreen.setEnabled(on)
+        for w in (self.menuBar(), self.statusBar(), self.tabs.tabBar()):
+            w.setVisible(not on)
+        self.live_tab.set_video_only(on)
+        self.compare_tab.set_video_only(on)
+        if on:
+            self._was_maximized = self.isMaximized()
+            self.showFullScreen()
+        elif self._was_maximized:
+            self.showMaximized()
+        else:
+            self.showNormal()
 
     # ---- start-up ---------------------------------------------------------------------
     def start(self) -> None:
@@ -146,7 +308,9 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, level: str = "error") -> None:
         log.log(logging.ERROR if level == "error" else logging.INFO, "%s", text)
         self.banner.show_message(text, level)
-        self.statusBar().showMessage(text, 10000)
+        sb = self.statusBar()  # one line: elided in the middle, so the end (the fix) stays
+        room = max(sb.width() - 30, 200)
+        sb.showMessage(sb.fontMetrics().elidedText(" ".join(text.split()), Qt.TextElideMode.ElideMiddle, room), 10000)
 
     # ---- sources ----------------------------------------------------------------------
     def open_source(self, spec: str) -> None:
@@ -169,6 +333,7 @@ class MainWindow(QMainWindow):
                 self.show_message(f"Camera {idx} disconnected.", "info")
 
     def _on_source_opened(self, spec: str, description: str) -> None:
+        self.history.restart_rate()
         self.live_tab.show_source(spec, description)
         self.status_source.setText(f"source: {description}")
         if self.initial_source == "auto" and spec == "demo":
@@ -189,8 +354,17 @@ class MainWindow(QMainWindow):
     # ---- models -----------------------------------------------------------------------
     def rescan_models(self) -> None:
         """Scan the models folder in the background (validating a model opens it)."""
-        self._scan_task = run_in_background(scan_models, self.models_dir, parent=self, on_done=self._on_catalog,
+        self._scan_task = run_in_background(scan_models, self.models_dir, True, self._extra_models(), parent=self,
+                                            on_done=self._on_catalog,
                                             on_failed=lambda m: self.show_message(f"Cannot scan models: {m}"))
+
+    def _extra_models(self) -> tuple[Path, ...]:
+        """A ``--model`` given as a path to a file outside the models folder: listed too (the
+        folder it lies in is not taken for the models folder)."""
+        want = self.initial_model
+        if want and _is_path(want) and Path(want).expanduser().is_file():
+            return (Path(want).expanduser(),)
+        return ()
 
     def _on_catalog(self, entries: list[CatalogEntry]) -> None:
         first = not self.catalog
@@ -200,7 +374,8 @@ class MainWindow(QMainWindow):
         fill_model_combo(combo, self.catalog, keep=keep)
         if first or keep is None:
             self._select_initial_model()
-        broken = [e for e in self.catalog if not e.ok]
+        extra = set(self._extra_models())  # a broken --model file: _select_initial_model says so, once
+        broken = [e for e in self.catalog if not e.ok and e.onnx_path not in extra]
         for e in broken:
             self.show_message(f"Model {e.name} cannot be used: {e.error}", "warning")
         if not any(e.ok for e in self.catalog):
@@ -211,26 +386,35 @@ class MainWindow(QMainWindow):
         self.apply_variants()
 
     def _select_initial_model(self) -> None:
+        """The ``--model`` asked for, else the default model. A ``--model`` that cannot be used
+        costs one line saying which model runs instead and why (the reason's fix last)."""
         combo = self.live_tab.model_combo
-        ok = [e for e in self.catalog if e.ok]
+        fallback = default_entry(self.catalog)
         want = self.initial_model
         if want:
-            for e in self.catalog:
-                if e.name == want or str(e.onnx_path) == want or Path(want).name == e.onnx_path.name:
-                    if not e.ok:
-                        self.show_message(f"Model {e.name} cannot be used: {e.error}", "error")
-                        break
-                    combo.setCurrentIndex(combo.findData(str(e.onnx_path)))
-                    return
-            else:
-                self.show_message(f"Model {want!r} is not in {self.models_dir}", "error")
-        by_name = {e.name: e for e in ok}
-        for name in PREFERRED_LIVE:
-            if name in by_name:
-                combo.setCurrentIndex(combo.findData(str(by_name[name].onnx_path)))
+            entry = self._wanted_entry(want)
+            if entry is not None and entry.ok:
+                combo.setCurrentIndex(combo.findData(str(entry.onnx_path)))
                 return
-        if ok:
-            combo.setCurrentIndex(combo.findData(str(ok[0].onnx_path)))
+            if entry is not None:
+                why = entry.error or "unusable"
+            elif _is_path(want):
+                why = f"{Path(want).expanduser()}: model file not found"
+            else:
+                known = ", ".join(e.name for e in self.catalog if e.ok) or "none"
+                why = f"no model {want!r} in {self.models_dir} (usable: {known})"
+            instead = (f"using the default model {fallback.name} instead" if fallback
+                       else "no usable model to run instead")
+            self.show_message(f"--model {want}: {instead}. {why}", "error")
+        if fallback is not None:
+            combo.setCurrentIndex(combo.findData(str(fallback.onnx_path)))
+
+    def _wanted_entry(self, want: str) -> CatalogEntry | None:
+        """The catalog entry ``--model`` names: a path matches only that file, a name the model of that name."""
+        if _is_path(want):
+            target = Path(want).expanduser().resolve()
+            return next((e for e in self.catalog if e.onnx_path.resolve() == target), None)
+        return next((e for e in self.catalog if e.name == want), None)
 
     def current_specs(self) -> list[VariantSpec]:
         if self.tabs.currentWidget() is self.compare_tab:
@@ -287,7 +471,18 @@ class MainWindow(QMainWindow):
             occ = Occluder.preset(choice)
         self.session.inference.set_occluder(occ)
 
+    def _update_actions(self) -> None:
+        """The video shortcuts work in the Live and Compare tabs; next model in Live."""
+        current = self.tabs.currentWidget()
+        video = current in (self.live_tab, self.compare_tab)
+        for a in (self.act_pause, self.act_step, self.act_snapshot, self.act_mirror, self.act_fullscreen):
+            a.setEnabled(video)
+        self.act_next_model.setEnabled(current is self.live_tab)
+        if not video:
+            self.set_video_fullscreen(False)
+
     def _on_tab_changed(self, _index: int) -> None:
+        self._update_actions()
         self.apply_variants()
         if self.last_result is not None:
             self._show(self.last_result, force=True)
@@ -356,20 +551,70 @@ class MainWindow(QMainWindow):
         target = Path(path)
 
         def write() -> str:
-            if not cv2.imwrite(str(target), img):
-                raise OSError(f"cannot write {target}")
-            return str(target)
+            return str(write_image(target, img))  # OutputError: one line naming the file and why
 
         task = run_in_background(write, parent=self, on_done=lambda p: self.show_message(f"Saved {p}", "info"),
                                  on_failed=lambda m: self.show_message(f"Snapshot failed: {m}", "error"))
         self._tasks.append(task)
         return task
 
-    def _ask_snapshot(self) -> None:
-        default = str(Path.home() / f"kpdesk-{time.strftime('%Y%m%d-%H%M%S')}.png")
-        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG images (*.png)")
-        if path:
-            self.save_snapshot(path)
+    def choose_snapshot_dir(self) -> Path | None:
+        """Ask where snapshots go; remembered (also for the next start). None if cancelled."""
+        start = str(self.snapshot_dir or Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Folder for snapshots", start)
+        if not folder:
+            return None
+        self.snapshot_dir = Path(folder)
+        app_settings().setValue(SNAPSHOT_DIR_KEY, folder)
+        self.show_message(f"Snapshots go to {folder} (File > Snapshot folder… changes it).", "info")
+        return self.snapshot_dir
+
+    def snapshot_rows(self) -> list[dict]:
+        """The landmarks of the frame on screen, as the rows a recording writes for it."""
+        res = self.last_result
+        if res is None:
+            return []
+        if self.tabs.currentWidget() is self.compare_tab:
+            shown = [vr for vr in self.compare_tab.shown.values()]
+        else:
+            shown = [res.primary] if res.primary is not None else []
+        rows: list[dict] = []
+        for vr in shown:
+            if vr is not None and vr.result is not None:
+                frame = vr.frame if vr.frame is not None else res.frame
+                rows += json_rows(vr.spec.label, vr.result, getattr(frame, "source_file", None),
+                                  mirrored=bool(getattr(frame, "mirrored", False)))
+        return rows
+
+    def snapshot_to_folder(self) -> object | None:
+        """S: the annotated frame (PNG) and its landmarks (JSON lines, one row per face, as a
+        recording writes them) into the snapshot folder, asked for the first time."""
+        img = self.current_view_image()
+        if img is None:
+            self.show_message("Nothing to snapshot yet.", "warning")
+            return None
+        rows = self.snapshot_rows()
+        folder = self.snapshot_dir if self.snapshot_dir is not None and self.snapshot_dir.is_dir() else None
+        folder = folder or self.choose_snapshot_dir()
+        if folder is None:
+            return None
+        frame_index = self.last_result.frame.frame_index if self.last_result is not None else 0
+        stem = f"kpdesk-{time.strftime('%Y%m%d-%H%M%S')}-frame{frame_index}"
+        n = 1
+        while (folder / f"{stem}.png").exists() or (folder / f"{stem}.jsonl").exists():
+            n += 1
+            stem = f"kpdesk-{time.strftime('%Y%m%d-%H%M%S')}-frame{frame_index}-{n}"
+        png, jsonl = folder / f"{stem}.png", folder / f"{stem}.jsonl"
+
+        def write() -> str:
+            write_image(png, img)  # whole or not at all; OutputError names the file and the reason
+            atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+            return f"{png} and {jsonl.name} ({len(rows)} face row{'s' if len(rows) != 1 else ''})"
+
+        task = run_in_background(write, parent=self, on_done=lambda p: self.show_message(f"Saved {p}", "info"),
+                                 on_failed=lambda m: self.show_message(f"Snapshot failed: {m}", "error"))
+        self._tasks.append(task)
+        return task
 
     def _on_record_toggled(self, on: bool) -> None:
         if not on:
@@ -397,6 +642,13 @@ class MainWindow(QMainWindow):
         self.live_tab.record_btn.blockSignals(False)
         self.show_message(f"Recording landmarks to {path}", "info")
         return True
+
+    def _on_recording_failed(self, path: str) -> None:
+        """A write failed and the worker stopped the recording (the banner says why): the
+        button must not go on saying "Stop recording"."""
+        if self.recorder is not None and str(self.recorder.path) == path:
+            self.recorder = None
+            self.stop_recording()
 
     def stop_recording(self) -> None:
         if self.recorder is not None:

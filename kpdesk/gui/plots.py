@@ -34,8 +34,28 @@ def time_plot(title: str, y_label: str, window_s: float = 30.0) -> pg.PlotWidget
     w.setMouseEnabled(x=False, y=False)
     w.hideButtons()
     w.getPlotItem().enableAutoRange(axis="y", enable=True)
-    w.addLegend(offset=(-10, 10), labelTextSize="9pt", brush=(22, 24, 28, 200))
+    legend_below(w)
     return w
+
+
+def legend_below(plot: pg.PlotWidget) -> pg.LegendItem:
+    """The plot's legend on one line in a strip under the x axis, outside the data area, so
+    it never covers a curve. Curves made with ``plot.plot(name=...)`` appear in it, as with
+    pyqtgraph's own ``addLegend`` (which puts the legend inside the data area). The strip is
+    as tall as the legend (none while it is empty)."""
+    pi = plot.getPlotItem()
+    legend = pg.LegendItem(offset=None, labelTextSize="9pt", colCount=12, frame=False, horSpacing=4)
+    legend.layout.setContentsMargins(0, 0, 0, 0)
+    legend.setParentItem(pi)
+    left, top, right, bottom = pi.layout.getContentsMargins()
+
+    def reserve() -> None:
+        pi.layout.setContentsMargins(left, top, right, bottom + (legend.height() if legend.items else 0))
+
+    legend.geometryChanged.connect(reserve)
+    legend.anchor(itemPos=(1, 1), parentPos=(1, 1), offset=(-6, 0))
+    pi.legend = legend
+    return legend
 
 
 def robust_y_range(plot: pg.PlotWidget, values: list[np.ndarray], floor: float = 1.0) -> None:

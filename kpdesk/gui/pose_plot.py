@@ -21,7 +21,9 @@ class HeadPosePlot(QWidget):
         super().__init__(parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.plot = time_plot(f"Head pose (last {window_s:.0f} s)", "degrees", window_s)
+        self.window_s = window_s
+        self.rough = False  # the newest pose came from 5 points: the title says so
+        self.plot = time_plot(self._title(), "degrees", window_s)
         self.plot.getPlotItem().enableAutoRange(axis="y", enable=False)
         self.plot.setYRange(-70, 70, padding=0)
         self.plot.setMinimumHeight(150)
@@ -37,6 +39,14 @@ class HeadPosePlot(QWidget):
         nan = float("nan")
         for k, s in self.series.items():
             s.append(t, getattr(pose, k) if pose is not None else nan)
+        rough = bool(pose is not None and pose.rough)
+        if pose is not None and rough != self.rough:
+            self.rough = rough
+            self.plot.setTitle(self._title())
+
+    def _title(self) -> str:
+        extra = " · rough: from 5 points" if self.rough else ""
+        return f"Head pose (last {self.window_s:.0f} s){extra}"
 
     def clear(self) -> None:
         for s in self.series.values():

@@ -93,8 +93,9 @@ def draw_occluded(img: np.ndarray, pts: np.ndarray, radius: int) -> None:
 
 
 def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, input_size: int,
-              opts: OverlayOptions) -> None:
-    """Draw one face's overlays onto ``img`` (H, W, 3) BGR, in place."""
+              opts: OverlayOptions, mirrored: bool = False) -> None:
+    """Draw one face's overlays onto ``img`` (H, W, 3) BGR, in place (``mirrored``: the frame
+    is the selfie view; the pose label then still names the head's own motion)."""
     if opts.heatmap and input_size > 0:
         layer = heatmap_layer(face, opts.heatmap_point)
         if layer is not None:
@@ -114,7 +115,7 @@ def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, 
     if opts.indices:
         draw.draw_indices(img, pts)
     if opts.head_pose:
-        pose = face_pose(pts, (img.shape[1], img.shape[0]))
+        pose = face_pose(pts, (img.shape[1], img.shape[0]), mirrored)
         if pose is not None:
             draw.draw_pose_axes(img, pose)
 
@@ -127,6 +128,7 @@ def render_variant(frame_bgr: np.ndarray, vr: VariantResult | None, opts: Overla
         q = np.round(np.asarray(occluder_quad, dtype=np.float64)).astype(np.int32)
         cv2.polylines(img, [q], True, OCCLUDER_OUTLINE_BGR, 1, cv2.LINE_AA)
     if vr is not None and vr.result is not None:
+        mirrored = bool(getattr(vr.frame, "mirrored", False))
         for face in vr.result.faces:
-            draw_face(img, face, vr.schema, vr.input_size, opts)
+            draw_face(img, face, vr.schema, vr.input_size, opts, mirrored)
     return img

@@ -34,6 +34,7 @@ class VideoView(QWidget):
         self._frame: np.ndarray | None = None
         self.caption = ""
         self.caption_lines: list[str] = []
+        self.badge = ""  # a state drawn at the top right, e.g. "paused"
         self.placeholder = placeholder
         self.selection_enabled = True
         self._drag_start: QPointF | None = None
@@ -47,6 +48,11 @@ class VideoView(QWidget):
         self.caption = caption
         self.caption_lines = lines or []
         self.update()
+
+    def set_badge(self, text: str) -> None:
+        if text != self.badge:
+            self.badge = text
+            self.update()
 
     def clear(self, placeholder: str | None = None) -> None:
         self._frame = None
@@ -106,7 +112,24 @@ class VideoView(QWidget):
             p.drawRect(QRectF(self._drag_start, self._drag_now).normalized())
         if self.caption or self.caption_lines:
             self._paint_caption(p)
+        if self.badge:
+            self._paint_badge(p)
         p.end()
+
+    def _paint_badge(self, p: QPainter) -> None:
+        f = QFont(self.font())
+        f.setPointSizeF(max(9.0, f.pointSizeF() * 1.05))
+        f.setBold(True)
+        p.setFont(f)
+        fm = p.fontMetrics()
+        r = self.image_rect()
+        w, h = fm.horizontalAdvance(self.badge) + 16, fm.height() + 8
+        box = QRectF(r.right() - 6 - w, r.top() + 6, w, h)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(200, 120, 0, 200))
+        p.drawRoundedRect(box, 4, 4)
+        p.setPen(QColor(255, 255, 255))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.badge)
 
     def _paint_caption(self, p: QPainter) -> None:
         lines = ([self.caption] if self.caption else []) + self.caption_lines
@@ -115,6 +138,8 @@ class VideoView(QWidget):
         f.setBold(True)
         p.setFont(f)
         fm = p.fontMetrics()
+        room = max(int(self.image_rect().width()) - 26, 60)
+        lines = [fm.elidedText(s, Qt.TextElideMode.ElideMiddle, room) for s in lines]  # the end is the fix
         w = max(fm.horizontalAdvance(s) for s in lines) + 14
         h = fm.height() * len(lines) + 8
         r = self.image_rect()

@@ -42,27 +42,35 @@ def model_files(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*.onnx") if is_model_file(p))
 
 
-def scan_models(folder: str | Path | None = None, validate: bool = True) -> list[CatalogEntry]:
-    """List the models in ``folder`` (default ``default_models_dir()``), sorted by name.
+def scan_models(folder: str | Path | None = None, validate: bool = True,
+                extra: tuple[str | Path, ...] = ()) -> list[CatalogEntry]:
+    """List the models in ``folder`` (default ``default_models_dir()``), sorted by name,
+    then the model files ``extra`` (named on the command line, from elsewhere).
 
     With ``validate`` each graph is opened (without optimisation) and checked against its
     manifest, so a corrupt or inconsistent file shows its error here, not at switch time.
     A missing folder gives an empty list.
     """
     root = Path(folder) if folder is not None else default_models_dir()
-    if not root.is_dir():
-        return []
-    entries = []
-    for p in model_files(root):
-        try:
-            if validate:
-                manifest = LandmarkModel.load(p, threads=1, optimize=False).manifest
-            else:
-                manifest = Manifest.load(p.with_suffix(".json"))
-            entries.append(CatalogEntry(p.stem, p, manifest))
-        except (ModelLoadError, ValueError) as exc:  # ManifestError is a ValueError
-            entries.append(CatalogEntry(p.stem, p, None, str(exc)))
-    return entries
+    files = model_files(root) if root.is_dir() else []
+    seen = {p.resolve() for p in files}
+    files += [Path(p) for p in extra if Path(p).resolve() not in seen]
+    return [check_model_file(p, validate) for p in files]
+
+
+def check_model_file(p: Path, validate: bool = True) -> CatalogEntry:
+    """One model file as a catalog entry (``error`` set when it cannot be used)."""
+    p = Path(p)
+    if not p.is_file():
+        return CatalogEntry(p.stem, p, None, f"{p}: model file not found")
+    try:
+        if validate:
+            manifest = LandmarkModel.load(p, threads=1, optimize=False).manifest
+        else:
+            manifest = Manifest.load(p.with_suffix(".json"))
+        return CatalogEntry(p.stem, p, manifest)
+    except (ModelLoadError, ValueError) as exc:  # ManifestError is a ValueError
+        return CatalogEntry(p.stem, p, None, str(exc))
 
 
 def resolve_model(name_or_path: str | Path, folder: str | Path | None = None) -> Path:

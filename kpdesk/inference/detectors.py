@@ -83,6 +83,43 @@ class BoxCalibration:
         return CropSpec(cx, cy, crop_scale * self.ratio * d, roll_deg or 0.0)
 
 
+    def face_box(self, pts_box_xyxy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """The inverse: the detector's (square, upright) face box for a landmark box. A
+        5-point box (eyes to mouth corners) becomes the face's box, as for 68 points."""
+        x0, y0, x1, y1 = pts_box_xyxy
+        d = max(x1 - x0, y1 - y0) / self.ratio
+        cx, cy = (x0 + x1) / 2 - self.dx * d, (y0 + y1) / 2 - self.dy * d
+        return (cx - d / 2, cy - d / 2, cx + d / 2, cy + d / 2)
+
+    # Outside these bounds a mapping is a mistake (a swapped field, a box in pixels), not
+    # a detector: a landmark box is never more than half a detector box off its centre,
+    # nor under a fifth / over twice its size.
+    MAX_SHIFT = 0.5
+    RATIO_RANGE = (0.2, 2.0)
+
+    @classmethod
+    def from_dict(cls, d: object, where: str = "") -> BoxCalibration:
+        """From ``{"dx": .., "dy": .., "ratio": ..}``; ValueError (one line naming ``where``)
+        for a missing, non-numeric or implausible field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected {{dx, dy, ratio}}, got {d!r}")
+        try:
+            dx, dy, ratio = (float(d[k]) for k in ("dx", "dy", "ratio"))
+        except KeyError as exc:
+            raise ValueError(f"{where}: missing {exc.args[0]!r}") from None
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: non-numeric value in {d!r}") from None
+        lo, hi = cls.RATIO_RANGE
+        if not all(map(math.isfinite, (dx, dy, ratio))) or max(abs(dx), abs(dy)) > cls.MAX_SHIFT \
+                or not lo <= ratio <= hi:
+            raise ValueError(f"{where}: implausible mapping dx={dx:g} dy={dy:g} ratio={ratio:g} (expected "
+                             f"|dx|, |dy| <= {cls.MAX_SHIFT} and ratio in {lo}-{hi})")
+        return cls(dx, dy, ratio)
+
+    def as_dict(self, digits: int = 4) -> dict[str, float]:
+        return {"dx": round(self.dx, digits), "dy": round(self.dy, digits), "ratio": round(self.ratio, digits)}
+
+
 # Measured by benchmarks/calibrate_detectors.py on face68/val (913 faces x 2 scales):
 #   blazeface 1826/1826 found; dx -0.003 (std 0.033), dy +0.047 (0.042), ratio 1.008 (0.074)
 #   haar      1523/1826 found; dx +0.010 (std 0.092), dy +0.159 (0.039), ratio 0.881 (0.088)
@@ -91,6 +128,33 @@ CALIBRATION = {
     "blazeface": BoxCalibration(dx=-0.003, dy=0.047, ratio=1.008),
     "haar": BoxCalibration(dx=0.010, dy=0.159, ratio=0.881),
 }
+# The mapping above is for the 68-point landmark box. A manifest states its model's own
+# mapping (``detector_crop``, written by ``benchmarks/calibrate_detectors.py --write``);
+# manifests of iBUG-68 models from before that field get this one.
+CALIBRATED_LAYOUT = "ibug68"
+
+# Per point layout, the mapping measured for its landmark box, which ``training export``
+# writes into a new model's manifest (a custom layout gets none: calibrate it).
+#   mtfl5: benchmarks/calibrate_detectors.py --pack face5 --split train --limit 400
+#   (400 faces; blazeface 400 found, dx std 0.080, dy 0.034, ratio 0.036; haar 355 found).
+LAYOUT_CALIBRATION = {
+    "ibug68": CALIBRATION,
+    "mtfl5": {
+        "blazeface": BoxCalibration(dx=0.0064, dy=-0.0078, ratio=0.4573),
+        "haar": BoxCalibration(dx=0.0088, dy=0.0886, ratio=0.4957),
+    },
+}
+
+
+def match_face(dets: list[Detection], pts: np.ndarray) -> Detection | None:
+    """The detection whose box holds the centre of the points' box (nearest centre first),
+    or None. (An IoU rule would depend on the point layout: a 5-point box is about a
+    quarter of a face box's area.)"""
+    lo, hi = np.min(pts, axis=0), np.max(pts, axis=0)
+    cx, cy = (lo + hi) / 2
+    inside = [d for d in dets if d.box_xyxy[0] <= cx <= d.box_xyxy[2] and d.box_xyxy[1] <= cy <= d.box_xyxy[3]]
+    return min(inside, default=None, key=lambda d: ((d.box_xyxy[0] + d.box_xyxy[2]) / 2 - cx) ** 2
+               + ((d.box_xyxy[1] + d.box_xyxy[3]) / 2 - cy) ** 2)
 
 
 class FaceDetector(ABC):
@@ -106,11 +170,13 @@ class FaceDetector(ABC):
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Faces in ``frame_bgr`` (H, W, 3) uint8, highest score first."""
 
-    def box_to_crop(self, det: Detection, crop_scale: float, offset: tuple[float, float] = (0.0, 0.0)) -> CropSpec:
-        """The landmark model's crop for a detection (calibrated, levelled by the eye roll);
-        ``offset`` is the model's crop offset (``Manifest.crop_offset``)."""
+    def box_to_crop(self, det: Detection, crop_scale: float, calibration: BoxCalibration | None = None,
+                    offset: tuple[float, float] = (0.0, 0.0)) -> CropSpec:
+        """The landmark model's crop for a detection, levelled by the eye roll: mapped by
+        ``calibration`` (the model's own, from its manifest) or else by the detector's, then
+        centred ``offset`` x the landmark box from it (the model's ``Manifest.crop_offset``)."""
         roll = det.roll_deg if self.use_roll else None
-        return self.calibration.crop(det.box_xyxy, crop_scale, roll, offset)
+        return (calibration or self.calibration).crop(det.box_xyxy, crop_scale, roll, offset)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most detectors hold nothing
         """Release native resources. Idempotent."""

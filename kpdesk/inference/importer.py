@@ -32,6 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from kpdesk.inference.calibrate import CalibrationError, CropFit, diagnose, fit_crop, implausible_message
+from kpdesk.inference.detectors import LAYOUT_CALIBRATION
 from kpdesk.inference.install import Installed, ModelInstallError, install_model
 from kpdesk.inference.model import LandmarkModel, ModelLoadError, graph_sha256
 from kpdesk.vision.labels import LabelError, load_labelled_folder
@@ -87,6 +88,24 @@ class ImportOptions:
 def schema_for(points: int) -> KeypointSchema:
     return {68: get_schema("ibug68"), 5: get_schema("mtfl5"), 98: get_schema("wflw98")}.get(points) \
         or custom_schema(points)
+
+
+def layout_mapping(src: Path, schema: KeypointSchema) -> dict[str, dict[str, float]]:
+    """The manifest's ``detector_crop`` for an imported model: the detector box -> landmark box
+    mapping measured for its point layout (``LAYOUT_CALIBRATION``). It depends only on where
+    the points lie on a face, not on the model; the model's own crop (``crop_scale`` and
+    ``crop_offset``, what ``--calibrate`` fits) is applied on top of it.
+
+    Raises:
+        ModelImportError: for a layout with no measured mapping (the app would refuse the
+            model at load: its crops from a detector box would be guesses).
+    """
+    table = LAYOUT_CALIBRATION.get(schema.name)
+    if table is None or schema.num_points != {"ibug68": 68, "mtfl5": 5}.get(schema.name):
+        known = ", ".join(sorted(LAYOUT_CALIBRATION))
+        raise ModelImportError(f"{src}: no face-detector mapping is measured for a {schema.num_points}-point "
+                               f"layout ({schema.name}); import supports {known}")
+    return {name: cal.as_dict() for name, cal in table.items()}
 
 
 def _dim(d: object) -> int | None:
@@ -243,6 +262,7 @@ def build_manifest(onnx_path: str | Path, name: str, opts: ImportOptions) -> Man
     size = _size(src, shape, layout, opts.size)
     out_name, k, hm_size = _pick_output(src, _probe(src, sess, in_name, shape, layout, size), opts)
     schema = schema_for(k)
+    detector_crop = layout_mapping(src, schema)
     bgr = opts.color == "bgr"
     mean, std = _per_channel(opts.mean, "mean", bgr), _per_channel(opts.std, "std", bgr)
     heat = opts.output == "heatmaps"
@@ -267,6 +287,7 @@ def build_manifest(onnx_path: str | Path, name: str, opts: ImportOptions) -> Man
             input_name=in_name, info=info, input_layout=layout, color=opts.color,
             coords_unit="pixels" if opts.output == "pixels" else "norm",
             crop_offset=(float(opts.crop_offset[0]), float(opts.crop_offset[1])),
+            detector_crop=detector_crop,
         )
     except ManifestError as exc:
         raise ModelImportError(str(exc)) from None

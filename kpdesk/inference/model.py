@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from kpdesk.inference.detectors import CALIBRATED_LAYOUT, CALIBRATION, DETECTOR_NAMES, BoxCalibration
 from kpdesk.vision.codecs import DECODE_MODES, LandmarkDecoder
 from kpdesk.vision.manifest import Manifest, ManifestError, file_sha256
 from kpdesk.vision.preprocess import to_input
@@ -156,6 +157,34 @@ def _check_graph(path: Path, m: Manifest, sess: ort.InferenceSession) -> None:
     _check_outputs(path, m, {n: list(a.shape) for n, a in zip(names, actual)})
 
 
+def detector_mapping(path: Path, m: Manifest) -> dict[str, BoxCalibration]:
+    """Per detector name, how its box maps to this model's crop (the manifest's
+    ``detector_crop``; the measured 68-point mapping for an iBUG-68 manifest without one).
+
+    Raises:
+        ModelLoadError: one line, when the mapping is missing (for any other layout) or
+            implausible, or leaves out one of the app's detectors: the model would run on
+            wrongly cut crops and look right only on easy faces.
+    """
+    fix = (f"measure it on labelled faces: python benchmarks/calibrate_detectors.py --pack PACK --split train "
+           f"--model {path} --write")
+    json_name = manifest_path_for(path).name
+    if m.detector_crop is None:
+        if m.schema.name == CALIBRATED_LAYOUT and m.schema.num_points == 68:
+            return dict(CALIBRATION)
+        raise ModelLoadError(f"{path}: {json_name} has no detector_crop (how a face detector's box maps to this "
+                             f"{m.schema.num_points}-point model's crop); {fix}")
+    out = {}
+    for name in DETECTOR_NAMES:
+        if name not in m.detector_crop:
+            raise ModelLoadError(f"{path}: {json_name} detector_crop has no {name!r} entry; {fix}")
+        try:
+            out[name] = BoxCalibration.from_dict(m.detector_crop[name], f"detector_crop.{name}")
+        except ValueError as exc:
+            raise ModelLoadError(f"{path}: {json_name} {exc}; {fix}") from None
+    return out
+
+
 class LandmarkModel:
     """An ONNX landmark model ready to run on BGR crops.
 
@@ -172,6 +201,7 @@ class LandmarkModel:
         self._outputs = [o for o in (manifest.coords_output, manifest.heatmaps_output) if o is not None]
         self._decode_mode = manifest.decode
         self._decoders: dict[str, LandmarkDecoder] = {}
+        self._detector_crop = detector_mapping(path, manifest)
 
     @classmethod
     def load(cls, onnx_path: str | Path, threads: int = 0, providers: list[str] | None = None,
@@ -198,6 +228,7 @@ class LandmarkModel:
             except ManifestError as exc:
                 raise ModelLoadError(str(exc)) from None
         check_checksum(path, manifest)
+        detector_mapping(path, manifest)  # refused before the (slow) session is built
         opts = ort.SessionOptions()
         if threads < 0:
             raise ModelLoadError(f"{path}: threads must be >= 0, got {threads}")
@@ -232,6 +263,11 @@ class LandmarkModel:
     @property
     def input_size(self) -> int:
         return self._manifest.input_size
+
+    def box_calibration(self, detector_name: str) -> BoxCalibration | None:
+        """How detector ``detector_name``'s box maps to this model's crop (None: a detector
+        the manifest does not know, e.g. a test's; it then uses its own)."""
+        return self._detector_crop.get(detector_name)
 
     @property
     def has_heatmaps(self) -> bool:

@@ -173,9 +173,11 @@ class Pipeline:
         t0 = time.perf_counter()
         detected = tracker.needs_detection(frame_index)
         dets = None
+        # The model's own detector mapping: detector box -> crop, and back (a tracked face's box).
+        cal = model.box_calibration(self._detector.name) or model.box_calibration("blazeface")
         if detected:
             found = self._detector.detect(frame_bgr)[: 2 * cfg.max_faces]
-            dets = [(d, self._detector.box_to_crop(d, crop_scale, crop_offset)) for d in found]
+            dets = [(d, self._detector.box_to_crop(d, crop_scale, cal, crop_offset)) for d in found]
         work = tracker.plan(frame_index, dets)
         t1 = time.perf_counter()
 
@@ -205,8 +207,12 @@ class Pipeline:
                 if w.tracked and w.track.lost and w.detection is None:
                     continue  # lost between detections: not shown; detection runs next frame
                 det = w.detection
+                if det is not None:
+                    box = det.box_xyxy
+                else:  # the face's box for every layout, not the small box round 5 points
+                    box = cal.face_box(points_box(pts_out)) if cal is not None else points_box(pts_out)
                 faces.append(FaceResult(
-                    box_xyxy=det.box_xyxy if det is not None else points_box(pts_out),
+                    box_xyxy=box,
                     pts_img=pts_out,
                     conf=conf,
                     crop_matrix=mats[i],

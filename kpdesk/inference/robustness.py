@@ -12,6 +12,7 @@ the ratio is the image's).
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from kpdesk.inference.model import LandmarkModel
+from kpdesk.vision.files import atomic_write_text
 from kpdesk.vision.labels import LabelledFace
 from kpdesk.vision.perturb import UNITS, Perturbation
 from kpdesk.vision.transforms import apply_affine, warp_crop
@@ -114,6 +116,7 @@ class SweepResult:
     faces: int = 0
     cells: list[SweepCell] = field(default_factory=list)
     cancelled: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (variant, why it was not run)
 
     def series(self, variant: str) -> tuple[np.ndarray, np.ndarray]:
         """(severities, mean NME) of one variant, in sweep order."""
@@ -198,23 +201,41 @@ def evaluate_cell(model: LandmarkModel, faces: Sequence[LabelledFace], perturbat
     return (np.concatenate(nmes) if nmes else np.zeros(0)), worst
 
 
+def fitting_variants(variants: Sequence[tuple[str, LandmarkModel]], faces: Sequence[LabelledFace]
+                     ) -> tuple[list[tuple[str, LandmarkModel]], list[tuple[str, str]]]:
+    """The variants whose models predict the labelled faces' points, and (label, why) for
+    the others: a sweep runs the models that fit and marks the rest, instead of failing."""
+    k = len(faces[0].pts_img) if faces else None
+    fit, skipped = [], []
+    for label, model in variants:
+        if k is not None and model.schema.num_points != k:
+            skipped.append((label, f"{model.name} predicts {model.schema.num_points} points, the labelled faces "
+                                   f"have {k}"))
+        else:
+            fit.append((label, model))
+    return fit, skipped
+
+
 def run_sweep(variants: Sequence[tuple[str, LandmarkModel]], faces: Sequence[LabelledFace], config: SweepConfig,
               images: ImageStore | None = None, on_cell: Callable[[SweepCell], None] | None = None,
               on_progress: Callable[[int, int], None] | None = None,
               cancel: Callable[[], bool] | None = None, folder: str = "") -> SweepResult:
     """Every (severity, variant) cell, severities outermost so all curves grow together.
 
+    Variants whose point count differs from the labels' are not run: the result lists them
+    in ``skipped`` (SweepError only when no variant fits).
     ``on_cell`` gets each finished cell, ``on_progress(faces_done, faces_total)`` each batch.
     A cancel request raises ``SweepCancelled`` out of the running cell; the cells finished
     before it were already delivered through ``on_cell``.
     """
-    for label, model in variants:
-        if faces and len(faces[0].pts_img) != model.schema.num_points:
-            raise SweepError(f"{label}: {model.name} predicts {model.schema.num_points} points, "
-                             f"the labelled faces have {len(faces[0].pts_img)}")
+    fit, skipped = fitting_variants(variants, faces)
+    if not fit:
+        raise SweepError("no model fits these faces: " + "; ".join(f"{label}: {why}" for label, why in skipped))
+    variants = fit
+    for _label, model in variants:
         ocular_pair(model)
     images = images or ImageStore()
-    result = SweepResult(config, folder, len(faces))
+    result = SweepResult(config, folder, len(faces), skipped=list(skipped))
     total = len(faces) * len(variants) * len(config.severities)
     done = 0
 
@@ -243,12 +264,11 @@ CSV_HEADER = ("variant", "model", "perturbation", "placement", "severity", "unit
 
 def write_csv(result: SweepResult, path: str | Path) -> Path:
     """One row per (variant, severity): mean / median NME (% inter-ocular), failure rate, time."""
-    path = Path(path)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_HEADER)
-        for c in result.cells:
-            w.writerow([c.variant, c.model_name, c.kind, c.placement if c.kind == "occlusion" else "",
-                        f"{c.severity:g}", UNITS[c.kind], c.n, f"{c.mean:.3f}", f"{c.median:.3f}",
-                        f"{c.failure_rate:.1f}", f"{c.seconds:.2f}"])
-    return path
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_HEADER)
+    for c in result.cells:
+        w.writerow([c.variant, c.model_name, c.kind, c.placement if c.kind == "occlusion" else "",
+                    f"{c.severity:g}", UNITS[c.kind], c.n, f"{c.mean:.3f}", f"{c.median:.3f}",
+                    f"{c.failure_rate:.1f}", f"{c.seconds:.2f}"])
+    return atomic_write_text(path, buf.getvalue())  # OutputError: one line naming the file and why

@@ -140,7 +140,7 @@ def draw_pose_axes(img: np.ndarray, pose: HeadPose, length_mm: float = 80.0, thi
         cv2.arrowedLine(img, o, _pt(end), color, thickness, cv2.LINE_AA, tipLength=0.15)
     if label:
         k = max(1.0, line_scale(img.shape) * 1.6)
-        text = f"yaw {pose.yaw:+.0f}  pitch {pose.pitch:+.0f}  roll {pose.roll:+.0f}"
+        text = pose.label()
         x = int(max(min(p[0] for p in (origin, *ends)) - 10 * k, 4))
         y = int(min(max(p[1] for p in (origin, *ends)) + 18 * k, img.shape[0] - 6))
         draw_text(img, text, (x, y), 0.45 * k)

@@ -1,11 +1,23 @@
 """Head pose (yaw, pitch, roll) from 2D landmarks: ``cv2.solvePnP`` against the 3D mean face.
 
-Angles, in degrees, of the head relative to the camera (0, 0, 0 = looking straight at it):
-    yaw   > 0: the face turns towards the image's right (the person's left, unmirrored camera).
+Angles, in degrees, of the head relative to the camera (0, 0, 0 = looking straight at it),
+named after the head's own motion, so they mean the same with the selfie mirror on or off:
+    yaw   > 0: the person turns to their own left (towards the right of an unmirrored
+               camera image, the left of a mirrored one).
     pitch > 0: the face turns up.
-    roll  > 0: the face tilts clockwise in the image.
+    roll  > 0: the head tilts clockwise as an unmirrored camera sees it (towards the
+               person's own left shoulder; counter-clockwise in a mirrored image).
+Pass ``mirrored=True`` for points found in a left-right flipped (selfie) frame: the model
+then sees the mirror image of the head, whose yaw and roll are the negated ones (the mean
+face is mirror-symmetric), and the angles are turned back. ``rotation`` stays that of the
+head *in the image given*, so axes drawn from it sit on the face shown.
 The rotation ``R`` maps mean-face coordinates (``kpdesk.vision.mean_face``: x right, y down,
-z away from the camera) into the camera's; ``R = Rz(roll) @ Ry(-yaw) @ Rx(-pitch)``.
+z away from the camera) into the camera's; ``R = Rz(roll) @ Ry(-yaw) @ Rx(-pitch)`` for an
+unmirrored frame.
+
+From 5 points (eyes, nose tip, mouth corners: nearly coplanar) the pose is rough: pitch
+especially, ~20 degrees off the 68-point pose on a frontal photo. Such a pose says so
+(``HeadPose.rough``, ``"rough": true`` in records) and the overlay marks it.
 
 The camera is unknown, so it is modelled as a pinhole with focal length ``max(W, H)``
 pixels (about a 53-degree horizontal field of view) and the principal point at the image
@@ -43,6 +55,8 @@ class HeadPose:
         translation_mm: (3,) the mean face's origin in camera coordinates (mm, focal guessed).
         reprojection_px: RMS distance between the landmarks used and the posed mean face's projection.
         focal_px, center_px: the assumed camera.
+        mirrored: the points came from a left-right flipped frame (yaw / roll turned back).
+        rough: estimated from 5 points only (see the module docstring).
     """
 
     yaw: float
@@ -53,9 +67,17 @@ class HeadPose:
     reprojection_px: float
     focal_px: float
     center_px: tuple[float, float]
+    mirrored: bool = False
+    rough: bool = False
 
-    def as_dict(self, digits: int = 2) -> dict[str, float]:
-        return {"yaw": round(self.yaw, digits), "pitch": round(self.pitch, digits), "roll": round(self.roll, digits)}
+    def as_dict(self, digits: int = 2) -> dict[str, float | bool]:
+        return {"yaw": round(self.yaw, digits), "pitch": round(self.pitch, digits), "roll": round(self.roll, digits),
+                "rough": self.rough}
+
+    def label(self) -> str:
+        """``yaw +12  pitch -3  roll +1``, with ``(rough: 5 points)`` after a rough pose."""
+        text = f"yaw {self.yaw:+.0f}  pitch {self.pitch:+.0f}  roll {self.roll:+.0f}"
+        return text + ("  (rough: 5 points)" if self.rough else "")
 
     def camera_matrix(self) -> np.ndarray:
         return camera_matrix(self.focal_px, self.center_px)
@@ -121,8 +143,9 @@ def model_points(num_points: int) -> tuple[np.ndarray, tuple[int, ...]] | None:
 
 
 def estimate_head_pose(pts_img: np.ndarray, frame_size: tuple[int, int],
-                       focal_px: float | None = None) -> HeadPose | None:
-    """Head pose of one face from its landmarks (K, 2) in a ``(width, height)`` frame.
+                       focal_px: float | None = None, mirrored: bool = False) -> HeadPose | None:
+    """Head pose of one face from its landmarks (K, 2) in a ``(width, height)`` frame
+    (``mirrored``: a left-right flipped one, e.g. the app's selfie view).
 
     Returns None for a layout other than 68 or 5 points, non-finite points, or when
     solvePnP finds no pose in front of the camera.
@@ -149,18 +172,20 @@ def estimate_head_pose(pts_img: np.ndarray, frame_size: tuple[int, int],
     proj = project(obj, r, t, f, c)
     err = float(np.sqrt(np.mean(np.sum((proj - img) ** 2, axis=1))))
     yaw, pitch, roll = angles_from_rotation(r)
-    return HeadPose(yaw, pitch, roll, r, t, err, f, c)
+    if mirrored:  # the mirror image of a head turned by (yaw, roll) is one turned by (-yaw, -roll)
+        yaw, roll = -yaw, -roll
+    return HeadPose(yaw, pitch, roll, r, t, err, f, c, mirrored=bool(mirrored), rough=len(pts) == 5)
 
 
-def face_pose(pts_img: np.ndarray, frame_size: tuple[int, int]) -> HeadPose | None:
+def face_pose(pts_img: np.ndarray, frame_size: tuple[int, int], mirrored: bool = False) -> HeadPose | None:
     """``estimate_head_pose`` that also returns None when the frame size is unknown ((0, 0))."""
     if frame_size[0] <= 0 or frame_size[1] <= 0:
         return None
-    return estimate_head_pose(pts_img, frame_size)
+    return estimate_head_pose(pts_img, frame_size, mirrored=mirrored)
 
 
-def pose_record(pose: HeadPose | None) -> dict[str, float] | None:
+def pose_record(pose: HeadPose | None) -> dict[str, float | bool] | None:
     """The JSON form used by recordings and ``kpdesk detect --json``: yaw, pitch, roll in degrees
-    (2 decimals), or None when there is no pose."""
+    (2 decimals) and ``rough`` (from 5 points), or None when there is no pose."""
     return None if pose is None else pose.as_dict(2)
 

@@ -245,8 +245,18 @@ def load_labelled_folder(folder: str | Path, list_name: str | None = None, fmt: 
             rel = Path(parts[0].replace("\\", "/"))
             acc.add(root / rel, np.stack([v[:5], v[5:]], axis=1) - base, _source_of(rel), where)
     if not acc.faces:
-        where = root if list_name == ALL_PTS else root / list_name
-        raise LabelError(f"{where}: no usable labelled face ({len(acc.skipped)} skipped)")
+        if list_name == ALL_PTS:
+            imgs = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            example = f" (e.g. {imgs[0].relative_to(root).with_suffix('.pts')})" if imgs else ""
+            looked = (f"looked for a list file (*.txt) and for a NAME.pts beside each of its {len(imgs)} "
+                      f"images{example}; found neither")
+            where = root
+        else:
+            where = root / list_name
+            looked = (f"its lines name images with a NAME.pts beside each ({fmt} list)" if fmt != "face5"
+                      else "its lines carry the points ('path x1..x5 y1..y5', face5 list)")
+        skipped = f"; {len(acc.skipped)} skipped, first: {acc.skipped[0]}" if acc.skipped else ""
+        raise LabelError(f"{where}: no usable labelled face: {looked}{skipped}")
     faces = acc.faces
     if max_faces and max_faces < len(faces):
         faces = [faces[i] for i in np.linspace(0, len(faces) - 1, max_faces).round().astype(int)]

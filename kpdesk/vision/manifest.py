@@ -66,6 +66,11 @@ class Manifest:
         arch: network name, e.g. ``mobilenetv2`` or ``resnet50``.
         onnx_sha256: sha256 of the ``NAME.onnx`` this manifest belongs to (checked when
             the model loads), or None for an unstamped manifest.
+        detector_crop: how each face detector's box maps to this model's crop, per detector
+            name: ``{"dx", "dy", "ratio"}`` (``kpdesk.inference.detectors.BoxCalibration``),
+            measured on labelled faces by ``benchmarks/calibrate_detectors.py``; None when
+            the manifest predates the field (iBUG-68 models then get the 68-point mapping,
+            others are refused at load).
         info: free-form card fields (training data, licence, metrics, params, MACs,
             size, latency, command, wall time, ...).
         input_layout: ``nchw`` (B, 3, S, S) or ``nhwc`` (B, S, S, 3), what the graph takes.
@@ -92,6 +97,7 @@ class Manifest:
     arch: str = ""
     input_name: str = "input"
     onnx_sha256: str | None = None
+    detector_crop: dict[str, dict[str, float]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     input_layout: str = "nchw"
     color: str = "rgb"
@@ -115,6 +121,9 @@ class Manifest:
             raise ManifestError(f"manifest {self.name}: decode {self.decode!r} needs a heatmap output and size")
         if self.decode == "regression" and self.coords_output is None:
             raise ManifestError(f"manifest {self.name}: regression decoding needs a coords output")
+        if self.detector_crop is not None and not isinstance(self.detector_crop, dict):
+            raise ManifestError(f"manifest {self.name}: detector_crop must map detector names to "
+                                f"{{dx, dy, ratio}}, got {self.detector_crop!r}")
 
     def decoder(self, mode: str | None = None) -> LandmarkDecoder:
         return LandmarkDecoder(
@@ -157,6 +166,8 @@ class Manifest:
         for key in ("input_layout", "color", "coords_unit", "crop_offset"):  # format-1 fields only when plain
             if self.plain:
                 d.pop(key)
+        if d["detector_crop"] is None:
+            del d["detector_crop"]
         return {"format": FORMAT if self.plain else FORMAT_2, **d}
 
     def save(self, path: str | Path) -> None:
@@ -191,6 +202,7 @@ class Manifest:
                 input_name=str(d.get("input_name", "input")),
                 # Older manifests carry the checksum in the card only.
                 onnx_sha256=d.get("onnx_sha256") or dict(d.get("info") or {}).get("onnx_sha256") or None,
+                detector_crop=d.get("detector_crop"),
                 info=dict(d.get("info", {})),
                 input_layout=str(d.get("input_layout", "nchw")),
                 color=str(d.get("color", "rgb")),

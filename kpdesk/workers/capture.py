@@ -83,6 +83,12 @@ class CaptureWorker(QThread):
     is opened only once that thread ended (up to 2 s): a camera reopened in another mode
     is still held by it for a moment.
 
+    ``set_paused(True)`` stops delivering frames: a file, a folder or the demo is not read on
+    (it resumes where it stopped), a live camera is still read (so its buffer never goes
+    stale) and its frames are dropped. ``step()`` while paused delivers exactly one more
+    frame: the next one of a file, the newest of a camera. A worker made with
+    ``paused=True`` (a source opened while paused) delivers its first frame, then waits.
+
     Signals:
         opened(str spec, str description): the source is open; ``spec`` is the resolved one.
         failed(str message): the source could not be opened or stopped delivering.
@@ -99,7 +105,8 @@ class CaptureWorker(QThread):
 
     def __init__(self, spec: str | int, mailbox: LatestMailbox[FramePacket], source_id: int,
                  realtime: bool = True, loop: bool = True, parent: Any = None, mirror: bool = False,
-                 probe_modes: frozenset[int] | None = None, wait_for: CaptureWorker | None = None) -> None:
+                 probe_modes: frozenset[int] | None = None, wait_for: CaptureWorker | None = None,
+                 paused: bool = False) -> None:
         super().__init__(parent)
         self.spec = spec
         self.mailbox = mailbox
@@ -113,11 +120,49 @@ class CaptureWorker(QThread):
         self.frames_read = 0
         self._live = False
         self._stop = threading.Event()
+        self._gate = threading.Condition()
+        self._paused = bool(paused)
+        self._steps = 1 if paused else 0  # frames still to deliver while paused
         self.setObjectName(f"capture-{source_id}")
 
     def stop(self) -> None:
         """Ask the thread to end after the current read; never blocks."""
         self._stop.set()
+        with self._gate:
+            self._gate.notify_all()
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop (or resume) delivering frames; never blocks."""
+        with self._gate:
+            self._paused = bool(paused)
+            self._steps = 0
+            self._gate.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def step(self) -> None:
+        """While paused: deliver one more frame. Does nothing while playing."""
+        with self._gate:
+            if self._paused:
+                self._steps += 1
+                self._gate.notify_all()
+
+    def _turn(self, wait: bool) -> tuple[bool, bool]:
+        """May the next frame be delivered? With ``wait``, a pause blocks here until a step,
+        a resume or ``stop()``. Returns (deliver, paced): ``paced`` is False when the frame
+        comes after a pause (or is a step), so real-time pacing starts again from it."""
+        with self._gate:
+            if not self._paused:
+                return True, True
+            while wait and self._paused and self._steps == 0 and not self._stop.is_set():
+                self._gate.wait(0.2)
+            if self._paused and self._steps == 0:
+                return False, False
+            if self._paused:
+                self._steps -= 1
+            return True, False
 
     def run(self) -> None:
         try:
@@ -170,6 +215,11 @@ class CaptureWorker(QThread):
         ts_offset = 0.0  # keeps timestamps increasing across video loops (smoothing needs it)
         last: tuple[Any, float] | None = None
         while not self._stop.is_set():
+            deliver, paced = self._turn(wait=not live)  # a paused camera is still read, and its frames dropped
+            if self._stop.is_set():
+                return
+            if not paced:
+                t_wall0 = None
             item = source.read()
             if item is None:
                 if last is None:
@@ -177,6 +227,8 @@ class CaptureWorker(QThread):
                     return
                 short = getattr(source, "shortfall", None)  # a truncated file says so
                 if self.loop and _is_video(source):
+                    if deliver and not paced:
+                        self.step()  # a step that met the end of the file goes to the first frame
                     self.ended.emit(f"{short}; playing again" if short else f"{name}: end of video, playing again")
                     self._close(source, name)
                     source, _ = _open(resolved)
@@ -188,6 +240,11 @@ class CaptureWorker(QThread):
                 return
             frame, ts = item
             ts = float(ts) + ts_offset
+            if live and not deliver:
+                deliver, _ = self._turn(wait=False)  # a step asked for while this frame was read
+                if not deliver:
+                    last = (frame, ts)
+                    continue
             if self.realtime and not live:
                 now = time.monotonic()
                 if t_wall0 is None or ts < t_src0 or (ts - t_src0) - (now - t_wall0) > 2.0:
@@ -202,7 +259,8 @@ class CaptureWorker(QThread):
         dt = 1.0 / self.HOLD_FPS
         while not self._stop.wait(dt):
             ts += dt
-            self._put(frame, ts, source_file)
+            if self._turn(wait=False)[0]:
+                self._put(frame, ts, source_file)
 
     def _put(self, frame: Any, ts: float, source_file: str | None = None) -> None:
         mirrored = self._live and self.mirror

@@ -85,8 +85,9 @@ class CleanFrameDetector:
         self.last_found = len(found)
         return found
 
-    def box_to_crop(self, det: Any, crop_scale: float, offset: tuple[float, float] = (0.0, 0.0)) -> Any:
-        return self.inner.box_to_crop(det, crop_scale, offset)
+    def box_to_crop(self, det: Any, crop_scale: float, calibration: Any = None,
+                    offset: tuple[float, float] = (0.0, 0.0)) -> Any:
+        return self.inner.box_to_crop(det, crop_scale, calibration, offset)
 
     def close(self) -> None:
         self.inner.close()
@@ -399,6 +400,8 @@ class InferenceWorker(QThread):
     Signals:
         result_available(): call ``take_result()`` to get the newest ``InferenceResult``.
         error(str): a model failed to load, a pipeline failed, a recording failed...
+        recording_failed(str): the recording to this path stopped (a write failed; ``error``
+            says why, the rows before are in the file).
         variants_changed(list): labels and model names now in use, after a switch.
         model_failed(str label, str path, str running): the model at ``path`` could not be
             loaded for variant ``label``; ``running`` is the model path that runs instead
@@ -407,6 +410,7 @@ class InferenceWorker(QThread):
 
     result_available = Signal()
     error = Signal(str)
+    recording_failed = Signal(str)  # path of a recording stopped by a write failure (error says why)
     variants_changed = Signal(list)
     model_failed = Signal(str, str, str)
 
@@ -558,10 +562,17 @@ class InferenceWorker(QThread):
             if rec is None:
                 return
             try:
-                rec.write(vr.spec.label, vr.result, getattr(vr.frame, "source_file", None))
+                rec.write(vr.spec.label, vr.result, getattr(vr.frame, "source_file", None),
+                          mirrored=bool(getattr(vr.frame, "mirrored", False)))
             except RecorderError as exc:
                 self._recorder = None
                 self.report(f"Recording stopped: {exc}")
+                self.recording_failed.emit(str(rec.path))
+
+    @staticmethod
+    def _close_recorder(rec: LandmarkRecorder | None) -> None:
+        if rec is not None:
+            rec.close()
 
     # ---- the dispatcher thread ----------------------------------------------------------
     def run(self) -> None:
@@ -588,9 +599,8 @@ class InferenceWorker(QThread):
                     log.warning("variant thread %s did not stop in time; leaving it", lane.spec.label)
             self._retired = []
             with self._rec_lock:
-                if self._recorder is not None:
-                    self._recorder.close()
-                    self._recorder = None
+                rec, self._recorder = self._recorder, None
+                self._close_recorder(rec)
             self._close_anchor_detector()
 
     def _apply_pending(self) -> None:
@@ -601,8 +611,7 @@ class InferenceWorker(QThread):
             rec_change, self._recorder_change = self._recorder_change, (False, None)
         if rec_change[0]:
             with self._rec_lock:
-                if self._recorder is not None:
-                    self._recorder.close()
+                self._close_recorder(self._recorder)
                 self._recorder = rec_change[1]
         if settings is not None and settings != self._settings:
             self._settings = settings

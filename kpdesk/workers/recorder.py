@@ -1,21 +1,29 @@
 """Writes the landmarks of a session to JSON lines or CSV (Qt-free).
 
-One row per face per frame, with the face's head pose (yaw / pitch / roll in degrees,
-``kpdesk.vision.headpose``; empty for layouts other than 68 / 5 points). JSON lines keep
-the full arrays; CSV flattens them to ``x0, y0, c0, x1, y1, c1, ...`` columns (the header is
-written for the first model's point count; a model with a different count later starts a
-fresh header line).
+JSON lines: one record per frame and variant, in the schema shared with ``kpdesk detect
+--json`` (``kpdesk.vision.records``: faces with ``box_xyxy``, ``pts_img``, ``conf`` and the
+head pose, ``mirrored``, ``timings_ms``). CSV flattens it to one row per face: ``frame, t,
+variant, model, face, mirrored, box_x0..box_y1, yaw, pitch, roll, pose_rough, x0, y0, c0,
+x1, ...`` (the header is written for the first model's point count; a model with a
+different count later starts a fresh header line). Poses are empty for layouts other than
+68 / 5 points.
+
+The file is written through after every frame (``kpdesk.vision.files.LineLog``): a killed
+app loses at most the frame being written. A write that fails (disk full, file system
+gone) stops the recording with one line naming the file and the reason; the partial row is
+cut off and the rows written before stay in the file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
-from typing import IO
 
-from kpdesk.vision.headpose import face_pose, pose_record
+from kpdesk.vision.files import LineLog, OutputError
+from kpdesk.vision.records import frame_record
 from kpdesk.vision.results import FrameResult
 
 log = logging.getLogger(__name__)
@@ -24,12 +32,19 @@ FORMATS = ("jsonl", "csv")
 
 
 class RecorderError(OSError):
-    """The recording file cannot be opened or written."""
+    """The recording file cannot be opened or written (one line: the file and why)."""
+
+
+def json_rows(variant: str, result: FrameResult, source_file: str | None = None,
+              mirrored: bool = False) -> list[dict]:
+    """The JSON-lines rows a recording writes for ``result`` (one per frame, schema
+    ``kpdesk-record/1``), as dicts: what a snapshot stores beside its PNG."""
+    return [frame_record(result, mirrored=mirrored, variant=variant, source_file=source_file)]
 
 
 class LandmarkRecorder:
-    """Append-only landmark log, flushed after every frame. Not thread-safe: one thread
-    writes (the inference thread)."""
+    """Append-only landmark log, written through after every frame. Not thread-safe: one
+    thread writes (the inference thread)."""
 
     def __init__(self, path: str | Path, fmt: str | None = None) -> None:
         self.path = Path(path)
@@ -38,76 +53,57 @@ class LandmarkRecorder:
             raise RecorderError(f"{self.path}: recording format {fmt!r} not in {FORMATS}")
         self.fmt = fmt
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] | None = self.path.open("w", newline="")
-        except OSError as exc:
-            raise RecorderError(f"{self.path}: cannot open for recording: {exc}") from exc
-        self._csv = csv.writer(self._fh) if fmt == "csv" else None
+            self._log: LineLog | None = LineLog(self.path)
+        except OutputError as exc:
+            raise RecorderError(str(exc)) from None
         self._csv_k: int | None = None
-        self.rows = 0
+        self.rows = 0  # face rows (CSV lines / faces in JSON records)
 
-    def write(self, variant: str, result: FrameResult, source_file: str | None = None) -> None:
-        """Record every face of ``result`` under the variant label ``variant``; ``source_file``:
-        the image file the frame came from (folder sources: frame numbers shift after an
-        unreadable file, names do not)."""
-        if self._fh is None:
+    def write(self, variant: str, result: FrameResult, source_file: str | None = None,
+              mirrored: bool = False) -> None:
+        """Record ``result`` under the variant label ``variant``; ``source_file``: the image
+        file the frame came from (folder sources: frame numbers shift after an unreadable
+        file, names do not); ``mirrored``: the frame was flipped left-right (selfie view)."""
+        if self._log is None:
             return
+        rec = frame_record(result, mirrored=mirrored, variant=variant, source_file=source_file)
+        text = self._csv_text(rec) if self.fmt == "csv" else json.dumps(rec) + "\n"
         try:
-            for face_i, face in enumerate(result.faces):
-                pose = pose_record(face_pose(face.pts_img, result.frame_size))
-                if self._csv is not None:
-                    self._write_csv(variant, result, face_i, face, pose, source_file)
-                else:
-                    row = {
-                        "frame": result.frame_index,
-                        "t": round(result.timestamp, 4),
-                        "variant": variant,
-                        "model": result.model_name,
-                        "face": face_i,
-                        **({"file": source_file} if source_file else {}),
-                        "box_xyxy": [round(float(v), 2) for v in face.box_xyxy],
-                        "pts_img": [[round(float(x), 2), round(float(y), 2)] for x, y in face.pts_img],
-                        "conf": [round(float(c), 4) for c in face.conf],
-                        "pose": pose,
-                        "timings_ms": {k: round(v, 3) for k, v in result.timings.as_dict().items()},
-                    }
-                    self._fh.write(json.dumps(row) + "\n")
-                self.rows += 1
-            # Every frame reaches the file: a killed app loses at most the frame being written.
-            self._fh.flush()
-        except OSError as exc:
-            self.close()
-            raise RecorderError(f"{self.path}: write failed: {exc}") from exc
+            self._log.write(text)
+        except OutputError as exc:
+            self._log = None
+            raise RecorderError(f"{exc}; the {self.rows} rows before are kept") from None
+        self.rows += len(rec["faces"])
 
-    def _write_csv(self, variant: str, result: FrameResult, face_i: int, face,  # noqa: ANN001
-                   pose: dict[str, float] | None, source_file: str | None = None) -> None:
-        assert self._csv is not None
-        k = len(face.pts_img)
-        if self._csv_k != k:
-            header = ["frame", "t", "variant", "model", "face", "box_x0", "box_y0", "box_x1", "box_y1",
-                      "yaw", "pitch", "roll"]
-            for i in range(k):
-                header += [f"x{i}", f"y{i}", f"c{i}"]
-            header.append("file")
-            self._csv.writerow(header)
-            self._csv_k = k
-        row: list[object] = [result.frame_index, round(result.timestamp, 4), variant, result.model_name, face_i]
-        row += [round(float(v), 2) for v in face.box_xyxy]
-        row += [pose["yaw"], pose["pitch"], pose["roll"]] if pose else ["", "", ""]
-        for (x, y), c in zip(face.pts_img, face.conf):
-            row += [round(float(x), 2), round(float(y), 2), round(float(c), 4)]
-        row.append(source_file or "")
-        self._csv.writerow(row)
+    def _csv_text(self, rec: dict) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        for face_i, face in enumerate(rec["faces"]):
+            k = len(face["pts_img"])
+            if self._csv_k != k:
+                header = ["frame", "t", "variant", "model", "face", "mirrored", "box_x0", "box_y0", "box_x1", "box_y1",
+                          "yaw", "pitch", "roll", "pose_rough"]
+                for i in range(k):
+                    header += [f"x{i}", f"y{i}", f"c{i}"]
+                header.append("file")
+                w.writerow(header)
+                self._csv_k = k
+            pose = face["pose"]
+            row: list[object] = [rec["frame"], rec["t"], rec.get("variant", ""), rec["model"], face_i,
+                                 int(rec["mirrored"]), *face["box_xyxy"]]
+            row += [pose["yaw"], pose["pitch"], pose["roll"], int(pose["rough"])] if pose else ["", "", "", ""]
+            for (x, y), c in zip(face["pts_img"], face["conf"]):
+                row += [x, y, c]
+            row.append(rec.get("file", ""))
+            w.writerow(row)
+        return buf.getvalue()
 
     def close(self) -> None:
-        if self._fh is not None:
-            try:
-                self._fh.close()
-            except OSError:
-                log.exception("closing %s", self.path)
-            self._fh = None
+        rec, self._log = self._log, None
+        if rec is not None:
+            rec.close()
             log.info("recorded %d face rows to %s", self.rows, self.path)
 
     @property
     def closed(self) -> bool:
-        return self._fh is None
+        return self._log is None

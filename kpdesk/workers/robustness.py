@@ -17,7 +17,14 @@ from pathlib import Path
 from PySide6.QtCore import QThread, Signal
 
 from kpdesk.inference.model import LandmarkModel, ModelLoadError
-from kpdesk.inference.robustness import SweepCancelled, SweepConfig, SweepError, SweepResult, run_sweep
+from kpdesk.inference.robustness import (
+    SweepCancelled,
+    SweepConfig,
+    SweepError,
+    SweepResult,
+    fitting_variants,
+    run_sweep,
+)
 from kpdesk.vision.labels import LabelError, load_labelled_folder
 
 log = logging.getLogger(__name__)
@@ -91,9 +98,11 @@ class RobustnessWorker(QThread):
                 self.status.emit(f"Loading {label}…")
                 models.append((label, LandmarkModel.load(path, threads=req.threads)))
             skipped = f", {len(labelled.skipped)} skipped" if labelled.skipped else ""
+            _fit, not_run = fitting_variants(models, labelled.faces)
+            not_run_text = "; not run: " + "; ".join(f"{la} ({why})" for la, why in not_run) if not_run else ""
             self.status.emit(f"{len(labelled.faces)} faces ({labelled.fmt}{skipped}); sweeping "
-                             f"{req.config.kind} over {len(req.config.severities)} severities…")
-            partial = SweepResult(req.config, str(req.folder), len(labelled.faces))
+                             f"{req.config.kind} over {len(req.config.severities)} severities{not_run_text}…")
+            partial = SweepResult(req.config, str(req.folder), len(labelled.faces), skipped=list(not_run))
 
             def on_cell(cell: object) -> None:
                 partial.cells.append(cell)  # type: ignore[arg-type]

@@ -49,6 +49,8 @@ class LiveSession(QObject):
     The inference worker's own signals (``result_available``, ``error``) are on ``.inference``.
 
     ``mirror`` (``set_mirror``) flips live camera frames left-right (a selfie view).
+    ``paused`` (``set_paused``, ``step``) holds the frames at the source (see ``CaptureWorker``);
+    a source opened while paused shows its first frame.
     """
 
     source_opened = Signal(str, str)
@@ -65,6 +67,7 @@ class LiveSession(QObject):
         self.capture: CaptureWorker | None = None
         self.source_spec: str | int | None = None
         self.mirror = True
+        self.paused = False
         self.camera_modes_cache: dict[int, list] = {}
         self._next_id = 0
         self._retired: list[CaptureWorker] = []
@@ -88,7 +91,7 @@ class LiveSession(QObject):
         cap = CaptureWorker(spec, self.mailbox, sid, realtime=self.realtime, mirror=self.mirror,
                             probe_modes=frozenset(self.camera_modes_cache),
                             # The same camera in another mode: let the old thread release it first.
-                            wait_for=previous if camera else None)
+                            wait_for=previous if camera else None, paused=self.paused)
         cap.opened.connect(self._on_opened)
         cap.failed.connect(self._on_failed)
         cap.ended.connect(self._on_ended)
@@ -131,6 +134,17 @@ class LiveSession(QObject):
         self.mirror = bool(on)
         if self.capture is not None:
             self.capture.mirror = self.mirror
+
+    def set_paused(self, on: bool) -> None:
+        """Pause (or resume) the frames at the source; never blocks."""
+        self.paused = bool(on)
+        if self.capture is not None:
+            self.capture.set_paused(self.paused)
+
+    def step(self) -> None:
+        """While paused: let one more frame through (the next of a file, the newest of a camera)."""
+        if self.paused and self.capture is not None:
+            self.capture.step()
 
     def _on_modes(self, camera: int, modes: list) -> None:
         self.camera_modes_cache[camera] = list(modes)

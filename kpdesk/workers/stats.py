@@ -104,11 +104,18 @@ class PerfHistory:
 
     ``fps`` is the inference thread's processed-frame rate; each variant also keeps its
     own latency series (the variants of one frame run one after another).
+
+    A rate meter's first readings come from a handful of frame intervals (a 0 for the very
+    first frame, then whatever the first few frames after a model's warm-up happened to
+    take): ``fps`` leaves out the first ``settle_s`` seconds after a start (the first result,
+    or ``restart_rate()``: a new source, a resume), so its curve does not begin with a spike.
     """
 
-    def __init__(self, window_s: float = 30.0) -> None:
+    def __init__(self, window_s: float = 30.0, settle_s: float = 1.0) -> None:
         self.window_s = window_s
+        self.settle_s = settle_s
         self.fps = RollingSeries(window_s)
+        self._rate_since: float | None = None
         self.variants: dict[str, VariantHistory] = {}
         self.capture_dropped = 0
         self.display_dropped = 0
@@ -121,7 +128,10 @@ class PerfHistory:
         return self.variants[label]
 
     def add(self, t: float, fps: float, capture_dropped: int, display_dropped: int) -> None:
-        self.fps.append(t, fps)
+        if self._rate_since is None:
+            self._rate_since = t
+        if t - self._rate_since >= self.settle_s and fps > 0:
+            self.fps.append(t, fps)
         self.capture_dropped = capture_dropped
         self.display_dropped = display_dropped
         self.frames += 1
@@ -134,7 +144,12 @@ class PerfHistory:
         h.fps.append(t, 1000.0 / total if total > 0 else 0.0)
         h.faces.append(t, n_faces)
 
+    def restart_rate(self) -> None:
+        """Frames start (again) from a standstill: the next ``settle_s`` of rates are not plotted."""
+        self._rate_since = None
+
     def clear(self) -> None:
         self.fps.clear()
         self.variants.clear()
         self.frames = 0
+        self._rate_since = None

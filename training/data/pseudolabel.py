@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kpdesk.vision.files import atomic_write_text, write_image
 from kpdesk.vision.labels import write_pts
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import CropSpec, apply_affine, crop_params_from_points, warp_crop
@@ -376,7 +378,7 @@ def label_faces(faces: list[Face], labeller: Ensemble, out: Path, max_score: flo
             crop = warp_crop(img, spec, PACK_SIZE)
             dst = out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(dst), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            write_image(dst, crop, [cv2.IMWRITE_JPEG_QUALITY, 95])  # OutputError: a pack never lists a missing image
             write_pts(dst.with_suffix(".pts"), apply_affine(pts, spec.matrix(PACK_SIZE)))
         records.append(Record(rel, f.source, flip, ens, five, score, kept))
         if progress is not None:
@@ -404,14 +406,15 @@ def summary(records: list[Record]) -> dict:
 
 def write_pack(out: Path, records: list[Record], meta: dict) -> None:
     kept = [r.rel for r in records if r.kept]
-    (out / "train.txt").write_text("\n".join(kept) + ("\n" if kept else ""))
-    with (out / "quality.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "source", "flip_nme", "ens_nme", "five_nme", "score", "kept"])
-        for r in records:
-            w.writerow([r.rel, r.source, f"{r.flip_nme:.3f}", f"{r.ens_nme:.3f}",
-                        "" if r.five_nme is None else f"{r.five_nme:.3f}", f"{r.score:.3f}", int(r.kept)])
-    (out / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / "train.txt", "\n".join(kept) + ("\n" if kept else ""))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["image", "source", "flip_nme", "ens_nme", "five_nme", "score", "kept"])
+    for r in records:
+        w.writerow([r.rel, r.source, f"{r.flip_nme:.3f}", f"{r.ens_nme:.3f}",
+                    "" if r.five_nme is None else f"{r.five_nme:.3f}", f"{r.score:.3f}", int(r.kept)])
+    atomic_write_text(out / "quality.csv", buf.getvalue())
+    atomic_write_text(out / "pack.json", json.dumps(meta, indent=2) + "\n")
 
 
 def run(args: argparse.Namespace) -> dict:

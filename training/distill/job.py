@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from kpdesk.vision.files import atomic_write_text
 from training.config import RunConfig, load_config
 from training.distill.loss import CALIB_IMAGES, build_distiller, make_distill_loss
 from training.distill.teacher import FrozenTeacher, check_geometry
@@ -71,7 +72,7 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
     try:
         best = trainer.fit()
     finally:
-        wall_file.write_text(json.dumps({"seconds": prior_wall + time.time() - t0}))
+        atomic_write_text(wall_file, json.dumps({"seconds": prior_wall + time.time() - t0}))
     wall = prior_wall + time.time() - t0
     result = {"best": {k: v for k, v in best.items() if k != "metrics"}, "wall_time_s": wall,
               "best_metrics": best.get("metrics", {}).get(best.get("decode"), {})}

@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kpdesk.vision.files import atomic_write_text, save_figure
 from training.config import DistillConfig, RunConfig, apply_overrides, config_from_dict, load_config
 from training.events import EventStream
 from training.jobs.engine import CancelFlag, TrainingError, evaluate, load_data, load_file, make_datasets, pick_device
@@ -79,7 +81,7 @@ def sub_run(run_dir: Path, job: Callable[..., dict], cfg: RunConfig, cancel: Can
     if not done.is_file():
         resume = (run_dir / "checkpoints" / "last.pt").is_file()
         res = job(cfg, run_dir, resume=resume, cancel=cancel, export=False)
-        done.write_text(json.dumps({k: v for k, v in res.items() if k != "best_metrics"}, default=str) + "\n")
+        atomic_write_text(done, json.dumps({k: v for k, v in res.items() if k != "best_metrics"}, default=str) + "\n")
     return run_dir / "checkpoints" / "best.pt"
 
 
@@ -115,10 +117,11 @@ class Bench:
 
 
 def write_table(rows: list[dict], out: Path, columns: tuple[str, ...]) -> None:
-    with out.with_suffix(".csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out.with_suffix(".csv"), buf.getvalue())
 
     def fmt(k: str, v: Any) -> str:
         if v is None or v == "":
@@ -136,7 +139,7 @@ def write_table(rows: list[dict], out: Path, columns: tuple[str, ...]) -> None:
     shown = [c for c in columns if c != "checkpoint"]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(fmt(c, r.get(c)) for c in shown) + " |" for r in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 def _plt():
@@ -209,7 +212,7 @@ def run_chain(args: argparse.Namespace, events: EventStream, cancel: CancelFlag)
     ax.set_xlabel("val NME (ION), %")
     ax.set_title("Distillation / pruning chain (same val crops)")
     fig.tight_layout()
-    fig.savefig(out / "ablate_chain.png")
+    save_figure(fig, out / "ablate_chain.png")
     plt.close(fig)
     return rows
 
@@ -237,7 +240,7 @@ def run_lambda(args: argparse.Namespace, events: EventStream, cancel: CancelFlag
     ax.set_title("Distillation weight sweep")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "ablate_lambda.png")
+    save_figure(fig, out / "ablate_lambda.png")
     plt.close(fig)
     return rows
 
@@ -276,7 +279,7 @@ def run_rate(args: argparse.Namespace, events: EventStream, cancel: CancelFlag) 
         a.legend(fontsize=8)
     fig.suptitle("Pruning rate: reconstruction error vs L1")
     fig.tight_layout()
-    fig.savefig(out / "ablate_rate.png")
+    save_figure(fig, out / "ablate_rate.png")
     plt.close(fig)
     return rows
 

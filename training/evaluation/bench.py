@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kpdesk.vision.files import atomic_write_text
 from kpdesk.vision.perturb import Perturbation
 from kpdesk.vision.schema import KeypointSchema
 from training.data.datasets import Sample
@@ -391,8 +392,8 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
     for r in records:
         r.pop("_nme_clean", None)
     result = {"meta": meta, "models": records, "files": files}
-    (out / "bench.json").write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
-    (out / "bench.md").write_text(to_markdown(result))
+    atomic_write_text(out / "bench.json", json.dumps(result, indent=1, default=_json_default) + "\n")
+    atomic_write_text(out / "bench.md", to_markdown(result))
     return result
 
 

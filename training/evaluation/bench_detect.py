@@ -11,7 +11,9 @@ crop at 1.8x the landmark box, so it sees the face in context). A face counts as
 when a detection's box contains the centre of the labelled points' box; of several, the
 one whose centre is nearest is used, any other is ignored. (An IoU rule, as in
 ``calibrate_detectors.py``, would depend on the point layout: a 5-point box is about a
-quarter of a face box's area.) The model's crop is ``detector.box_to_crop(detection, model crop scale)``; the
+quarter of a face box's area.) The model's crop is ``detector.box_to_crop(detection, model crop scale,
+the model's own mapping)`` (its manifest's ``detector_crop``: a 5-point box sits and scales unlike a
+68-point one); the
 predictions are mapped back to the image and scored in the same upright label-crop frame
 as the label-crop accuracy, so the two are directly comparable. Reported per subset (all,
 AFW+HELEN, YTF, ...): detection rate, NME over the detected faces, and FR@8 / FR@10 and
@@ -137,7 +139,8 @@ def detector_accuracy(runner: Runner, samples: list[Sample], finds: FaceFinds, i
         return {"detector": finds.detector, "error": finds.error}
     idx = [i for i, d in enumerate(finds.found) if d is not None]
     sub = [samples[i] for i in idx]
-    specs = [finds.to_crop(finds.found[i], runner.crop_scale, runner.crop_offset) for i in idx]
+    cal = runner.detector_crop.get(finds.detector)  # the model's own mapping (manifest detector_crop)
+    specs = [finds.to_crop(finds.found[i], runner.crop_scale, cal, runner.crop_offset) for i in idx]
     err = np.full(len(samples), np.inf)
     res: dict[str, Any] = {"detector": finds.detector, "decode": mode, "norm": norm,
                            "detect_seconds": round(finds.seconds, 2)}
@@ -185,9 +188,10 @@ def markdown(recs: list[dict[str, Any]], split: str, detectors: tuple[str, ...])
     errs = sorted({f"`{c['detector']}`: {c['error']}" for r in rs for c in r["crops"].values() if "error" in c})
     n = rs[0]["crops"]["labels"]["groups"]["all"]["n"]
     return (f"\n## Accuracy with the app's detectors: {split}\n\n"
-            f"The same {n} faces cut from each detector's box (`{'`, `'.join(detectors)}`, with the app's "
-            "calibration; BlazeFace crops levelled by its eye roll) instead of the labels, run on the pack "
-            "image. A face is found when a detection's box holds the centre of its labelled points' box. "
+            f"The same {n} faces cut from each detector's box (`{'`, `'.join(detectors)}`, mapped to each "
+            "model's crop by its manifest's `detector_crop`; BlazeFace crops levelled by its eye roll) instead "
+            "of the labels, run on the pack image. A face is found when a detection's box holds the centre "
+            "of its labelled points' box. "
             "NME (ION %, default decode) is over the faces found; FR@10 counts a missed face as a failure. "
             "`labels` repeats the label-crop figures.\n\n"
             + markdown_table(header, rows)

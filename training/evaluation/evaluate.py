@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from kpdesk.vision.codecs import DECODE_MODES, LandmarkDecoder, RegressionCodec
+from kpdesk.vision.files import atomic_write_text, save_figure, save_npz
 from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_input
 from kpdesk.vision.schema import KeypointSchema, custom_schema, get_schema
 from kpdesk.vision.transforms import CropSpec, apply_affine, crop_params_from_points, invert_affine, warp_crop
@@ -64,6 +65,9 @@ class Runner:
     std: tuple[float, ...] = IMAGENET_STD
     has_coords: bool = True
     info: dict[str, Any] = field(default_factory=dict)
+    # Per app detector, how its box maps to this model's crop (kpdesk BoxCalibration, from the
+    # manifest's detector_crop); a detector not in it falls back to its own 68-point mapping.
+    detector_crop: dict[str, Any] = field(default_factory=dict)
     crop_offset: tuple[float, float] = (0.0, 0.0)  # an imported model's (Manifest.crop_offset)
 
     def crop(self, pts_img: np.ndarray) -> CropSpec:
@@ -104,6 +108,7 @@ def load_runner(path: str | Path, threads: int = 0) -> Runner:
     """
     p = Path(path).expanduser()
     if p.suffix == ".onnx":
+        from kpdesk.inference.detectors import DETECTOR_NAMES
         from kpdesk.inference.model import LandmarkModel, ModelLoadError
 
         try:
@@ -116,7 +121,8 @@ def load_runner(path: str | Path, threads: int = 0) -> Runner:
                       heatmap_size=m.heatmap_size if m.heatmaps_output else None,
                       sigma=m.sigma, default_decode=m.decode, forward=lm.forward, mean=m.mean, std=m.std,
                       has_coords=m.coords_output is not None,
-                      info={**m.info, "arch": m.arch, "file_size_bytes": p.stat().st_size})
+                      info={**m.info, "arch": m.arch, "file_size_bytes": p.stat().st_size},
+                      detector_crop={d: lm.box_calibration(d) for d in DETECTOR_NAMES})
     if p.suffix in (".pt", ".pth"):
         import torch
 
@@ -346,8 +352,7 @@ def plot_ced(curves: dict[str, np.ndarray], path: str | Path, threshold: float =
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return save_figure(fig, out)  # whole or not at all; OutputError names the file and why
 
 
 def format_table(res: dict[str, dict[str, Any]]) -> str:
@@ -397,11 +402,11 @@ def evaluate_file(model: str | Path, data: str | Path, list_name: str, fmt: str 
         curves = {m: nme_per_image(pred.pred_crop[m], pred.gt_crop, pred.schema, main) for m in modes}
         files = {"ced": str(plot_ced(curves, out / "ced.png", norm=main, title=f"{runner.name}: CED ({main.upper()})")),
                  "summary": str(out / "summary.json"), "predictions": str(out / "predictions.npz")}
-        np.savez_compressed(out / "predictions.npz", gt_img=pred.gt_img(), paths=np.asarray(pred.paths),
-                            sources=np.asarray(pred.sources), **{f"pred_img_{m}": pred.pts_img(m) for m in modes},
-                            **{f"conf_{m}": pred.conf[m] for m in modes})
+        save_npz(out / "predictions.npz", gt_img=pred.gt_img(), paths=np.asarray(pred.paths),
+                 sources=np.asarray(pred.sources), **{f"pred_img_{m}": pred.pts_img(m) for m in modes},
+                 **{f"conf_{m}": pred.conf[m] for m in modes})
         summary["files"] = files
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -17,6 +17,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from kpdesk.inference.detectors import LAYOUT_CALIBRATION
 from kpdesk.vision.manifest import Manifest
 from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from kpdesk.vision.schema import KeypointSchema
@@ -82,6 +83,18 @@ def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> list[np.ndarray]:
     return sess.run(None, {"input": x})
 
 
+def layout_detector_crop(schema: KeypointSchema) -> dict[str, dict[str, float]] | None:
+    """The manifest's ``detector_crop`` for a new model: the mapping measured for its point
+    layout (``kpdesk.inference.detectors.LAYOUT_CALIBRATION``), or None for a layout never
+    measured; the app then refuses the model until ``benchmarks/calibrate_detectors.py
+    --model ... --write`` has fitted one on labelled faces."""
+    table = LAYOUT_CALIBRATION.get(schema.name)
+    points = {"ibug68": 68, "mtfl5": 5}.get(schema.name)
+    if table is None or points != schema.num_points:
+        return None
+    return {name: cal.as_dict() for name, cal in table.items()}
+
+
 def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, input_size: int, heatmap_size: int,
                  sigma: float, decode: str, arch: str, info: dict[str, Any] | None = None,
                  real_inputs: np.ndarray | None = None, fp16_weights: bool = False, tol: float = 1e-3,
@@ -96,6 +109,9 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
     beside it (only once the new one is ready), otherwise it is replaced.
     """
     out_onnx = Path(out_onnx)
+    for p in (out_onnx, out_onnx.with_suffix(".json")):
+        if p.exists() and not p.is_file():  # e.g. /dev/full: a rename would replace the device itself
+            raise ExportError(f"{p}: cannot write: not a regular file")
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     name = out_onnx.stem
     model = model.eval().cpu()
@@ -139,7 +155,7 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
             name=name, schema=schema, input_size=input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
             crop_scale=schema.crop_scale, coords_output="coords", heatmaps_output="heatmaps" if has_hm else None,
             heatmap_size=heatmap_size if has_hm else None, sigma=sigma, decode=decode if has_hm else "regression",
-            arch=arch, onnx_sha256=card["onnx_sha256"], info=card,
+            arch=arch, onnx_sha256=card["onnx_sha256"], info=card, detector_crop=layout_detector_crop(schema),
         )
         manifest.save(tmp_json)
         Manifest.load(tmp_json)  # verify it reads back

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kpdesk.vision.files import atomic_write_text
 from training.config import RunConfig, load_config
 from training.events import EventStream
 from training.jobs.engine import (
@@ -168,7 +169,7 @@ def run_train(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         best = trainer.fit()
     finally:
         if dinfo.main:
-            (run_dir / "wall_time.json").write_text(json.dumps({"seconds": prior_wall + time.time() - t0}))
+            atomic_write_text(run_dir / "wall_time.json", json.dumps({"seconds": prior_wall + time.time() - t0}))
     wall = prior_wall + time.time() - t0
     result = {"best": {k: v for k, v in best.items() if k != "metrics"}, "wall_time_s": wall,
               "best_metrics": best.get("metrics", {}).get(best.get("decode"), {})}

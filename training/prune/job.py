@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import io
 import json
 import logging
 import tempfile
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kpdesk.vision.files import atomic_write_text, save_figure
 from training.config import RunConfig, load_config
 from training.distill.job import single_process_only, unaugmented
 from training.distill.loss import FeatureDistiller, build_distiller, make_distill_loss
@@ -102,14 +104,13 @@ def val_record(metrics: dict[str, dict], select: str = "nme_ion") -> dict[str, A
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (";".join(map(str, r[k])) if isinstance(r.get(k), (list, tuple)) else r.get(k, ""))
-                        for k in CSV_COLUMNS})
-    tmp.replace(path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (";".join(map(str, r[k])) if isinstance(r.get(k), (list, tuple)) else r.get(k, ""))
+                    for k in CSV_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
 
 
 def plot_nme_latency(rows: list[dict], path: Path, title: str = "") -> None:
@@ -134,7 +135,7 @@ def plot_nme_latency(rows: list[dict], path: Path, title: str = "") -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -334,7 +335,7 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
               "steps": n_steps, "csv": str(run_dir / "prune_steps.csv"), "wall_time_s": wall,
               "score_time_s_per_layer": _per_layer(state["rows"], "score_time_s"),
               "score_cpu_s_per_layer": _per_layer(state["rows"], "score_cpu_s")}
-    (run_dir / "prune_summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(run_dir / "prune_summary.json", json.dumps(result, indent=2) + "\n")
     if export:
         name = cfg.train.export_name or default_export_name(p.alpha)
         out = export_best(trainer, run_dir, name, {"pruned": {"alpha": p.alpha, "importance": p.importance,

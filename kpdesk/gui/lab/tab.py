@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.lab.mosaic import worst_mosaic
 from kpdesk.gui.live_tab import fill_model_combo
 from kpdesk.gui.panels import side_panel
-from kpdesk.gui.plots import VARIANT_COLORS
+from kpdesk.gui.plots import VARIANT_COLORS, legend_below
+from kpdesk.gui.saving import save_widget_png
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
 from kpdesk.inference.robustness import FAILURE_NME, SweepCell, SweepConfig, SweepResult, write_csv
@@ -71,7 +72,7 @@ class RobustnessTab(QWidget):
         self.plot.setTitle("NME vs. severity", size="11pt")
         self.plot.setLabel("left", "NME (% of inter-ocular distance)")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.addLegend(offset=(10, 10), labelTextSize="9pt", brush=(22, 24, 28, 200))
+        legend_below(self.plot)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
         # Faces above this line count as failures (FR@10).
@@ -373,6 +374,17 @@ class RobustnessTab(QWidget):
         assert self.result is not None
         self.result.faces = result.faces or self.result.faces
         self.result.cancelled = result.cancelled
+        self.result.skipped = list(result.skipped)
+        for label, why in result.skipped:  # marked in the legend and said once
+            curve = self.curves.get(label)
+            if curve is not None:
+                curve.opts["name"] = f"{label}: not run"
+            self.message.emit(f"Robustness lab: {label} not run: {why}", "warning")
+        legend = self.plot.getPlotItem().legend
+        if legend is not None and result.skipped:
+            legend.clear()
+            for curve in self.curves.values():
+                legend.addItem(curve, curve.opts["name"])
         n = len(self.result.cells)
         if result.cancelled:
             self.status.setText(f"Cancelled after {n} of the sweep's cells.")
@@ -412,10 +424,7 @@ class RobustnessTab(QWidget):
     def save_png(self, path: str | Path) -> Path:
         if self.result is None or not self.result.cells:
             raise ValueError("no sweep results to save yet")
-        p = Path(path)
-        if not self.plot.grab().save(str(p)):
-            raise OSError(f"cannot write {p}")
-        return p
+        return save_widget_png(self.plot, path)
 
     def _ask_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save sweep table", str(Path.home() / "robustness.csv"),
