@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -300,11 +301,68 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _numbers(text: str, flag: str) -> tuple[float, ...]:
+    """``"0"`` / ``"127.5"`` / ``"123.7,116.3,103.5"`` -> floats (one line on error)."""
+    try:
+        vals = tuple(float(v) for v in text.replace(" ", "").split(",") if v != "")
+    except ValueError:
+        raise CLIError(f"{flag} takes numbers separated by commas, got {text!r}") from None
+    if not vals:
+        raise CLIError(f"{flag} needs a value")
+    return vals
+
+
+def cmd_models_import(args: argparse.Namespace, folder: Path) -> int:
+    from kpdesk.inference.importer import ImportOptions, ModelImportError, card_lines, import_model
+
+    offset = _numbers(args.crop_offset, "--crop-offset")
+    if len(offset) != 2:
+        raise CLIError(f"--crop-offset takes two numbers DX,DY, got {args.crop_offset!r}")
+    if args.list is not None and args.calibrate is None:
+        raise CLIError("--list names a list file of the --calibrate folder: give --calibrate DATA too")
+    if args.calibrate is not None and args.crop_scale is not None:
+        raise CLIError("--crop-scale and --calibrate exclude each other (calibration fits the crop scale)")
+    if args.calibrate_faces < 1:
+        raise CLIError(f"--calibrate-faces must be >= 1, got {args.calibrate_faces}")
+    opts = ImportOptions(
+        points=args.points, size=args.size, color=args.color, layout=args.layout,
+        mean=_numbers(args.mean, "--mean"), std=_numbers(args.std, "--std"), output=args.output,
+        output_name=args.output_name, input_name=args.input_name, crop_scale=args.crop_scale,
+        crop_offset=(offset[0], offset[1]), licence=args.licence or "", origin=args.origin or "",
+        command=shlex.join(["kpdesk", *getattr(args, "argv", [])]),
+    )
+    name = args.name or Path(args.file).stem
+
+    def progress(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    if args.calibrate is not None:
+        print(f"calibrating the crop of {args.file} on {args.calibrate} {args.list or ''} "
+              f"(up to {args.calibrate_faces} faces)", flush=True)
+    try:
+        res = import_model(args.file, folder, name, opts, calibrate=args.calibrate, list_name=args.list,
+                           calibrate_faces=args.calibrate_faces, replace_existing=args.replace,
+                           threads=args.threads, progress=progress)
+    except ModelImportError as exc:
+        raise CLIError(str(exc)) from None
+    if res.fit is not None:
+        print(f"fitted {res.fit.describe()}")
+    print(res.installed.describe() + f" ({res.installed.path})")
+    from kpdesk.vision.manifest import Manifest
+
+    for line in card_lines(Manifest.load(res.installed.path.with_suffix(".json"))):
+        print(line)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from kpdesk.inference.catalog import default_models_dir, resolve_model, restamp_model, scan_models
     from kpdesk.inference.model import ModelLoadError
 
     folder = Path(args.models_dir) if args.models_dir else default_models_dir()
+    if getattr(args, "models_command", None) == "import":
+        folder = Path(args.import_models_dir) if args.import_models_dir else folder
+        return cmd_models_import(args, folder)
     if args.restamp:
         try:
             path = resolve_model(args.restamp, folder)
@@ -326,8 +384,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         if e.ok and e.manifest is not None:
             m = e.manifest
             hm = f"heatmap {m.heatmap_size}" if m.heatmaps_output else "no heatmap"
+            dx, dy = m.crop_offset
+            crop = "" if m.plain else f" (crop {m.crop_scale:.2f}, offset {dx:+.2f},{dy:+.2f})"
             print(f"  {e.name:<28} {m.schema.name:<8} {m.schema.num_points:>3} pts  {m.input_size:>4} px  "
-                  f"{hm:<12} decode {m.decode:<10} {m.arch}")
+                  f"{hm:<12} decode {m.decode:<10} {m.arch}{crop}")
         else:
             print(f"  {e.name:<28} BROKEN: {e.error}")
     return 0
@@ -369,11 +429,54 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--restamp", metavar="NAME", help="bind NAME.json to NAME.onnx after changing the graph on "
                                                      "purpose (writes the graph's sha256; the shapes must agree)")
     m.set_defaults(func=cmd_models)
+    ms = m.add_subparsers(dest="models_command")
+    imp = ms.add_parser(
+        "import", help="install a third-party landmark ONNX with a manifest written from these options",
+        description="Install a third-party landmark ONNX model: describe its input and output, and fit its "
+                    "crop on labelled faces with --calibrate (recommended; it refuses a model whose best "
+                    "ION NME stays above 15% and names the likely cause). Example (PFLD-style, 112 px RGB "
+                    "in [0, 1], 136 outputs in [0, 1] of the crop): kpdesk models import pfld.onnx --name pfld "
+                    "--points 68 --size 112 --color rgb --mean 0 --std 255 --output coords01 "
+                    "--calibrate ../shared/data/face68 --list val.txt")
+    imp.add_argument("file", help="the .onnx graph")
+    imp.add_argument("--name", help="model name in the catalog (default: the file's stem)")
+    imp.add_argument("--points", type=int, help="landmarks the model predicts: 68 (iBUG order) or 5 (eyes, nose "
+                                                "tip, mouth corners); default: read off the output")
+    imp.add_argument("--size", type=int, help="input side in pixels (default: read off the graph)")
+    imp.add_argument("--color", choices=["rgb", "bgr"], default="rgb", help="channel order it takes (default rgb)")
+    imp.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto",
+                     help="input layout (default: read off the graph's input shape, else nchw)")
+    imp.add_argument("--mean", default="0", help="subtracted from 0..255 pixels: one value or three in the "
+                                                 "model's channel order (default 0)")
+    imp.add_argument("--std", default="255", help="then divided by: one value or three (default 255: input "
+                                                  "in [0, 1])")
+    imp.add_argument("--output", choices=["coords01", "pixels", "heatmaps"], default="coords01",
+                     help="coordinates in [0, 1] of the crop, coordinates in crop pixels, or heatmaps "
+                          "(B, K, H, H) (default coords01)")
+    imp.add_argument("--output-name", help="the graph output holding the landmarks, when several could")
+    imp.add_argument("--input-name", help="the graph input taking the image, when there are several")
+    imp.add_argument("--calibrate", metavar="DATA", help="labelled faces (a face68 / face5 / 300W folder) to fit "
+                                                         "the crop scale and centre offset on")
+    imp.add_argument("--list", metavar="LIST", help="list file in DATA (e.g. val.txt; default: the first)")
+    imp.add_argument("--calibrate-faces", type=int, default=200,
+                     help="faces used for the fit, spread over the list (default 200)")
+    imp.add_argument("--crop-scale", type=float, help="without --calibrate: crop side / landmark-box side "
+                                                      "(default: the point layout's, 1.5 for 68 points)")
+    imp.add_argument("--crop-offset", default="0,0", help="without --calibrate: crop centre minus box centre, "
+                                                          "DX,DY in box sides (default 0,0)")
+    imp.add_argument("--licence", help="the model's licence, for its card")
+    imp.add_argument("--origin", help="where the model came from (URL, paper), for its card")
+    imp.add_argument("--replace", action="store_true", help="replace a model of that name (kept in .backup/)")
+    imp.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the calibration (0: its "
+                                                            "default)")
+    imp.add_argument("--models-dir", dest="import_models_dir",
+                     help="model folder (default: $KPDESK_MODELS or the repository's models/)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in an imported model's card
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="kpdesk: %(message)s")
     if args.command == "detect":
         for flag, value, low in (("--max-frames", args.max_frames, 1), ("--max-faces", args.max_faces, 1),

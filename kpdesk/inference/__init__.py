@@ -6,6 +6,9 @@ detectors  BlazeFace (MediaPipe) and Haar face detectors with box -> crop calibr
 tracking   One-Euro smoothing and landmark-driven face tracking
 pipeline   Pipeline / PipelineConfig: one frame -> FrameResult with stage timings
 sources    frame sources: camera, video, image, folder, synthetic demo
+install    write, verify, rename a model into the models folder
+importer   `kpdesk models import`: a manifest for a third-party landmark ONNX
+calibrate  fitting an imported model's crop scale and offset on labelled faces
 """
 
 from kpdesk.inference.catalog import CatalogEntry, default_models_dir, resolve_model, scan_models

@@ -68,13 +68,15 @@ class BoxCalibration:
     ratio: float = 1.0
 
     def crop(self, box_xyxy: tuple[float, float, float, float], crop_scale: float,
-             roll_deg: float | None = None) -> CropSpec:
+             roll_deg: float | None = None, offset: tuple[float, float] = (0.0, 0.0)) -> CropSpec:
+        """The crop for a detector box: ``crop_scale`` x the landmark box it implies,
+        centred ``offset`` x that box's side from its centre (see ``crop_params_from_points``)."""
         x0, y0, x1, y1 = box_xyxy
         d = max(x1 - x0, y1 - y0)
         if d <= 0:
             raise ValueError(f"degenerate face box {box_xyxy}")
         a = math.radians(roll_deg or 0.0)
-        ox, oy = self.dx * d, self.dy * d
+        ox, oy = (self.dx + offset[0] * self.ratio) * d, (self.dy + offset[1] * self.ratio) * d
         # The face's right is (cos a, sin a) and its down is (-sin a, cos a) in the image.
         cx = (x0 + x1) / 2 + ox * math.cos(a) - oy * math.sin(a)
         cy = (y0 + y1) / 2 + ox * math.sin(a) + oy * math.cos(a)
@@ -168,12 +170,13 @@ class FaceDetector(ABC):
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Faces in ``frame_bgr`` (H, W, 3) uint8, highest score first."""
 
-    def box_to_crop(self, det: Detection, crop_scale: float,
-                    calibration: BoxCalibration | None = None) -> CropSpec:
+    def box_to_crop(self, det: Detection, crop_scale: float, calibration: BoxCalibration | None = None,
+                    offset: tuple[float, float] = (0.0, 0.0)) -> CropSpec:
         """The landmark model's crop for a detection, levelled by the eye roll: mapped by
-        ``calibration`` (the model's own, from its manifest) or else by the detector's."""
+        ``calibration`` (the model's own, from its manifest) or else by the detector's, then
+        centred ``offset`` x the landmark box from it (the model's ``Manifest.crop_offset``)."""
         roll = det.roll_deg if self.use_roll else None
-        return (calibration or self.calibration).crop(det.box_xyxy, crop_scale, roll)
+        return (calibration or self.calibration).crop(det.box_xyxy, crop_scale, roll, offset)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most detectors hold nothing
         """Release native resources. Idempotent."""

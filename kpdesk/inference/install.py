@@ -129,7 +129,9 @@ def install_model(onnx_path: str | Path, manifest_path: str | Path | None, model
         try:
             manifest = Manifest.load(man_path)
         except ManifestError as exc:
-            raise ModelInstallError(str(exc)) from None
+            hint = (f" (a landmark model from elsewhere, with no manifest: `kpdesk models import {src}` writes "
+                    f"one)") if not man_path.exists() else ""
+            raise ModelInstallError(f"{exc}{hint}") from None
     want = name or src.stem
     if not want or "/" in want or want.startswith(".") or want != want.strip():
         raise ModelInstallError(f"{want!r} is not a usable model name")

@@ -103,9 +103,10 @@ def _check_outputs(path: Path, m: Manifest, outputs: dict[str, list]) -> None:
             raise ModelLoadError(f"{path}: manifest names output {out!r}, graph has {sorted(outputs)}")
     if m.coords_output is not None:
         shape = outputs[m.coords_output]
-        if len(shape) != 2:
+        if len(shape) < 2:
             raise ModelLoadError(f"{path}: coords output has shape {shape}, expected (B, {2 * k})")
-        n = _dim(shape[1])
+        dims = [_dim(d) for d in shape[1:]]
+        n = int(np.prod(dims)) if None not in dims else None  # values a face; (B, 2K) or e.g. (B, K, 2)
         if n is not None and n != 2 * k:
             pts = f"{n // 2}" if n % 2 == 0 else f"{n} values (odd)"
             raise ModelLoadError(f"{path}: manifest says {k} points, graph outputs {pts}")
@@ -122,6 +123,12 @@ def _check_outputs(path: Path, m: Manifest, outputs: dict[str, list]) -> None:
                     f"{path}: manifest says heatmap size {m.heatmap_size}, graph outputs {shape[2]}x{shape[3]}")
 
 
+def input_shape(m: Manifest, batch: int) -> tuple[int, int, int, int]:
+    """The shape of a batch as the graph takes it (``m.input_layout``)."""
+    s = m.input_size
+    return (batch, 3, s, s) if m.input_layout == "nchw" else (batch, s, s, 3)
+
+
 def _check_graph(path: Path, m: Manifest, sess: ort.InferenceSession) -> None:
     """Raise ModelLoadError where the graph disagrees with the manifest: first on the
     declared shapes, then on the shapes of one real run (exporters often leave output
@@ -130,14 +137,18 @@ def _check_graph(path: Path, m: Manifest, sess: ort.InferenceSession) -> None:
     if m.input_name not in inputs:
         raise ModelLoadError(f"{path}: manifest says input {m.input_name!r}, graph has {sorted(inputs)}")
     shape = inputs[m.input_name]
-    if len(shape) != 4 or _dim(shape[1]) not in (3, None):
-        raise ModelLoadError(f"{path}: graph input {m.input_name!r} has shape {shape}, expected (B, 3, S, S)")
-    for d in shape[2:]:
+    ch, spatial = (1, (2, 3)) if m.input_layout == "nchw" else (3, (1, 2))
+    want = "(B, 3, S, S)" if m.input_layout == "nchw" else "(B, S, S, 3)"
+    if len(shape) != 4 or _dim(shape[ch]) not in (3, None):
+        raise ModelLoadError(f"{path}: graph input {m.input_name!r} has shape {shape}, expected {want} "
+                             f"({m.input_layout.upper()})")
+    for d in (shape[i] for i in spatial):
         if _dim(d) not in (m.input_size, None):
-            raise ModelLoadError(f"{path}: manifest says input size {m.input_size}, graph takes {shape[2]}x{shape[3]}")
+            raise ModelLoadError(f"{path}: manifest says input size {m.input_size}, graph takes "
+                                 f"{shape[spatial[0]]}x{shape[spatial[1]]}")
     _check_outputs(path, m, {o.name: o.shape for o in sess.get_outputs()})
     names = [o for o in (m.coords_output, m.heatmaps_output) if o is not None]
-    probe = np.zeros((_dim(shape[0]) or 1, 3, m.input_size, m.input_size), np.float32)
+    probe = np.zeros(input_shape(m, _dim(shape[0]) or 1), np.float32)
     try:
         actual = sess.run(names, {m.input_name: probe})
     except Exception as exc:  # onnxruntime raises several private exception types
@@ -285,15 +296,32 @@ class LandmarkModel:
 
     # -- running ----------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Normalised input (B, 3, S, S) float32 -> raw (coords (B, 2K), heatmaps (B, K, H, H))."""
+        """Normalised RGB input (B, 3, S, S) float32 -> raw (coords (B, 2K) in [0, 1] of the
+        crop, heatmaps (B, K, H, H)).
+
+        A graph that takes BGR or NHWC input, or gives coordinates in crop pixels or as
+        (B, K, 2) (an imported model, see the manifest), is adapted here, so every caller
+        (pipeline, evaluation, robustness lab) feeds and reads every model the same way.
+        """
         if self._fixed_batch is not None and x.shape[0] != self._fixed_batch:
             parts = [self.forward(x[i:i + 1]) for i in range(x.shape[0])]
             cat = [np.concatenate([p[j] for p in parts]) if parts[0][j] is not None else None for j in (0, 1)]
             return cat[0], cat[1]
-        res = dict(zip(self._outputs, self._session.run(self._outputs, {self._manifest.input_name: x})))
         m = self._manifest
+        if m.color == "bgr":
+            x = x[:, ::-1]
+        if m.input_layout == "nhwc":
+            x = x.transpose(0, 2, 3, 1)
+        if not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x)
+        res = dict(zip(self._outputs, self._session.run(self._outputs, {m.input_name: x})))
         coords = res[m.coords_output] if m.coords_output else None
         heatmaps = res[m.heatmaps_output] if m.heatmaps_output else None
+        if coords is not None:
+            if coords.ndim != 2:
+                coords = coords.reshape(coords.shape[0], -1)
+            if m.coords_unit == "pixels":
+                coords = coords * np.float32(1.0 / m.input_size)
         return coords, heatmaps
 
     def preprocess(self, crops_bgr: np.ndarray) -> np.ndarray:

@@ -97,6 +97,7 @@ class Pipeline:
         c, schema = self._config, self._model.schema
         return FaceTracker(
             crop_scale=self._model.manifest.crop_scale,
+            crop_offset=self._model.manifest.crop_offset,
             eye_groups=schema.pupils,
             max_faces=c.max_faces,
             redetect_every=c.redetect_every,
@@ -167,7 +168,7 @@ class Pipeline:
         model, cfg, tracker = self._model, self._config, self._tracker
         t_sec = timestamp if timestamp is not None else frame_index / cfg.fps_hint
         size = model.input_size
-        crop_scale = model.manifest.crop_scale
+        crop_scale, crop_offset = model.manifest.crop_scale, model.manifest.crop_offset
 
         t0 = time.perf_counter()
         detected = tracker.needs_detection(frame_index)
@@ -176,7 +177,7 @@ class Pipeline:
         cal = model.box_calibration(self._detector.name) or model.box_calibration("blazeface")
         if detected:
             found = self._detector.detect(frame_bgr)[: 2 * cfg.max_faces]
-            dets = [(d, self._detector.box_to_crop(d, crop_scale, cal)) for d in found]
+            dets = [(d, self._detector.box_to_crop(d, crop_scale, cal, crop_offset)) for d in found]
         work = tracker.plan(frame_index, dets)
         t1 = time.perf_counter()
 

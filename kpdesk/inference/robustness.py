@@ -25,7 +25,7 @@ from kpdesk.inference.model import LandmarkModel
 from kpdesk.vision.files import atomic_write_text
 from kpdesk.vision.labels import LabelledFace
 from kpdesk.vision.perturb import UNITS, Perturbation
-from kpdesk.vision.transforms import apply_affine, crop_params_from_points, warp_crop
+from kpdesk.vision.transforms import apply_affine, warp_crop
 
 FAILURE_NME = 10.0  # a face with NME above this (%) counts as a failure (FR@10)
 
@@ -174,7 +174,7 @@ def evaluate_cell(model: LandmarkModel, faces: Sequence[LabelledFace], perturbat
     if faces and len(faces[0].pts_img) != k:
         raise SweepError(f"{model.name} predicts {k} points, the labelled faces have {len(faces[0].pts_img)}")
     ocular = ocular_pair(model)
-    s, scale = model.input_size, model.manifest.crop_scale
+    s, man = model.input_size, model.manifest
     nmes: list[np.ndarray] = []
     kept: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(0, len(faces), batch_size):
@@ -183,7 +183,7 @@ def evaluate_cell(model: LandmarkModel, faces: Sequence[LabelledFace], perturbat
         crops, gts = [], []
         for i in range(start, min(start + batch_size, len(faces))):
             f = faces[i]
-            spec = crop_params_from_points(f.pts_img, scale)
+            spec = man.crop_for_points(f.pts_img)
             img, spec = perturbation.apply(images(f.path), f.pts_img, spec, i)
             crops.append(warp_crop(img, spec, s))
             gts.append(apply_affine(f.pts_img, spec.matrix(s)))

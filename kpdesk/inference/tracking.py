@@ -64,14 +64,16 @@ class OneEuroFilter:
         return self._x.copy()
 
 
-def aligned_crop(pts_img: np.ndarray, scale: float, angle_deg: float = 0.0) -> CropSpec:
+def aligned_crop(pts_img: np.ndarray, scale: float, angle_deg: float = 0.0,
+                 offset: tuple[float, float] = (0.0, 0.0)) -> CropSpec:
     """``crop_params_from_points`` measured in the face's own frame (turned by the roll),
-    so a rolled face gets the same crop size as when upright. pts (K, 2) -> CropSpec."""
+    so a rolled face gets the same crop size as when upright; ``offset`` moves the centre
+    in that frame (an imported model's crop offset). pts (K, 2) -> CropSpec."""
     a = math.radians(angle_deg)
     c, s = math.cos(a), math.sin(a)
     p = np.asarray(pts_img, dtype=np.float64)
     uv = np.stack([p[:, 0] * c + p[:, 1] * s, -p[:, 0] * s + p[:, 1] * c], axis=-1)
-    spec = crop_params_from_points(uv, scale)
+    spec = crop_params_from_points(uv, scale, offset=offset)
     u, v = spec.center_x, spec.center_y
     return CropSpec(u * c - v * s, u * s + v * c, spec.side, angle_deg)
 
@@ -128,6 +130,7 @@ class FaceTracker:
 
     crop_scale: float
     eye_groups: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    crop_offset: tuple[float, float] = (0.0, 0.0)  # the model's (Manifest.crop_offset)
     max_faces: int = 4
     redetect_every: int = 30
     min_track_conf: float = 0.3
@@ -295,7 +298,7 @@ class FaceTracker:
         the crops the model was trained on, so its points are rougher, and a box fooled by
         an occluder would otherwise be followed)."""
         roll = eye_angle_deg(pts_img, *self.eye_groups) if self.eye_groups else 0.0
-        track.crop = aligned_crop(pts_img, self.crop_scale, roll)
+        track.crop = aligned_crop(pts_img, self.crop_scale, roll, self.crop_offset)
         track.fresh = False
         return track.crop
 
@@ -311,7 +314,7 @@ class FaceTracker:
         track.mean_conf = float(np.mean(conf)) if np.size(conf) else 0.0
         track.low_conf = float(np.percentile(conf, 10)) if np.size(conf) else 0.0
         roll = eye_angle_deg(pts_img, *self.eye_groups) if self.eye_groups else 0.0
-        new, old = aligned_crop(pts_img, self.crop_scale, roll), track.crop
+        new, old = aligned_crop(pts_img, self.crop_scale, roll, self.crop_offset), track.crop
         ratio = new.side / old.side
         moved = math.hypot(new.center_x - old.center_x, new.center_y - old.center_y) / old.side
         # Off a detector crop the points may legitimately imply another crop (the detector

@@ -15,8 +15,18 @@ from typing import Any
 
 from kpdesk.vision.codecs import DECODE_MODES, LandmarkDecoder
 from kpdesk.vision.schema import KeypointSchema
+from kpdesk.vision.transforms import CropSpec, crop_params_from_points
 
 FORMAT = "kpdesk-landmark/1"
+# Written when a manifest uses a field version 1 does not have (an imported model's input
+# layout, colour order, pixel coordinates or crop offset), so an older kpdesk refuses it
+# instead of feeding the model the wrong input.
+FORMAT_2 = "kpdesk-landmark/2"
+FORMATS = (FORMAT, FORMAT_2)
+
+LAYOUTS = ("nchw", "nhwc")
+COLORS = ("rgb", "bgr")
+COORD_UNITS = ("norm", "pixels")
 
 
 class ManifestError(ValueError):
@@ -32,6 +42,11 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _pair(v: Any) -> tuple[float, float]:
+    x, y = v  # ValueError / TypeError: reported as an invalid manifest
+    return (float(x), float(y))
+
+
 @dataclass(frozen=True)
 class Manifest:
     """Everything needed to run one landmark model.
@@ -39,10 +54,11 @@ class Manifest:
     Attributes:
         name: model name (file stem).
         schema: the keypoint layout it predicts.
-        input_size: S; the input is (B, 3, S, S) float32 RGB.
-        mean, std: per-channel normalisation applied to [0, 1] RGB.
+        input_size: S; the input is (B, 3, S, S) float32 RGB (see ``input_layout``, ``color``).
+        mean, std: per-channel normalisation applied to [0, 1] RGB (in R, G, B order).
         crop_scale: crop side / longer side of the landmark bounding box it was trained on.
-        coords_output: graph output name of the (B, 2K) sigmoid coordinates, or None.
+        coords_output: graph output name of the (B, 2K) sigmoid coordinates (x0, y0, x1, ...),
+            or None; any shape with 2K values a face is accepted (e.g. (B, K, 2)).
         heatmaps_output: graph output name of the (B, K, H, H) heatmaps, or None.
         heatmap_size: H.
         sigma: std of the Gaussian targets in heatmap pixels.
@@ -57,6 +73,14 @@ class Manifest:
             others are refused at load).
         info: free-form card fields (training data, licence, metrics, params, MACs,
             size, latency, command, wall time, ...).
+        input_layout: ``nchw`` (B, 3, S, S) or ``nhwc`` (B, S, S, 3), what the graph takes.
+        color: channel order the graph takes, ``rgb`` or ``bgr``.
+        coords_unit: ``norm`` (coordinates in [0, 1] of the crop) or ``pixels`` (0..S).
+        crop_offset: (dx, dy) crop centre minus landmark-box centre, in units of the box's
+            longer side, in the face's own frame (``crop_params_from_points``).
+
+    The last four exist for imported third-party models (``kpdesk models import``); kpdesk's
+    own models keep the defaults, and a manifest with defaults is written as format 1.
     """
 
     name: str
@@ -75,8 +99,20 @@ class Manifest:
     onnx_sha256: str | None = None
     detector_crop: dict[str, dict[str, float]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    input_layout: str = "nchw"
+    color: str = "rgb"
+    coords_unit: str = "norm"
+    crop_offset: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
+        for label, value, allowed in (("input_layout", self.input_layout, LAYOUTS), ("color", self.color, COLORS),
+                                      ("coords_unit", self.coords_unit, COORD_UNITS)):
+            if value not in allowed:
+                raise ManifestError(f"manifest {self.name}: {label} {value!r} not in {allowed}")
+        if len(self.crop_offset) != 2 or not all(abs(float(v)) < 10 for v in self.crop_offset):
+            raise ManifestError(f"manifest {self.name}: crop_offset {self.crop_offset!r} is not a small (dx, dy)")
+        if not 0 < self.crop_scale < 100:
+            raise ManifestError(f"manifest {self.name}: crop_scale {self.crop_scale!r} is not positive")
         if self.decode not in DECODE_MODES:
             raise ManifestError(f"manifest {self.name}: decode {self.decode!r} not in {DECODE_MODES}")
         if self.coords_output is None and self.heatmaps_output is None:
@@ -97,6 +133,17 @@ class Manifest:
             sigma=self.sigma,
         )
 
+    @property
+    def plain(self) -> bool:
+        """True when the graph takes kpdesk's own conventions (NCHW RGB, [0, 1]
+        coordinates, a crop centred on the landmark box): nothing to adapt."""
+        return (self.input_layout, self.color, self.coords_unit) == ("nchw", "rgb", "norm") \
+            and tuple(self.crop_offset) == (0.0, 0.0)
+
+    def crop_for_points(self, pts_img: Any) -> CropSpec:
+        """The crop this model was trained on for a face with landmarks ``pts_img`` (K, 2)."""
+        return crop_params_from_points(pts_img, self.crop_scale, offset=self.crop_offset)
+
     def with_info(self, **kw: Any) -> Manifest:
         return replace(self, info={**self.info, **kw})
 
@@ -115,9 +162,13 @@ class Manifest:
         d = asdict(self)
         d["schema"] = self.schema.to_dict()
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["crop_offset"] = [float(v) for v in self.crop_offset]
+        for key in ("input_layout", "color", "coords_unit", "crop_offset"):  # format-1 fields only when plain
+            if self.plain:
+                d.pop(key)
         if d["detector_crop"] is None:
             del d["detector_crop"]
-        return {"format": FORMAT, **d}
+        return {"format": FORMAT if self.plain else FORMAT_2, **d}
 
     def save(self, path: str | Path) -> None:
         """Write atomically (a temporary file beside it, then a rename)."""
@@ -131,8 +182,9 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> Manifest:
-        if d.get("format") != FORMAT:
-            raise ManifestError(f"{source}: format is {d.get('format')!r}, expected {FORMAT!r}")
+        if d.get("format") not in FORMATS:
+            raise ManifestError(f"{source}: format is {d.get('format')!r}, expected one of {FORMATS} "
+                                f"(written by a newer kpdesk?)")
         try:
             return cls(
                 name=str(d["name"]),
@@ -152,6 +204,10 @@ class Manifest:
                 onnx_sha256=d.get("onnx_sha256") or dict(d.get("info") or {}).get("onnx_sha256") or None,
                 detector_crop=d.get("detector_crop"),
                 info=dict(d.get("info", {})),
+                input_layout=str(d.get("input_layout", "nchw")),
+                color=str(d.get("color", "rgb")),
+                coords_unit=str(d.get("coords_unit", "norm")),
+                crop_offset=_pair(d.get("crop_offset", (0.0, 0.0))),
             )
         except ManifestError:
             raise

@@ -92,6 +92,7 @@ def crop_params_from_points(
     pts_img: np.ndarray,
     scale: float,
     mask: np.ndarray | None = None,
+    offset: tuple[float, float] = (0.0, 0.0),
 ) -> CropSpec:
     """The canonical crop for a face: centred on its landmark bounding box, side
     ``scale`` times the box's longer side. Training, tracking and evaluation all use this.
@@ -100,6 +101,9 @@ def crop_params_from_points(
         pts_img: (K, 2) landmarks in image pixels.
         scale: crop side / longer side of the landmark box.
         mask: optional (K,) bool, which points to use.
+        offset: (dx, dy) crop centre minus box centre, in units of the box's longer side
+            (kpdesk's own models: (0, 0); an imported model may have been trained on crops
+            placed otherwise, e.g. lower on the face).
     """
     p = np.asarray(pts_img, dtype=np.float64)
     if mask is not None:
@@ -107,9 +111,9 @@ def crop_params_from_points(
     if len(p) == 0:
         raise ValueError("no points to build a crop from")
     lo, hi = p.min(axis=0), p.max(axis=0)
-    side = float(max(hi - lo)) * scale
+    box = float(max(hi - lo))
     cx, cy = (lo + hi) / 2.0
-    return CropSpec(float(cx), float(cy), max(side, 1.0), 0.0)
+    return CropSpec(float(cx + offset[0] * box), float(cy + offset[1] * box), max(box * scale, 1.0), 0.0)
 
 
 def crop_from_box(box_xyxy: tuple[float, float, float, float] | np.ndarray, scale: float,

@@ -85,8 +85,9 @@ class CleanFrameDetector:
         self.last_found = len(found)
         return found
 
-    def box_to_crop(self, det: Any, crop_scale: float, calibration: Any = None) -> Any:
-        return self.inner.box_to_crop(det, crop_scale, calibration)
+    def box_to_crop(self, det: Any, crop_scale: float, calibration: Any = None,
+                    offset: tuple[float, float] = (0.0, 0.0)) -> Any:
+        return self.inner.box_to_crop(det, crop_scale, calibration, offset)
 
     def close(self) -> None:
         self.inner.close()

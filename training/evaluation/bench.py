@@ -30,7 +30,6 @@ import numpy as np
 from kpdesk.vision.files import atomic_write_text
 from kpdesk.vision.perturb import Perturbation
 from kpdesk.vision.schema import KeypointSchema
-from kpdesk.vision.transforms import crop_params_from_points
 from training.data.datasets import Sample
 from training.evaluation.evaluate import (
     EvalError,
@@ -301,7 +300,7 @@ def runner_input(runner: Runner, smp: Sample, images: ImageCache) -> np.ndarray:
     from kpdesk.vision.preprocess import to_input
     from kpdesk.vision.transforms import warp_crop
 
-    spec = crop_params_from_points(smp.pts, runner.crop_scale)
+    spec = runner.crop(smp.pts)
     return to_input(warp_crop(images(smp.path), spec, runner.input_size), runner.mean, runner.std)
 
 

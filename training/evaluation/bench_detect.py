@@ -54,7 +54,7 @@ class FaceFinds:
 
     detector: str
     found: list[Any] = field(default_factory=list)  # kpdesk Detection | None per sample
-    to_crop: Callable[[Any, float], Any] | None = None  # (Detection, crop_scale) -> CropSpec
+    to_crop: Callable[..., Any] | None = None  # (Detection, crop_scale, crop_offset) -> CropSpec
     seconds: float = 0.0
     error: str = ""
 
@@ -140,7 +140,7 @@ def detector_accuracy(runner: Runner, samples: list[Sample], finds: FaceFinds, i
     idx = [i for i, d in enumerate(finds.found) if d is not None]
     sub = [samples[i] for i in idx]
     cal = runner.detector_crop.get(finds.detector)  # the model's own mapping (manifest detector_crop)
-    specs = [finds.to_crop(finds.found[i], runner.crop_scale, cal) for i in idx]
+    specs = [finds.to_crop(finds.found[i], runner.crop_scale, cal, runner.crop_offset) for i in idx]
     err = np.full(len(samples), np.inf)
     res: dict[str, Any] = {"detector": finds.detector, "decode": mode, "norm": norm,
                            "detect_seconds": round(finds.seconds, 2)}

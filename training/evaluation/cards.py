@@ -20,7 +20,53 @@ def _lat(rec: dict, key: str) -> str:
     return f"{_f(lat.get('median_ms'))} / {_f(lat.get('p95_ms'))}" if lat else "–"
 
 
+def _measured_lines(man: Manifest, rec: dict, meta: dict) -> list[str]:
+    """The bench's figures: validation, per source, latency."""
+    acc = rec.get("accuracy", {}).get(rec.get("decode", man.decode), {})
+    by = acc.get("by_source", {}) or {}
+    return [
+        f"- **Validation** ({acc.get('n', '?')} faces, bench run of {meta.get('date', '?')}): "
+        f"ION NME {_f(acc.get('nme_ion'))}%, IPN NME {_f(acc.get('nme_ipn'))}%, "
+        f"FR@0.08 {_f(acc.get('fr08_ion'))}%, FR@0.10 {_f(acc.get('fr10_ion'))}%, "
+        f"AUC@0.08 {_f(acc.get('auc08_ion'), '.3f')}, AUC@0.10 {_f(acc.get('auc10_ion'), '.3f')}.",
+        "- **Per source** (ION NME): " + ", ".join(f"{k} {_f(v.get('nme_ion'))}% (n={v.get('n')})"
+                                               for k, v in by.items()),
+        f"- **onnxruntime latency**, batch 1, median / p95 ms: 1 thread {_lat(rec, 'threads_1')}, "
+        f"all threads {_lat(rec, 'threads_all')}.",
+    ]
+
+
+def imported_card_section(man: Manifest, rec: dict, meta: dict) -> str:
+    """The card of a model installed by ``kpdesk models import`` (trained elsewhere)."""
+    info = man.info
+    opt = info.get("import_options", {})
+    cal = info.get("calibration")
+    crop = (f"side {man.crop_scale:.3f} x the landmark box, centre offset ({man.crop_offset[0]:+.3f}, "
+            f"{man.crop_offset[1]:+.3f}) box sides")
+    how = (f"fitted on {cal.get('faces')} faces of `{cal.get('data')}` {cal.get('list', '')} "
+           f"(ION NME {_f(cal.get('nme_ion'))}% there)" if cal else "given at import, not calibrated")
+    lines = [
+        f"### {man.name}",
+        "",
+        f"- **Imported** from `{info.get('imported_from', '?')}` (sha256 {info.get('imported_sha256', '?')}) "
+        f"{('from ' + info['origin'] + ' ') if info.get('origin') else ''}by `{info.get('import_command', '')}`; "
+        "trained elsewhere, on data this repository does not know.",
+        f"- **Input**: {man.input_size} px {opt.get('layout', man.input_layout).upper()} "
+        f"{man.color.upper()}, (pixel - {opt.get('mean')}) / {opt.get('std')}; **output** {opt.get('output')} "
+        f"`{opt.get('output_name')}`, {man.schema.num_points} points ({man.schema.name}).",
+        f"- **Crop**: {crop}, {how}.",
+        f"- **Licence**: {info.get('licence', '')}",
+        f"- **Size**: ONNX file {rec.get('file_size_bytes', 0) / 1e6:.2f} MB"
+        + (f", {rec.get('params', 0) / 1e6:.3f} M parameters" if rec.get("params") else "") + ".",
+        *_measured_lines(man, rec, meta),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def card_section(man: Manifest, rec: dict, meta: dict) -> str:
+    if man.info.get("source") == "imported":
+        return imported_card_section(man, rec, meta)
     info = man.info
     acc = rec.get("accuracy", {}).get(rec.get("decode", man.decode), {})
     by = acc.get("by_source", {}) or {}

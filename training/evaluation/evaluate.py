@@ -68,6 +68,11 @@ class Runner:
     # Per app detector, how its box maps to this model's crop (kpdesk BoxCalibration, from the
     # manifest's detector_crop); a detector not in it falls back to its own 68-point mapping.
     detector_crop: dict[str, Any] = field(default_factory=dict)
+    crop_offset: tuple[float, float] = (0.0, 0.0)  # an imported model's (Manifest.crop_offset)
+
+    def crop(self, pts_img: np.ndarray) -> CropSpec:
+        """The crop this model was trained on for a face with landmarks ``pts_img`` (K, 2)."""
+        return crop_params_from_points(pts_img, self.crop_scale, offset=self.crop_offset)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -112,7 +117,8 @@ def load_runner(path: str | Path, threads: int = 0) -> Runner:
             raise EvalError(str(exc)) from None
         m = lm.manifest
         return Runner(name=m.name, path=p, kind="onnx", schema=m.schema, input_size=m.input_size,
-                      crop_scale=m.crop_scale, heatmap_size=m.heatmap_size if m.heatmaps_output else None,
+                      crop_scale=m.crop_scale, crop_offset=m.crop_offset,
+                      heatmap_size=m.heatmap_size if m.heatmaps_output else None,
                       sigma=m.sigma, default_decode=m.decode, forward=lm.forward, mean=m.mean, std=m.std,
                       has_coords=m.coords_output is not None,
                       info={**m.info, "arch": m.arch, "file_size_bytes": p.stat().st_size},
@@ -300,7 +306,7 @@ def predict_samples(runner: Runner, samples: list[Sample], modes: tuple[str, ...
         for i in idx:
             smp = samples[i]
             img = images(smp.path)
-            spec = crop_params_from_points(smp.pts, runner.crop_scale)
+            spec = runner.crop(smp.pts)
             if perturb is not None:
                 img, spec = perturb(img, smp.pts, spec, i)
             mat = spec.matrix(s)
