@@ -32,6 +32,7 @@ from kpdesk.gui.plots import VARIANT_COLORS, legend_below
 from kpdesk.gui.saving import save_widget_png
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
+from kpdesk.inference.reference import is_reference
 from kpdesk.inference.robustness import FAILURE_NME, SweepCell, SweepConfig, SweepResult, write_csv
 from kpdesk.vision.labels import ALL_PTS, list_files
 from kpdesk.vision.perturb import DEFAULT_SEVERITIES, KINDS, PLACEMENTS, UNITS, parse_severities
@@ -205,7 +206,7 @@ class RobustnessTab(QWidget):
             fill_model_combo(combo, self._catalog, allow_none=i > 0)
         if first:
             self.set_variants([n for n in PREFERRED[:2] if any(e.name == n and e.ok for e in entries)]
-                              or [e.name for e in entries if e.ok][:1])
+                              or [e.name for e in entries if e.ok and not is_reference(e.onnx_path)][:1])
         self.catalog_changed.emit()
 
     @property
@@ -256,12 +257,14 @@ class RobustnessTab(QWidget):
         self.placement_combo.setEnabled(kind == "occlusion")
 
     def variants(self) -> list[tuple[str, Path]]:
-        """(label, .onnx path) of the chosen models; a model chosen twice counts once."""
+        """(label, model path) of the chosen models; a model chosen twice counts once. The label
+        is the catalog's name (``mediapipe`` for the reference's ``.task`` bundle)."""
+        names = {str(e.onnx_path): e.name for e in self._catalog}
         out: list[tuple[str, Path]] = []
         for combo in self.variant_combos:
             path = combo.currentData()
             if path and all(str(p) != path for _, p in out):
-                out.append((Path(path).stem, Path(path)))
+                out.append((names.get(path, Path(path).stem), Path(path)))
         return out
 
     def request(self) -> LabRequest:
@@ -412,8 +415,9 @@ class RobustnessTab(QWidget):
         img = worst_mosaic(cell.worst)
         if img is not None:
             self.worst_view.set_frame(img)
+        missed = f" ({cell.missed} not found by its own detector: failures, not in the mean)" if cell.missed else ""
         self.worst_caption.setText(f"mean NME {cell.mean:.2f}%, {cell.failure_rate:.0f}% of {cell.n} faces "
-                                   f"above {FAILURE_NME:g}%")
+                                   f"above {FAILURE_NME:g}%{missed}")
 
     # ---- saving -----------------------------------------------------------------------
     def save_csv(self, path: str | Path) -> Path:
