@@ -1,4 +1,4 @@
-"""The robustness lab's worker: reads a labelled folder, loads 1-3 models and runs a sweep
+"""The robustness lab's worker: reads a labelled folder, loads 1-4 models and runs a sweep
 (``kpdesk.inference.robustness``) on its own thread, reporting each finished cell.
 
 Everything slow (decoding images, loading models, inference) happens on this thread; the
@@ -31,6 +31,8 @@ from kpdesk.vision.mesh68 import Mesh68Error
 
 log = logging.getLogger(__name__)
 
+MAX_VARIANTS = 4  # kpdesk's three shipped 68-point models and the MediaPipe reference on one plot
+
 
 @dataclass(frozen=True)
 class LabRequest:
@@ -41,7 +43,7 @@ class LabRequest:
             ``kpdesk.vision.labels.ALL_PTS`` for every image with a ``.pts`` (300W).
         points_base: subtracted from ``.pts`` coordinates (None: 1 for 300W folders, else 0).
         max_faces: faces spread evenly over the list (0 = all).
-        variants: (label, model .onnx path, or the MediaPipe reference's ``.task``), 1 to 3.
+        variants: (label, model .onnx path, or the MediaPipe reference's ``.task``), 1 to ``MAX_VARIANTS``.
         threads: onnxruntime intra-op threads per model (0 = onnxruntime's choice).
     """
 
@@ -54,8 +56,8 @@ class LabRequest:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.variants) <= 3:
-            raise ValueError(f"a sweep takes 1 to 3 variants, got {len(self.variants)}")
+        if not 1 <= len(self.variants) <= MAX_VARIANTS:
+            raise ValueError(f"a sweep takes 1 to {MAX_VARIANTS} variants, got {len(self.variants)}")
 
 
 class RobustnessWorker(QThread):

@@ -1,4 +1,5 @@
-"""Robustness tab: pick a labelled folder and 1-3 models, sweep one perturbation over its
+"""Robustness tab: pick a labelled folder and 1-4 models (the MediaPipe reference among them,
+drawn dashed), sweep one perturbation over its
 severities, watch NME vs. severity grow per model, look at the worst faces, save CSV + PNG."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.lab.mosaic import worst_mosaic
 from kpdesk.gui.live_tab import fill_model_combo
 from kpdesk.gui.panels import side_panel
-from kpdesk.gui.plots import VARIANT_COLORS, legend_below
+from kpdesk.gui.plots import REFERENCE_COLOR, VARIANT_COLORS, legend_below
 from kpdesk.gui.saving import save_widget_png
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
@@ -36,7 +37,7 @@ from kpdesk.inference.reference import is_reference
 from kpdesk.inference.robustness import FAILURE_NME, SweepCell, SweepConfig, SweepResult, write_csv
 from kpdesk.vision.labels import ALL_PTS, list_files
 from kpdesk.vision.perturb import DEFAULT_SEVERITIES, KINDS, PLACEMENTS, UNITS, parse_severities
-from kpdesk.workers.robustness import LabRequest, RobustnessWorker
+from kpdesk.workers.robustness import MAX_VARIANTS, LabRequest, RobustnessWorker
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class RobustnessTab(QWidget):
 
         g = QGroupBox("Variants")
         f = QFormLayout(g)
-        self.variant_combos = [QComboBox() for _ in range(3)]
+        self.variant_combos = [QComboBox() for _ in range(MAX_VARIANTS)]
         for i, combo in enumerate(self.variant_combos):
             combo.setMinimumContentsLength(16)
             f.addRow(f"Model {i + 1}", combo)
@@ -335,9 +336,13 @@ class RobustnessTab(QWidget):
         extra = f", {req.config.placement}" if kind == "occlusion" else ""
         self.plot.setTitle(f"NME vs. {KIND_TITLES[kind].lower()}{extra}", size="11pt")
         self.plot.setLabel("bottom", f"{KIND_TITLES[kind]} ({UNITS[kind]})")
-        for i, (label, _) in enumerate(req.variants):
+        for i, (label, path) in enumerate(req.variants):
             color = VARIANT_COLORS[i % len(VARIANT_COLORS)]
-            self.curves[label] = self.plot.plot([], [], name=label, pen=pg.mkPen(color, width=2), symbol="o",
+            ref = is_reference(path)  # the reference: dashed, squares, its own colour
+            if ref:
+                color = REFERENCE_COLOR
+            pen = pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine if ref else Qt.PenStyle.SolidLine)
+            self.curves[label] = self.plot.plot([], [], name=label, pen=pen, symbol="s" if ref else "o",
                                                 symbolSize=7, symbolBrush=color, symbolPen=None)
         sev = req.config.severities
         self.plot.setXRange(min(sev), max(sev), padding=0.04)
