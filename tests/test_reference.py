@@ -229,3 +229,22 @@ def test_reference_on_face68_val_through_the_view() -> None:
     with reference.ReferenceLandmarker() as ref:
         nme, _ = evaluate_reference_cell(ref, faces, Perturbation("occlusion", 0.0))
     assert np.isfinite(nme).mean() > 0.9 and float(np.median(nme)) < 8.0
+
+
+def test_head_pose_of_a_mesh_is_the_pose_of_its_68_point_view() -> None:
+    from kpdesk.vision.headpose import face_pose
+    from kpdesk.vision.mean_face import MEAN_FACE_68_MM
+
+    # A frontal 68-point face, and a mesh whose view is exactly it (every vertex a view uses
+    # placed so that each mix lands on its point: solve the tiny linear system per point).
+    face68 = 200.0 + 2.0 * MEAN_FACE_68_MM[:, :2] * [1, -1]
+    view = default_view()
+    mesh = np.full((reference.MESH_POINTS, 2), np.nan)
+    for k in range(68):
+        for v in view.vertices[k]:
+            mesh[v] = face68[k] if np.isnan(mesh[v]).all() else mesh[v]
+    mesh = np.where(np.isnan(mesh), 0.0, mesh)
+    as68 = view.apply(mesh)
+    a, b = face_pose(mesh, (400, 400)), face_pose(as68, (400, 400))
+    assert a is not None and b is not None
+    assert abs(a.yaw - b.yaw) < 1e-9 and abs(a.pitch - b.pitch) < 1e-9 and abs(a.roll - b.roll) < 1e-9
