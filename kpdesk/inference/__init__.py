@@ -6,6 +6,8 @@ detectors  BlazeFace (MediaPipe) and Haar face detectors with box -> crop calibr
 tracking   One-Euro smoothing and landmark-driven face tracking
 pipeline   Pipeline / PipelineConfig: one frame -> FrameResult with stage timings
 sources    frame sources: camera, video, image, folder, synthetic demo
+reference  MediaPipe Face Landmarker as a reference model (its own detector, 478-point mesh,
+           a 68-point view): ReferenceModel, ReferencePipeline, ReferenceLandmarker
 """
 
 from kpdesk.inference.catalog import CatalogEntry, default_models_dir, resolve_model, scan_models
