@@ -255,7 +255,7 @@ def _mesh_crop(pts: np.ndarray) -> CropSpec:
     d = pts[MESH_OCULAR[1]] - pts[MESH_OCULAR[0]]
     angle = math.degrees(math.atan2(d[1], d[0]))
     return CropSpec(float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2),
-                    1.5 * float(max(hi - lo).max()) + 1e-6, angle)
+                    1.5 * float((hi - lo).max()) + 1e-6, angle)
 
 
 class _OwnDetector:
