@@ -6,7 +6,7 @@ onnxruntime latency at batch 1 (1 thread and all threads; median and p95), robus
 (NME under synthetic occlusion, rotation, blur and low light) and jitter (RMS
 frame-to-frame landmark movement on a still face through the real per-frame pipeline,
 with and without One-Euro smoothing). The MediaPipe reference runs on the 68-point split in the
-same run (``training.bench_reference``: its own detector, its 68-point view) and every 68-point
+same run (``training.evaluation.bench_reference``: its own detector, its 68-point view) and every 68-point
 model gets its NME and speed as ratios to it. Everything is seeded: two runs on the same files
 give the same accuracy numbers. Writes ``bench.md`` + ``bench.json`` (+ CED plots).
 """
