@@ -109,7 +109,7 @@ def reference_markdown(ref: dict[str, Any], recs: list[dict[str, Any]]) -> str:
     acc, lat = ref["accuracy"], ref["latency"]
     by = acc["by_source"]
     fit = ref.get("view", {}).get("fit", {})
-    md = ["\n## Against the MediaPipe reference (same faces, same run)\n",
+    md = ["\n## Against the MediaPipe reference (same faces, same run)\n\n",
           f"MediaPipe Face Landmarker {ref['mediapipe']} with its own detector, scored through its 68-point view "
           f"(`kpdesk/vision/mesh68.json`, fit error {fit.get('ion_nme_cv2_pct', '?')}% ION cross-validated: part "
           "of every MediaPipe NME here); a face it misses is a failure (FR@10) and left out of its NME. "
