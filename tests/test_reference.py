@@ -188,7 +188,7 @@ def test_cli_detect_runs_the_reference(tmp_path: Path, capsys: pytest.CaptureFix
     text = capsys.readouterr().out
     assert "model mediapipe (478 pts" in text and "found in 4/4 frames" in text
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 4 and len(rows[-1]["faces"][0]["points"]) == 478
+    assert len(rows) == 4 and len(rows[-1]["faces"][0]["pts_img"]) == 478
     assert main(["detect", "demo", "--model", "mediapipe", "--detector", "haar"]) == 2
 
 
