@@ -7,13 +7,16 @@ run on the same 640 x 480 frames.
 Rows: every model in ``models/`` through ``Pipeline.process`` (BlazeFace detector, One-Euro
 smoothing on, one face), once tracked (the app's default: the detector runs on the first
 frame and every 30th, landmarks carry the face in between; the row's figures are over the
-tracked frames) and once with the detector on every frame; then MediaPipe's Face Landmarker
-(the bundle in the asset cache, one face) in IMAGE mode (detector every frame) and VIDEO
-mode (its own tracking). Each timed call starts from a BGR frame that was just copied into
-the input buffer, as a capture would have just written it (``--cold``: straight from the
-pre-decoded frames, which are far larger than the CPU caches); MediaPipe's time includes the
-BGR -> RGB conversion and ``mp.Image`` it needs. The runners take turns, one pass over all
-frames each, ``--repeats`` times, so load changes hit them alike.
+tracked frames) and once with the detector on every frame; then the MediaPipe reference
+(Face Landmarker from the bundle in the asset cache, one face) in IMAGE mode (its detector
+every frame) and VIDEO mode (its own tracking), through ``kpdesk.inference.reference.
+ReferencePipeline``, the code the app runs for ``mediapipe``. Each timed call starts from a
+BGR frame that was just copied into the input buffer, as a capture would have just written
+it (``--cold``: straight from the pre-decoded frames, which are far larger than the CPU
+caches); MediaPipe's time includes the BGR -> RGB conversion and ``mp.Image`` it needs and
+turning its landmarks into pixel arrays. The runners take turns, one pass over all frames
+each, ``--repeats`` times, so load changes hit them alike. Every kpdesk row carries its
+ratio to MediaPipe (median MediaPipe ms / median kpdesk ms: how many times faster).
 
 Threads: onnxruntime and OpenCV get 1 thread, and the process is pinned to one CPU core
 (``--no-pin`` to lift that): MediaPipe's own thread count cannot be set from Python, the
@@ -114,46 +117,40 @@ class KpdeskRunner:
 
 
 class MediaPipeRunner:
-    """MediaPipe Face Landmarker (478 points) from the cached ``face_landmarker.task``."""
+    """The MediaPipe reference (Face Landmarker, 478 points, its own detector) as the app runs
+    it: ``ReferencePipeline`` on the cached ``face_landmarker.task``."""
 
     def __init__(self, mode: str) -> None:
-        import mediapipe as mp
-        from mediapipe.tasks.python import vision
+        from kpdesk.inference.pipeline import PipelineConfig
+        from kpdesk.inference.reference import ReferenceModel
 
-        from kpdesk.assets import asset_path
-
-        self.mp, self.vision = mp, vision
-        self.path = str(asset_path("face_landmarker.task"))
+        self.model = ReferenceModel.load()
+        self.config = PipelineConfig(max_faces=1)
         self.video = mode == "VIDEO"
-        self.row = Row("MediaPipe Face Landmarker", mode)
-        self.task = None
+        self.row = Row("mediapipe (reference)", mode)
+        self.pipeline = None
 
     def start_pass(self) -> None:
+        from kpdesk.inference.reference import ReferencePipeline
+
         self.close()  # VIDEO mode: a fresh task per pass, its timestamps start again
-        mp, vision = self.mp, self.vision
-        running = vision.RunningMode.VIDEO if self.video else vision.RunningMode.IMAGE
-        opts = vision.FaceLandmarkerOptions(base_options=mp.tasks.BaseOptions(model_asset_path=self.path),
-                                            running_mode=running, num_faces=1)
-        self.task = vision.FaceLandmarker.create_from_options(opts)
+        self.pipeline = ReferencePipeline(self.model, self.config, video=self.video)
 
     def run(self, frame: np.ndarray, i: int, timed: bool) -> None:
-        mp = self.mp
         t0 = time.perf_counter()
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        if self.video:
-            res = self.task.detect_for_video(image, int(round(i * 1000 / 30)))
-        else:
-            res = self.task.detect(image)
+        res = self.pipeline.process(frame, i, i / 30.0)
         dt = (time.perf_counter() - t0) * 1000.0
         if timed:
+            t = res.timings
             self.row.times_ms.append(dt)
+            self.row.stages.append((t.detect, t.preprocess, t.inference, t.decode))
             self.row.frames += 1
-            self.row.found += bool(res.face_landmarks)
+            self.row.found += bool(res.faces)
 
     def close(self) -> None:
-        task, self.task = self.task, None
-        if task is not None:
-            task.close()
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is not None:
+            pipeline.close()
 
 
 def fmt(v: float) -> str:
@@ -162,7 +159,7 @@ def fmt(v: float) -> str:
 
 def print_table(rows: list[Row], reference: Row | None) -> None:
     ref = reference.median() if reference is not None else float("nan")
-    ref_name = f"MediaPipe {reference.mode}" if reference is not None else "–"
+    ref_name = f"mediapipe {reference.mode}" if reference is not None else "–"
     print(f"| pipeline | mode | median ms | p95 ms | detect | preprocess | inference | decode | faces found "
           f"| × faster than {ref_name} |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -197,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     cv2.setNumThreads(a.threads)
     frames = load_frames(a.source, a.frames)
-    entries = [e for e in scan_models(a.models_dir) if e.ok]
+    entries = [e for e in scan_models(a.models_dir) if e.ok]  # every model there: shipped, trained, imported
     if a.models:
         entries = [e for e in entries if e.name in a.models]
     runners: list = []
@@ -245,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, video)
     if mp_runners:
         image = next(r.row for r in mp_runners if r.row.mode == "IMAGE")
-        print("\nratios (median MediaPipe / median kpdesk, same frames, same run):")
+        print("\nratios (median mediapipe / median kpdesk: how many times faster; same frames, same run):")
         for r in (x.row for x in runners):
             print(f"  {r.label:>14} {r.mode:<18}  {image.median() / r.median():6.1f}x vs IMAGE, "
                   f"{video.median() / r.median():6.1f}x vs VIDEO")

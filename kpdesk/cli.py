@@ -153,6 +153,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from kpdesk.inference.detectors import create_detector
     from kpdesk.inference.model import LandmarkModel, ModelLoadError
     from kpdesk.inference.pipeline import Pipeline, PipelineConfig
+    from kpdesk.inference.reference import ReferenceModel, ReferencePipeline, ReferenceUnavailable, is_reference
     from kpdesk.inference.sources import FolderSource, ImageSource, SourceError, open_source
     from kpdesk.vision.draw import draw_pose_axes, draw_text, render_result
     from kpdesk.vision.files import LineLog, OutputError
@@ -171,18 +172,34 @@ def cmd_detect(args: argparse.Namespace) -> int:
             model_path = entry.onnx_path
         else:
             model_path = resolve_model(args.model, args.models_dir)
-        model = LandmarkModel.load(model_path, threads=args.threads)
-        if args.decode:
-            model.decode_mode = args.decode
-        detector = create_detector(args.detector)
-    except (ModelLoadError, AssetMissingError, ValueError) as exc:
+        if is_reference(model_path):  # MediaPipe Face Landmarker: its own detector, mesh and tracking
+            for flag, given in (("--decode", args.decode), ("--detector", args.detector != "auto"),
+                                ("--heatmaps", args.heatmaps)):
+                if given:
+                    raise CLIError(f"{flag} does not apply to the MediaPipe reference (it runs its own detector "
+                                   f"and mesh)")
+            model = ReferenceModel.load(model_path)
+            detector = None
+        else:
+            model = LandmarkModel.load(model_path, threads=args.threads)
+            if args.decode:
+                model.decode_mode = args.decode
+            detector = create_detector(args.detector)
+    except (ModelLoadError, AssetMissingError, ReferenceUnavailable, ValueError) as exc:
         source.close()
         raise CLIError(str(exc)) from None
+    except CLIError:
+        source.close()
+        raise
 
     stills = isinstance(source, ImageSource | FolderSource)  # unrelated frames: no tracking
     config = PipelineConfig(max_faces=args.max_faces, smoothing=not args.no_smooth and not stills,
                             keep_heatmaps=args.heatmaps, decode_mode=args.decode)
-    pipeline = Pipeline(model, detector, config)
+    if detector is None:
+        pipeline = ReferencePipeline(model, config, video=not stills)  # IMAGE mode for unrelated stills
+        detector = pipeline.detector
+    else:
+        pipeline = Pipeline(model, detector, config)
     max_frames = args.max_frames
     if max_frames is None and source.frame_count is None and not source.is_live:
         max_frames = DEMO_DEFAULT_FRAMES
@@ -258,6 +275,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - t_start
         source.close()
         detector.close()
+        if isinstance(pipeline, ReferencePipeline):
+            pipeline.close()
         for out in (sink, jsonl):
             if out is None:
                 continue
@@ -278,8 +297,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
           f"detector {detector.name}; threads {args.threads or 'auto'}")
     if not rows:
         return code
-    print(f"faces: found in {n_faces}/{_plural(len(rows), 'frame')}; "
-          f"detector ran on {_plural(len(detect_ms), 'frame')}")
+    if isinstance(pipeline, ReferencePipeline):
+        print(f"faces: found in {n_faces}/{_plural(len(rows), 'frame')}; MediaPipe's detector and mesh run inside "
+              f"its task ('inference'; not timed apart)")
+    else:
+        print(f"faces: found in {n_faces}/{_plural(len(rows), 'frame')}; "
+              f"detector ran on {_plural(len(detect_ms), 'frame')}")
     for line in _stats_table(rows):
         print(line)
     if detect_ms:
@@ -358,6 +381,7 @@ def cmd_models_import(args: argparse.Namespace, folder: Path) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from kpdesk.inference.catalog import default_models_dir, resolve_model, restamp_model, scan_models
     from kpdesk.inference.model import ModelLoadError
+    from kpdesk.inference.reference import reference_entry
 
     folder = Path(args.models_dir) if args.models_dir else default_models_dir()
     if getattr(args, "models_command", None) == "import":
@@ -390,6 +414,11 @@ def cmd_models(args: argparse.Namespace) -> int:
                   f"{hm:<12} decode {m.decode:<10} {m.arch}{crop}")
         else:
             print(f"  {e.name:<28} BROKEN: {e.error}")
+    ref = reference_entry()
+    if ref is not None and not any(e.name == ref.name for e in entries):
+        print(f"reference (not in the folder; `--model {ref.name}`):")
+        print(f"  {ref.name:<28} {'mesh':<8} {ref.manifest.schema.num_points:>3} pts  {ref.manifest.input_size:>4} px  "
+              f"{ref.manifest.arch}, its own detector ({ref.onnx_path})")
     return 0
 
 
@@ -404,8 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("detect", help="find landmarks in a camera, video, image, folder or the demo",
                        description="Find landmarks; print per-stage median / p95 ms and FPS.")
     d.add_argument("source", help="camera index (0, cam:0), video file, image, folder of images, or 'demo'")
-    d.add_argument("--model", help="model name in the models folder, or a path to NAME.onnx "
-                                   "(default: student if usable, else student-0.25x, teacher, "
+    d.add_argument("--model", help="model name in the models folder, or a path to NAME.onnx, or 'mediapipe' "
+                                   "(MediaPipe Face Landmarker, the reference: its own detector and 478-point "
+                                   "mesh) (default: student if usable, else student-0.25x, teacher, "
                                    "then the first usable model)")
     d.add_argument("--models-dir", help="model folder (default: $KPDESK_MODELS or the repository's models/)")
     d.add_argument("--detector", default="auto", choices=["auto", "blazeface", "haar"])

@@ -25,6 +25,7 @@ from PySide6.QtCore import QPoint, Qt  # noqa: E402
 from kpdesk.gui.main_window import MainWindow  # noqa: E402
 from kpdesk.gui.render import OCCLUDED_BGR, confidence_color  # noqa: E402
 from kpdesk.inference import sources  # noqa: E402
+from kpdesk.inference.reference import available as reference_available  # noqa: E402
 from kpdesk.workers.training_job import PROJECT_ROOT  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -68,7 +69,8 @@ def wait_faces(qtbot, w: MainWindow, model: str | None = None, n_variants: int =
 
 def test_window_starts_on_the_demo_and_draws_landmarks(qtbot, window: MainWindow) -> None:  # noqa: ANN001
     wait_faces(qtbot, window)
-    assert window.live_tab.model_combo.count() == 3
+    # The folder's three models, and the MediaPipe reference when its bundle is cached.
+    assert window.live_tab.model_combo.count() == 3 + reference_available()
     assert window.last_result.primary.model_name == "student"  # preferred default
     assert window.live_tab.view.frame is not None
     assert "demo" in window.status_source.text()
@@ -229,7 +231,7 @@ def test_unplugged_camera_and_broken_model_show_messages_and_the_app_keeps_runni
         qtbot.waitUntil(lambda: any("camera 0" in e.text and e.level == "error" for e in w.banner.entries),
                         timeout=15000)
         assert w.banner.isVisible()
-        qtbot.waitUntil(lambda: w.live_tab.model_combo.count() == 4, timeout=10000)
+        qtbot.waitUntil(lambda: w.live_tab.model_combo.count() == 4 + reference_available(), timeout=10000)
         combo = w.live_tab.model_combo
         i = combo.findText("corrupt", Qt.MatchFlag.MatchStartsWith)
         assert i >= 0 and not combo.model().item(i).isEnabled()

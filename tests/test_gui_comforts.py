@@ -282,13 +282,16 @@ def test_mirror_box_only_for_a_camera(qtbot, built_models: Path, tmp_path: Path,
 
 
 def test_n_runs_the_next_model_and_f_shows_only_the_video(qtbot, window: MainWindow) -> None:  # noqa: ANN001
+    from kpdesk.inference.reference import available
+
     combo = window.live_tab.model_combo
-    qtbot.waitUntil(lambda: combo.count() == 3 and combo.currentIndex() >= 0, timeout=60000)
+    n = 3 + available()  # the folder's models, and the MediaPipe reference when its bundle is cached
+    qtbot.waitUntil(lambda: combo.count() == n and combo.currentIndex() >= 0, timeout=60000)
     seen = [combo.currentIndex()]
-    for _ in range(3):
+    for _ in range(n):
         press(qtbot, window, "N")
         seen.append(combo.currentIndex())
-    assert seen[1:] == [(seen[0] + k) % 3 for k in (1, 2, 3)]  # each in turn, then the first again
+    assert seen[1:] == [(seen[0] + k) % n for k in range(1, n + 1)]  # each in turn, then the first again
     qtbot.waitUntil(lambda: bool(window.session.inference.lanes)
                     and window.session.inference.lanes[0].spec.model_path == Path(combo.currentData()),
                     timeout=10000)

@@ -14,6 +14,7 @@ import pytest
 from fixtures import INPUT_SIZE as S
 from fixtures import export_constant_model, run_bench, same_face_pack, same_face_pack5
 
+from kpdesk.inference.reference import available as reference_available
 from kpdesk.vision.schema import get_schema
 from kpdesk.vision.transforms import apply_affine, crop_params_from_points
 from training.evaluation.bench import PERTURBATIONS, _rms_motion, jitter_frames, make_perturbation
@@ -78,9 +79,18 @@ def test_bench_quick(bench_dirs: tuple[Path, Path, np.ndarray], tmp_path: Path,
                     "## Not benchmarked", "AFW+HELEN"):
         assert heading in md, heading
     assert (tmp_path / "out" / "ced_face68.png").stat().st_size > 0
+    ref = res["reference"]
+    if reference_available():  # MediaPipe in the same run: its record and the ratio section
+        assert ref["name"] == "mediapipe" and ref["accuracy"]["n"] == 6
+        assert ref["latency"]["image_ms"] > 0 and ref["latency"]["video_ms"] > 0
+        assert set(ref["robustness"]) == {"n", "clean", *PERTURBATIONS}
+        assert "## Against the MediaPipe reference" in md and "| `perfect` |" in md.split("MediaPipe reference")[1]
+    else:
+        assert ref is None
 
     # deterministic: the same numbers again (timings aside)
-    again = run_bench(capsys, data, models, tmp_path / "out2", "--only", "random", "--no-jitter")
+    again = run_bench(capsys, data, models, tmp_path / "out2", "--only", "random", "--no-jitter", "--no-reference")
+    assert again["reference"] is None
     rec2 = again["models"][0]
     assert rec2["name"] == "random"
     assert rec2["accuracy"] == recs["random"]["accuracy"]
@@ -134,3 +144,6 @@ def test_bench_quick_on_the_real_validation_split(tiny_model_path: Path, tmp_pat
     by = rec["accuracy"][rec["decode"]]["by_source"]
     assert {"afw", "helen", "ytf", "afw+helen"} <= set(by)
     assert sum(by[s]["n"] for s in ("afw", "helen", "ytf")) == rec["accuracy"][rec["decode"]]["n"] == 24
+    if reference_available():  # MediaPipe finds real faces and is scored through its view
+        acc = res["reference"]["accuracy"]
+        assert acc["n"] == 24 and acc["found"] >= 20 and acc["nme_ion"] < 15.0

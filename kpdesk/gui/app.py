@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="kpdesk", description="Real-time facial landmarks.")
     ap.add_argument("--source", default="auto",
                     help="camera index, video file, image, image folder, 'demo', or 'auto' (first camera, else demo)")
-    ap.add_argument("--model", default=None, help="model name in the models folder, or a .onnx path")
+    ap.add_argument("--model", default=None, help="model name in the models folder, or a .onnx path, or "
+                                                  "'mediapipe' (the MediaPipe reference)")
     ap.add_argument("--models-dir", default=None, help="models folder (default: $KPDESK_MODELS or <repo>/models)")
     ap.add_argument("--runs-dir", default=None, help="folder for training runs (default: <repo>/runs)")
     ap.add_argument("--detector", default="auto", help="face detector: auto, blazeface, haar")
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma list to turn on: indices,skeleton,heatmap,box,keypoints,pose (prefix '-' to turn off)")
     ap.add_argument("--occlusion", default="", help="occlusion preset to start with, e.g. 'sunglasses band'")
     ap.add_argument("--lab-folder", default=None, help="robustness lab: labelled folder to start with")
-    ap.add_argument("--lab-models", default="", help="robustness lab: comma list of 1-3 model names to compare")
+    ap.add_argument("--lab-models", default="", help="robustness lab: comma list of 1-4 model names to compare "
+                                                     "('mediapipe': the MediaPipe reference)")
     ap.add_argument("--lab-sweep", default=None, choices=("occlusion", "rotation", "blur", "lowlight"),
                     help="robustness lab: run this sweep as soon as the models are scanned")
     ap.add_argument("--watch-run", default=None, help="show the curves of this training run folder (events.jsonl)")
@@ -74,8 +76,10 @@ def _prepare_lab(window: object, args: argparse.Namespace) -> None:
     if args.lab_folder:
         lab.set_folder(str(Path(args.lab_folder).expanduser()))
     names = [n.strip() for n in args.lab_models.split(",") if n.strip()]
-    if len(names) > 3:
-        raise SystemExit("kpdesk: --lab-models takes at most 3 models")
+    from kpdesk.workers.robustness import MAX_VARIANTS
+
+    if len(names) > MAX_VARIANTS:
+        raise SystemExit(f"kpdesk: --lab-models takes at most {MAX_VARIANTS} models")
     if args.lab_sweep:
         lab.set_kind(args.lab_sweep)
     if not names and not args.lab_sweep:

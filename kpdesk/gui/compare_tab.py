@@ -29,6 +29,7 @@ from kpdesk.gui.render import OverlayOptions, render_variant
 from kpdesk.gui.text import wrap_lines
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
+from kpdesk.inference.reference import is_reference
 from kpdesk.workers.agreement import Agreement
 from kpdesk.workers.messages import InferenceResult, VariantResult, VariantSpec
 from kpdesk.workers.stats import PerfHistory, RollingSeries
@@ -147,7 +148,7 @@ class CompareTab(QWidget):
 
     # ---- configuration ----------------------------------------------------------------
     def set_catalog(self, entries: list[CatalogEntry]) -> None:
-        ok = [e for e in entries if e.ok]
+        ok = [e for e in entries if e.ok and not is_reference(e.onnx_path)]  # the reference: only when picked
         for i, combo in enumerate(self.model_combos):
             first = combo.count() == 0
             fill_model_combo(combo, entries, allow_none=(i == 2))

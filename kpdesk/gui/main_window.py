@@ -19,7 +19,8 @@ from kpdesk.gui.live_tab import LiveTab, fill_model_combo
 from kpdesk.gui.performance_tab import PerformanceTab
 from kpdesk.gui.shortcuts import ShortcutOverlay, shortcut_text
 from kpdesk.gui.training_tab import TrainingTab
-from kpdesk.inference.catalog import CatalogEntry, default_entry, scan_models
+from kpdesk.inference.catalog import CatalogEntry, default_entry, scan_catalog
+from kpdesk.inference.reference import is_reference
 from kpdesk.vision.files import atomic_write_text, write_image
 from kpdesk.workers.cameras import CameraWatcher
 from kpdesk.workers.inference import InferenceSettings
@@ -353,8 +354,9 @@ class MainWindow(QMainWindow):
 
     # ---- models -----------------------------------------------------------------------
     def rescan_models(self) -> None:
-        """Scan the models folder in the background (validating a model opens it)."""
-        self._scan_task = run_in_background(scan_models, self.models_dir, True, self._extra_models(), parent=self,
+        """Scan the models folder in the background (validating a model opens it); the
+        MediaPipe reference joins the list when its bundle is cached."""
+        self._scan_task = run_in_background(scan_catalog, self.models_dir, True, self._extra_models(), parent=self,
                                             on_done=self._on_catalog,
                                             on_failed=lambda m: self.show_message(f"Cannot scan models: {m}"))
 
@@ -378,7 +380,7 @@ class MainWindow(QMainWindow):
         broken = [e for e in self.catalog if not e.ok and e.onnx_path not in extra]
         for e in broken:
             self.show_message(f"Model {e.name} cannot be used: {e.error}", "warning")
-        if not any(e.ok for e in self.catalog):
+        if not any(e.ok and not is_reference(e.onnx_path) for e in self.catalog):
             self.show_message(f"No usable model in {self.models_dir}: showing the video without landmarks. "
                               "Train one in the Training tab or copy NAME.onnx + NAME.json there.", "warning")
         self.compare_tab.set_catalog(self.catalog)
@@ -389,7 +391,8 @@ class MainWindow(QMainWindow):
         """The ``--model`` asked for, else the default model. A ``--model`` that cannot be used
         costs one line saying which model runs instead and why (the reason's fix last)."""
         combo = self.live_tab.model_combo
-        fallback = default_entry(self.catalog)
+        # The reference only when asked for by name: never the fallback.
+        fallback = default_entry([e for e in self.catalog if not is_reference(e.onnx_path)])
         want = self.initial_model
         if want:
             entry = self._wanted_entry(want)

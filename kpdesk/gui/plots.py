@@ -14,7 +14,8 @@ STAGE_COLORS = {
     "decode": (150, 230, 120),
     "total": (235, 235, 235),
 }
-VARIANT_COLORS = [(80, 200, 255), (255, 150, 60), (170, 120, 255)]
+VARIANT_COLORS = [(80, 200, 255), (255, 150, 60), (170, 120, 255), (240, 110, 160)]
+REFERENCE_COLOR = (120, 220, 120)  # the MediaPipe reference wherever it is plotted beside kpdesk's models
 
 # No antialiasing: these plots repaint several times a second on the GUI thread.
 pg.setConfigOptions(antialias=False, background=(22, 24, 28), foreground=(200, 200, 200))

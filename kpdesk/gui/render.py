@@ -8,6 +8,7 @@ the normalised sum of all points, the outline of the painted occluder, head-pose
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -102,6 +103,10 @@ def draw_face(img: np.ndarray, face: FaceResult, schema: KeypointSchema | None, 
             blend_heatmap_roi(img, layer, face.crop_matrix, input_size, opts.heatmap_alpha)
     pts = np.asarray(face.pts_img, dtype=np.float64)
     conf = np.asarray(face.conf, dtype=np.float32)
+    if draw.is_mesh(schema):
+        if opts.keypoints or opts.skeleton:
+            draw.draw_mesh(img, pts, schema)  # type: ignore[arg-type]
+        opts = dataclasses.replace(opts, keypoints=False, skeleton=False, indices=False)
     if opts.skeleton and schema is not None:
         draw.draw_skeleton(img, pts, schema.edges, thickness=draw.line_thickness(img.shape))
     if opts.box:

@@ -9,6 +9,8 @@ sources    frame sources: camera, video, image, folder, synthetic demo
 install    write, verify, rename a model into the models folder
 importer   `kpdesk models import`: a manifest for a third-party landmark ONNX
 calibrate  fitting an imported model's crop scale and offset on labelled faces
+reference  MediaPipe Face Landmarker as a reference model (its own detector, 478-point mesh,
+           a 68-point view): ReferenceModel, ReferencePipeline, ReferenceLandmarker
 """
 
 from kpdesk.inference.catalog import CatalogEntry, default_models_dir, resolve_model, scan_models

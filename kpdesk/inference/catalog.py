@@ -73,14 +73,30 @@ def check_model_file(p: Path, validate: bool = True) -> CatalogEntry:
         return CatalogEntry(p.stem, p, None, str(exc))
 
 
+def scan_catalog(folder: str | Path | None = None, validate: bool = True,
+                 extra: tuple[str | Path, ...] = ()) -> list[CatalogEntry]:
+    """``scan_models`` and, last, the MediaPipe reference (``mediapipe``) when MediaPipe and its
+    Face Landmarker bundle are there: what the app's model pickers offer."""
+    from kpdesk.inference.reference import REFERENCE_NAME, reference_entry
+
+    entries = scan_models(folder, validate, extra)
+    ref = None if any(e.name == REFERENCE_NAME for e in entries) else reference_entry()
+    return entries + ([ref] if ref is not None else [])
+
+
 def resolve_model(name_or_path: str | Path, folder: str | Path | None = None) -> Path:
-    """A model argument -> its ``.onnx`` path: an existing file, or ``NAME`` in the folder.
+    """A model argument -> its ``.onnx`` path: an existing file, or ``NAME`` in the folder;
+    ``mediapipe`` (when the folder has no model of that name) -> the MediaPipe reference's
+    ``.task`` bundle in the asset cache.
 
     Raises:
-        ModelLoadError: no such file / no model of that name (listing the known names).
+        ModelLoadError: no such file / no model of that name (listing the known names), or
+            ``mediapipe`` without MediaPipe or its bundle (saying how to fetch it).
     """
+    from kpdesk.inference.reference import REFERENCE_NAME, ReferenceUnavailable, task_path
+
     p = Path(name_or_path).expanduser()
-    if p.suffix == ".onnx" or p.is_file() or os.sep in str(name_or_path):
+    if p.suffix in (".onnx", ".task") or p.is_file() or os.sep in str(name_or_path):
         if p.is_file():
             return p
         raise ModelLoadError(f"{p}: model file not found")
@@ -88,6 +104,11 @@ def resolve_model(name_or_path: str | Path, folder: str | Path | None = None) ->
     cand = root / f"{name_or_path}.onnx"
     if cand.is_file():
         return cand
+    if str(name_or_path) == REFERENCE_NAME:
+        try:
+            return task_path()
+        except ReferenceUnavailable as exc:
+            raise ModelLoadError(f"{REFERENCE_NAME}: {exc}") from None
     known = [q.stem for q in model_files(root)] if root.is_dir() else []
     raise ModelLoadError(f"{name_or_path}: no such model in {root} (known: {', '.join(known) or 'none'})")
 

@@ -7,6 +7,12 @@ with its default decode mode; the error is the mean point-to-point distance over
 inter-ocular distance of the labels (iBUG 68: outer eye corners 36 / 45; 5 points: eye
 centres), in percent, measured in crop pixels (a similarity transform of the image, so
 the ratio is the image's).
+
+The MediaPipe reference (``kpdesk.inference.reference.ReferenceLandmarker``) is swept with
+its own detector: it is given the perturbed face with the context of a face68 pack image
+(a ``REFERENCE_CONTEXT`` x landmark-box crop, ``REFERENCE_CROP`` px), finds the face itself
+and is scored through its 68-point view; a face it does not find has an infinite error
+(a failure; left out of the mean, counted in ``SweepCell.missed``).
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ import cv2
 import numpy as np
 
 from kpdesk.inference.model import LandmarkModel
+from kpdesk.inference.reference import ReferenceLandmarker
 from kpdesk.vision.files import atomic_write_text
 from kpdesk.vision.labels import LabelledFace
 from kpdesk.vision.perturb import UNITS, Perturbation
-from kpdesk.vision.transforms import apply_affine, warp_crop
+from kpdesk.vision.transforms import apply_affine, crop_params_from_points, warp_crop
 
 FAILURE_NME = 10.0  # a face with NME above this (%) counts as a failure (FR@10)
+REFERENCE_CONTEXT = 1.8  # the reference sees a crop this many times the landmark box (as face68 packs)
+REFERENCE_CROP = 192  # ... of this many pixels (the packs' size)
 
 
 class SweepError(ValueError):
@@ -95,7 +104,14 @@ class SweepCell:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.nme)) if len(self.nme) else float("nan")
+        """Mean NME over the faces found (every face, for kpdesk's models)."""
+        found = self.nme[np.isfinite(self.nme)]
+        return float(np.mean(found)) if len(found) else float("nan")
+
+    @property
+    def missed(self) -> int:
+        """Faces the model's own detector did not find (the reference only): infinite NME."""
+        return int(np.sum(~np.isfinite(self.nme)))
 
     @property
     def median(self) -> float:
@@ -152,14 +168,43 @@ def nme_percent(pred: np.ndarray, gt: np.ndarray, ocular: tuple[int, int]) -> np
     return 100.0 * err / np.maximum(iod, 1e-6)
 
 
-def ocular_pair(model: LandmarkModel) -> tuple[int, int]:
+def ocular_pair(model: LandmarkModel | ReferenceLandmarker) -> tuple[int, int]:
     schema = model.schema
     if schema.ocular is None:
         raise SweepError(f"{model.name}: schema {schema.name} has no eye points to normalise the error by")
     return schema.ocular
 
 
-def evaluate_cell(model: LandmarkModel, faces: Sequence[LabelledFace], perturbation: Perturbation,
+def evaluate_reference_cell(model: ReferenceLandmarker, faces: Sequence[LabelledFace], perturbation: Perturbation,
+                            images: ImageStore | None = None, worst_k: int = 4, batch_size: int = 8,
+                            cancel: Callable[[], bool] | None = None,
+                            on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, tuple[WorstFace, ...]]:
+    """``evaluate_cell`` for the MediaPipe reference: its own detector on each perturbed face
+    (see the module's docstring); a missed face has NME ``inf``."""
+    images = images or ImageStore()
+    ocular = ocular_pair(model)
+    s = REFERENCE_CROP
+    nme = np.zeros(len(faces))
+    kept: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    for i, f in enumerate(faces):
+        if i % batch_size == 0 and cancel is not None and cancel():
+            raise SweepCancelled()
+        spec = crop_params_from_points(f.pts_img, REFERENCE_CONTEXT)
+        img, spec = perturbation.apply(images(f.path), f.pts_img, spec, i)
+        crop = warp_crop(img, spec, s)
+        gt = apply_affine(f.pts_img, spec.matrix(s))
+        lo, hi = gt.min(axis=0), gt.max(axis=0)
+        pred = model.predict68(crop, (float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2))
+        nme[i] = np.inf if pred is None else float(nme_percent(pred[None], gt[None], ocular)[0])
+        kept.append((float(nme[i]), i, crop, gt, np.zeros((0, 2)) if pred is None else pred))
+        kept = sorted(kept, key=lambda t: -t[0])[:worst_k]
+        if on_batch is not None and ((i + 1) % batch_size == 0 or i + 1 == len(faces)):
+            on_batch(batch_size if (i + 1) % batch_size == 0 else (i + 1) % batch_size)
+    worst = tuple(WorstFace(i, faces[i].path, e, c, g, p) for e, i, c, g, p in kept)
+    return nme, worst
+
+
+def evaluate_cell(model: LandmarkModel | ReferenceLandmarker, faces: Sequence[LabelledFace], perturbation: Perturbation,
                   images: ImageStore | None = None, worst_k: int = 4, batch_size: int = 8,
                   cancel: Callable[[], bool] | None = None,
                   on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, tuple[WorstFace, ...]]:
@@ -169,6 +214,8 @@ def evaluate_cell(model: LandmarkModel, faces: Sequence[LabelledFace], perturbat
         SweepError: the model's point count differs from the labels', or an image is unreadable.
         SweepCancelled: ``cancel()`` turned true (checked before every batch).
     """
+    if isinstance(model, ReferenceLandmarker):
+        return evaluate_reference_cell(model, faces, perturbation, images, worst_k, batch_size, cancel, on_batch)
     images = images or ImageStore()
     k = model.schema.num_points
     if faces and len(faces[0].pts_img) != k:
@@ -201,8 +248,9 @@ def evaluate_cell(model: LandmarkModel, faces: Sequence[LabelledFace], perturbat
     return (np.concatenate(nmes) if nmes else np.zeros(0)), worst
 
 
-def fitting_variants(variants: Sequence[tuple[str, LandmarkModel]], faces: Sequence[LabelledFace]
-                     ) -> tuple[list[tuple[str, LandmarkModel]], list[tuple[str, str]]]:
+def fitting_variants(variants: Sequence[tuple[str, LandmarkModel | ReferenceLandmarker]],
+                     faces: Sequence[LabelledFace]
+                     ) -> tuple[list[tuple[str, LandmarkModel | ReferenceLandmarker]], list[tuple[str, str]]]:
     """The variants whose models predict the labelled faces' points, and (label, why) for
     the others: a sweep runs the models that fit and marks the rest, instead of failing."""
     k = len(faces[0].pts_img) if faces else None
@@ -216,7 +264,8 @@ def fitting_variants(variants: Sequence[tuple[str, LandmarkModel]], faces: Seque
     return fit, skipped
 
 
-def run_sweep(variants: Sequence[tuple[str, LandmarkModel]], faces: Sequence[LabelledFace], config: SweepConfig,
+def run_sweep(variants: Sequence[tuple[str, LandmarkModel | ReferenceLandmarker]], faces: Sequence[LabelledFace],
+              config: SweepConfig,
               images: ImageStore | None = None, on_cell: Callable[[SweepCell], None] | None = None,
               on_progress: Callable[[int, int], None] | None = None,
               cancel: Callable[[], bool] | None = None, folder: str = "") -> SweepResult:
@@ -259,16 +308,17 @@ def run_sweep(variants: Sequence[tuple[str, LandmarkModel]], faces: Sequence[Lab
 
 
 CSV_HEADER = ("variant", "model", "perturbation", "placement", "severity", "unit", "faces", "nme_mean_pct",
-              "nme_median_pct", "fr10_pct", "seconds")
+              "nme_median_pct", "fr10_pct", "seconds", "missed")
 
 
 def write_csv(result: SweepResult, path: str | Path) -> Path:
-    """One row per (variant, severity): mean / median NME (% inter-ocular), failure rate, time."""
+    """One row per (variant, severity): mean / median NME (% inter-ocular; the mean over the
+    faces found), failure rate (a missed face is a failure), time, faces missed."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(CSV_HEADER)
     for c in result.cells:
         w.writerow([c.variant, c.model_name, c.kind, c.placement if c.kind == "occlusion" else "",
                     f"{c.severity:g}", UNITS[c.kind], c.n, f"{c.mean:.3f}", f"{c.median:.3f}",
-                    f"{c.failure_rate:.1f}", f"{c.seconds:.2f}"])
+                    f"{c.failure_rate:.1f}", f"{c.seconds:.2f}", c.missed])
     return atomic_write_text(path, buf.getvalue())  # OutputError: one line naming the file and why

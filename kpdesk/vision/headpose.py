@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from kpdesk.vision.mean_face import MEAN_FACE_68_MM
+from kpdesk.vision.mesh68 import default_view
 
 # Points whose 3D position does not slide with the view (the jaw contour 0-16 does) and
 # moves little with expressions (the inner lips do): brows, nose, eyes, mouth corners.
@@ -142,15 +143,21 @@ def model_points(num_points: int) -> tuple[np.ndarray, tuple[int, ...]] | None:
     return None
 
 
+MESH_POINTS = 478  # MediaPipe's face mesh (kpdesk.inference.reference)
+
+
 def estimate_head_pose(pts_img: np.ndarray, frame_size: tuple[int, int],
                        focal_px: float | None = None, mirrored: bool = False) -> HeadPose | None:
     """Head pose of one face from its landmarks (K, 2) in a ``(width, height)`` frame
     (``mirrored``: a left-right flipped one, e.g. the app's selfie view).
 
-    Returns None for a layout other than 68 or 5 points, non-finite points, or when
-    solvePnP finds no pose in front of the camera.
+    Returns None for a layout other than 68 or 5 points (or MediaPipe's 478-point mesh, taken
+    through its 68-point view), non-finite points, or when solvePnP finds no pose in front of
+    the camera.
     """
     pts = np.asarray(pts_img, dtype=np.float64)
+    if len(pts) == MESH_POINTS:
+        pts = default_view().apply(pts)
     found = model_points(len(pts))
     if found is None:
         return None

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kpdesk.vision.schema import KeypointSchema
+from kpdesk.vision.mesh68 import MESH_SCHEMA_NAME, default_view
+from kpdesk.vision.schema import KeypointSchema, get_schema
 
 # iBUG-68 -> the 5 MTFL points (eye centres, nose tip, mouth corners).
 _IBUG68_TO_5 = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47), (30,), (48,), (54,))
@@ -37,6 +38,14 @@ def _to_5(pts: np.ndarray) -> np.ndarray:
     return np.stack([pts[list(g)].mean(axis=0) for g in _IBUG68_TO_5])
 
 
+def _as_ibug68(pts: np.ndarray, schema: KeypointSchema) -> tuple[np.ndarray, KeypointSchema]:
+    """MediaPipe's 478-point mesh -> its fitted 68-point view (``kpdesk/vision/mesh68.json``);
+    any other layout unchanged."""
+    if schema.name == MESH_SCHEMA_NAME and len(pts) == schema.num_points:
+        return default_view().apply(pts), get_schema("ibug68")
+    return pts, schema
+
+
 def _common(pts: np.ndarray, schema: KeypointSchema, other_k: int) -> tuple[np.ndarray, tuple[int, int] | None] | None:
     k = len(pts)
     if k == other_k:
@@ -53,9 +62,13 @@ def agreement(pts_a: np.ndarray, schema_a: KeypointSchema, pts_b: np.ndarray,
     """Compare (Ka, 2) and (Kb, 2) landmarks in image pixels; None if they share no points.
 
     Equal point counts are compared point by point; 68 vs 5 points are compared on the
-    5 MTFL points (68-point eyes reduced to their centres). The inter-ocular distance is
-    the mean of the two predictions' own.
+    5 MTFL points (68-point eyes reduced to their centres). MediaPipe's mesh is compared
+    through its 68-point view with any other layout (two meshes: all 478 points). The
+    inter-ocular distance is the mean of the two predictions' own.
     """
+    if schema_a.name != schema_b.name:
+        pts_a, schema_a = _as_ibug68(np.asarray(pts_a, np.float64), schema_a)
+        pts_b, schema_b = _as_ibug68(np.asarray(pts_b, np.float64), schema_b)
     a = _common(np.asarray(pts_a, np.float64), schema_a, len(pts_b))
     b = _common(np.asarray(pts_b, np.float64), schema_b, len(pts_a))
     if a is None or b is None:

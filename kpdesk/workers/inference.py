@@ -146,12 +146,12 @@ class _Slot:
         self.last_ts: float | None = None
 
     def close(self) -> None:
-        det = self.detector
-        if det is not None and hasattr(det, "close"):
-            try:
-                det.close()
-            except Exception:  # noqa: BLE001
-                log.exception("closing detector")
+        for what, obj in (("detector", self.detector), ("pipeline", self.pipeline)):
+            if obj is not None and hasattr(obj, "close"):  # the MediaPipe reference's pipeline owns a task
+                try:
+                    obj.close()
+                except Exception:  # noqa: BLE001
+                    log.exception("closing %s", what)
 
 
 def _mtime(path: Path) -> float:
@@ -288,6 +288,7 @@ class VariantLane:
     def _switch(self, spec: VariantSpec) -> None:
         from kpdesk.inference.detectors import create_detector
         from kpdesk.inference.pipeline import Pipeline
+        from kpdesk.inference.reference import is_reference
 
         old = self._slot
         if old is not None and old.pipeline is not None and old.spec.key == spec.key:
@@ -298,6 +299,9 @@ class VariantLane:
         failed = self.owner.known_failure(path)
         if failed is not None:
             self._keep_old(old, spec, failed, quiet=True)  # not tried again until the file changes
+            return
+        if is_reference(path):
+            self._switch_reference(old, spec, path)
             return
         try:
             model = self._load_model(path, spec.decode_mode)
@@ -319,6 +323,28 @@ class VariantLane:
         del old
         release_freed_memory()  # the old model's memory (unless cached) back to the OS
         self.model_name = _model_name(model)
+        self._rate.reset()
+        self.owner.lane_switched()
+
+    def _switch_reference(self, old: _Slot | None, spec: VariantSpec, path: Path) -> None:
+        """MediaPipe Face Landmarker in this lane: its own detector, mesh and tracking (VIDEO
+        mode); the variant's detector and decode mode do not apply to it."""
+        from kpdesk.inference.reference import ReferenceModel, ReferencePipeline
+
+        try:
+            model = ReferenceModel.load(path)
+            pipeline = ReferencePipeline(model, config_for(self._settings, dataclasses.replace(spec, decode_mode=None)))
+        except Exception as exc:  # noqa: BLE001 - reported, the previous model keeps running
+            msg = f"MediaPipe reference unavailable: {exc}"
+            self.owner.remember_failure(path, msg)
+            self._keep_old(old, spec, msg)
+            return
+        if old is not None:
+            old.close()
+        self._slot = _Slot(spec, model, None, pipeline)
+        del old
+        release_freed_memory()
+        self.model_name = model.name
         self._rate.reset()
         self.owner.lane_switched()
 

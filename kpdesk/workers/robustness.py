@@ -1,4 +1,4 @@
-"""The robustness lab's worker: reads a labelled folder, loads 1-3 models and runs a sweep
+"""The robustness lab's worker: reads a labelled folder, loads 1-4 models and runs a sweep
 (``kpdesk.inference.robustness``) on its own thread, reporting each finished cell.
 
 Everything slow (decoding images, loading models, inference) happens on this thread; the
@@ -17,6 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QThread, Signal
 
 from kpdesk.inference.model import LandmarkModel, ModelLoadError
+from kpdesk.inference.reference import ReferenceLandmarker, ReferenceUnavailable, is_reference
 from kpdesk.inference.robustness import (
     SweepCancelled,
     SweepConfig,
@@ -26,8 +27,11 @@ from kpdesk.inference.robustness import (
     run_sweep,
 )
 from kpdesk.vision.labels import LabelError, load_labelled_folder
+from kpdesk.vision.mesh68 import Mesh68Error
 
 log = logging.getLogger(__name__)
+
+MAX_VARIANTS = 4  # kpdesk's three shipped 68-point models and the MediaPipe reference on one plot
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class LabRequest:
             ``kpdesk.vision.labels.ALL_PTS`` for every image with a ``.pts`` (300W).
         points_base: subtracted from ``.pts`` coordinates (None: 1 for 300W folders, else 0).
         max_faces: faces spread evenly over the list (0 = all).
-        variants: (label, model .onnx path), 1 to 3.
+        variants: (label, model .onnx path, or the MediaPipe reference's ``.task``), 1 to ``MAX_VARIANTS``.
         threads: onnxruntime intra-op threads per model (0 = onnxruntime's choice).
     """
 
@@ -52,8 +56,8 @@ class LabRequest:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.variants) <= 3:
-            raise ValueError(f"a sweep takes 1 to 3 variants, got {len(self.variants)}")
+        if not 1 <= len(self.variants) <= MAX_VARIANTS:
+            raise ValueError(f"a sweep takes 1 to {MAX_VARIANTS} variants, got {len(self.variants)}")
 
 
 class RobustnessWorker(QThread):
@@ -87,16 +91,19 @@ class RobustnessWorker(QThread):
 
     def run(self) -> None:
         req = self.request
+        models: list = []
         try:
             self.status.emit(f"Reading labels in {req.folder}…")
             labelled = load_labelled_folder(req.folder, req.list_name, points_base=req.points_base,
                                             max_faces=req.max_faces)
-            models = []
             for label, path in req.variants:
                 if self._cancel.is_set():
                     raise SweepCancelled()
                 self.status.emit(f"Loading {label}…")
-                models.append((label, LandmarkModel.load(path, threads=req.threads)))
+                if is_reference(path):  # MediaPipe: its own detector on each face, 68-point view
+                    models.append((label, ReferenceLandmarker(path)))
+                else:
+                    models.append((label, LandmarkModel.load(path, threads=req.threads)))
             skipped = f", {len(labelled.skipped)} skipped" if labelled.skipped else ""
             _fit, not_run = fitting_variants(models, labelled.faces)
             not_run_text = "; not run: " + "; ".join(f"{la} ({why})" for la, why in not_run) if not_run else ""
@@ -117,11 +124,16 @@ class RobustnessWorker(QThread):
             self.finished_sweep.emit(result)
         except SweepCancelled:
             self.finished_sweep.emit(SweepResult(req.config, str(req.folder), 0, [], cancelled=True))
-        except (LabelError, ModelLoadError, SweepError, ValueError, OSError) as exc:
+        except (LabelError, ModelLoadError, SweepError, ReferenceUnavailable, Mesh68Error, ValueError,
+                OSError) as exc:
             self.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - a worker never raises out of its thread
             log.exception("robustness sweep crashed")
             self.failed.emit(f"sweep crashed: {exc!r}")
+        finally:
+            for _label, model in models:
+                if hasattr(model, "close"):  # the reference's task holds native threads
+                    model.close()
 
     def _progress(self, done: int, total: int) -> None:
         now = time.monotonic()

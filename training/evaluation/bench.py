@@ -5,7 +5,9 @@ source, AFW+HELEN together too), size (params, MACs from the manifest, file size
 onnxruntime latency at batch 1 (1 thread and all threads; median and p95), robustness
 (NME under synthetic occlusion, rotation, blur and low light) and jitter (RMS
 frame-to-frame landmark movement on a still face through the real per-frame pipeline,
-with and without One-Euro smoothing). Everything is seeded: two runs on the same files
+with and without One-Euro smoothing). The MediaPipe reference runs on the 68-point split in the
+same run (``training.evaluation.bench_reference``: its own detector, its 68-point view) and every 68-point
+model gets its NME and speed as ratios to it. Everything is seeded: two runs on the same files
 give the same accuracy numbers. Writes ``bench.md`` + ``bench.json`` (+ CED plots).
 """
 
@@ -31,6 +33,7 @@ from kpdesk.vision.files import atomic_write_text
 from kpdesk.vision.perturb import Perturbation
 from kpdesk.vision.schema import KeypointSchema
 from training.data.datasets import Sample
+from training.evaluation.bench_reference import REFERENCE_SCHEMA, bench_reference, reference_markdown
 from training.evaluation.evaluate import (
     EvalError,
     ImageCache,
@@ -78,6 +81,7 @@ class BenchConfig:
     jitter: bool = True
     only: tuple[str, ...] = ()
     crop_detectors: tuple[str, ...] = ("blazeface", "haar")  # accuracy on crops from the app's detectors too
+    reference: bool = True  # MediaPipe on the 68-point split too, and every model as ratios to it
 
     @classmethod
     def quick(cls, **kw: Any) -> BenchConfig:
@@ -371,6 +375,12 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
         except (EvalError, ValueError, OSError) as exc:
             log.warning("%s: %s", path, exc)
             records.append({"name": path.stem, "path": str(path), "ok": False, "error": str(exc)})
+    reference = None
+    if cfg.reference and any(r.get("schema") == REFERENCE_SCHEMA and "accuracy" in r for r in records):
+        samples = data(REFERENCE_SCHEMA) or []
+        reference = bench_reference(samples, spread(samples, cfg.robust_images) if cfg.robustness else [],
+                                    images, cfg.latency_runs, {n: NAMED_PERTURBATIONS[n] for n in PERTURBATIONS},
+                                    cfg.seed, emit)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - t0, 1),
         "models_dir": str(models_dir), "data_root": str(data_root),
@@ -391,7 +401,7 @@ def run_bench(cfg: BenchConfig, emit: Callable[[str], None] | None = None,
                                                   title=f"{folder} {DATASETS[schema_name][1]}: CED"))
     for r in records:
         r.pop("_nme_clean", None)
-    result = {"meta": meta, "models": records, "files": files}
+    result = {"meta": meta, "models": records, "reference": reference, "files": files}
     atomic_write_text(out / "bench.json", json.dumps(result, indent=1, default=_json_default) + "\n")
     atomic_write_text(out / "bench.md", to_markdown(result))
     return result
@@ -521,6 +531,8 @@ def to_markdown(result: dict[str, Any]) -> str:
                  str(r["jitter"]["raw"]["track_restarts"])] for r in jit]
         md.append(markdown_table(["model", "input RMS", "raw RMS", "One-Euro RMS", "raw NME", "One-Euro NME",
                                   "restarts"], rows))
+    if result.get("reference"):
+        md.append(reference_markdown(result["reference"], recs))
     bad = [r for r in result["models"] if not r.get("ok")]
     if bad:
         md.append("\n## Not benchmarked\n\n" + "".join(f"- `{r['name']}`: {r['error']}\n" for r in bad))
@@ -550,6 +562,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-detectors", nargs="*", default=None, choices=["blazeface", "haar"],
                    help="also measure accuracy on crops from these app detectors, misses counted as failures "
                         "(default: blazeface haar; none given: off)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the MediaPipe reference (by default it runs on the 68-point split in the same "
+                        "run when its bundle is cached, and every model gets ratios to it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--update-cards", action="store_true",
                    help="write the measured figures into each model's manifest and models/README.md")
@@ -560,6 +575,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     kw: dict[str, Any] = {"models_dir": args.models_dir, "data_root": args.data, "out": args.out,
                           "detector": args.detector, "eval_threads": args.threads, "seed": args.seed,
                           "robustness": not args.no_robustness, "jitter": not args.no_jitter,
+                          "reference": not args.no_reference,
                           "only": tuple(args.only)}
     if args.crop_detectors is not None:
         kw["crop_detectors"] = tuple(args.crop_detectors)

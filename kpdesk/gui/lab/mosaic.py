@@ -41,8 +41,9 @@ def worst_mosaic(worst: Sequence[WorstFace], tile: int = 150, cols: int = 2, gap
         r, c = divmod(n, cols)
         y, x = r * (tile + caption_h + gap), c * (pair_w + gap)
         out[y:y + tile, x:x + tile] = _panel(face, face.gt_crop, GT_BGR, tile, "labels")
-        out[y:y + tile, x + tile + 2:x + pair_w] = _panel(face, face.pred_crop, PRED_BGR, tile, "prediction")
+        title = "prediction" if len(face.pred_crop) else "not found"
+        out[y:y + tile, x + tile + 2:x + pair_w] = _panel(face, face.pred_crop, PRED_BGR, tile, title)
         name = Path(face.path).name
-        text = f"NME {face.nme:.1f}%  {name[:24]}"
+        text = f"{'NME ' + format(face.nme, '.1f') + '%' if np.isfinite(face.nme) else 'face not found'}  {name[:24]}"
         cv2.putText(out, text, (x + 2, y + tile + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (220, 220, 220), 1, cv2.LINE_AA)
     return out

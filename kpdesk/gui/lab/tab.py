@@ -1,4 +1,5 @@
-"""Robustness tab: pick a labelled folder and 1-3 models, sweep one perturbation over its
+"""Robustness tab: pick a labelled folder and 1-4 models (the MediaPipe reference among them,
+drawn dashed), sweep one perturbation over its
 severities, watch NME vs. severity grow per model, look at the worst faces, save CSV + PNG."""
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from PySide6.QtWidgets import (
 from kpdesk.gui.lab.mosaic import worst_mosaic
 from kpdesk.gui.live_tab import fill_model_combo
 from kpdesk.gui.panels import side_panel
-from kpdesk.gui.plots import VARIANT_COLORS, legend_below
+from kpdesk.gui.plots import REFERENCE_COLOR, VARIANT_COLORS, legend_below
 from kpdesk.gui.saving import save_widget_png
 from kpdesk.gui.video_view import VideoView
 from kpdesk.inference.catalog import CatalogEntry
+from kpdesk.inference.reference import is_reference
 from kpdesk.inference.robustness import FAILURE_NME, SweepCell, SweepConfig, SweepResult, write_csv
 from kpdesk.vision.labels import ALL_PTS, list_files
 from kpdesk.vision.perturb import DEFAULT_SEVERITIES, KINDS, PLACEMENTS, UNITS, parse_severities
-from kpdesk.workers.robustness import LabRequest, RobustnessWorker
+from kpdesk.workers.robustness import MAX_VARIANTS, LabRequest, RobustnessWorker
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ class RobustnessTab(QWidget):
 
         g = QGroupBox("Variants")
         f = QFormLayout(g)
-        self.variant_combos = [QComboBox() for _ in range(3)]
+        self.variant_combos = [QComboBox() for _ in range(MAX_VARIANTS)]
         for i, combo in enumerate(self.variant_combos):
             combo.setMinimumContentsLength(16)
             f.addRow(f"Model {i + 1}", combo)
@@ -205,7 +207,7 @@ class RobustnessTab(QWidget):
             fill_model_combo(combo, self._catalog, allow_none=i > 0)
         if first:
             self.set_variants([n for n in PREFERRED[:2] if any(e.name == n and e.ok for e in entries)]
-                              or [e.name for e in entries if e.ok][:1])
+                              or [e.name for e in entries if e.ok and not is_reference(e.onnx_path)][:1])
         self.catalog_changed.emit()
 
     @property
@@ -256,12 +258,14 @@ class RobustnessTab(QWidget):
         self.placement_combo.setEnabled(kind == "occlusion")
 
     def variants(self) -> list[tuple[str, Path]]:
-        """(label, .onnx path) of the chosen models; a model chosen twice counts once."""
+        """(label, model path) of the chosen models; a model chosen twice counts once. The label
+        is the catalog's name (``mediapipe`` for the reference's ``.task`` bundle)."""
+        names = {str(e.onnx_path): e.name for e in self._catalog}
         out: list[tuple[str, Path]] = []
         for combo in self.variant_combos:
             path = combo.currentData()
             if path and all(str(p) != path for _, p in out):
-                out.append((Path(path).stem, Path(path)))
+                out.append((names.get(path, Path(path).stem), Path(path)))
         return out
 
     def request(self) -> LabRequest:
@@ -332,9 +336,13 @@ class RobustnessTab(QWidget):
         extra = f", {req.config.placement}" if kind == "occlusion" else ""
         self.plot.setTitle(f"NME vs. {KIND_TITLES[kind].lower()}{extra}", size="11pt")
         self.plot.setLabel("bottom", f"{KIND_TITLES[kind]} ({UNITS[kind]})")
-        for i, (label, _) in enumerate(req.variants):
+        for i, (label, path) in enumerate(req.variants):
             color = VARIANT_COLORS[i % len(VARIANT_COLORS)]
-            self.curves[label] = self.plot.plot([], [], name=label, pen=pg.mkPen(color, width=2), symbol="o",
+            ref = is_reference(path)  # the reference: dashed, squares, its own colour
+            if ref:
+                color = REFERENCE_COLOR
+            pen = pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine if ref else Qt.PenStyle.SolidLine)
+            self.curves[label] = self.plot.plot([], [], name=label, pen=pen, symbol="s" if ref else "o",
                                                 symbolSize=7, symbolBrush=color, symbolPen=None)
         sev = req.config.severities
         self.plot.setXRange(min(sev), max(sev), padding=0.04)
@@ -412,8 +420,9 @@ class RobustnessTab(QWidget):
         img = worst_mosaic(cell.worst)
         if img is not None:
             self.worst_view.set_frame(img)
+        missed = f" ({cell.missed} not found by its own detector: failures, not in the mean)" if cell.missed else ""
         self.worst_caption.setText(f"mean NME {cell.mean:.2f}%, {cell.failure_rate:.0f}% of {cell.n} faces "
-                                   f"above {FAILURE_NME:g}%")
+                                   f"above {FAILURE_NME:g}%{missed}")
 
     # ---- saving -----------------------------------------------------------------------
     def save_csv(self, path: str | Path) -> Path:
