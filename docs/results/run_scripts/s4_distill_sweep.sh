@@ -1,12 +1,7 @@
 #!/bin/bash
 # Session 4, issue 16 item 4: lambda_dp sweep at equal budget from the shipped student, teacher = $TEACHER.
 # Every run: 4 epochs x 141 steps x 32, lr 2e-4 with the default drops, same data, same seed; only lambda_dp differs.
-set -u
-cd "$(dirname "$0")/../../.."
-PY=.venv/bin/python
-RUNS=${RUNS:-/work/runs}
-PSEUDO=${PSEUDO:-/work/pseudo/face5-ens}
-LISTS=${LISTS:-/work/pseudo/lists}
+source "$(dirname "$0")/s4_common.sh"
 EXTRA=${EXTRA:-"[\"$PSEUDO\"]"}
 TEACHER=${TEACHER:?teacher checkpoint}
 WAIT=${WAIT:-}

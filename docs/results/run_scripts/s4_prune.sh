@@ -1,12 +1,7 @@
 #!/bin/bash
 # Session 4, issue 16 item 5: 0.25x from the shipped student, fine-tuned with feature distillation from the
 # 192 px teacher. Heatmap head and the regression head's hidden layer (reg_head.fc1) left whole.
-set -u
-cd "$(dirname "$0")/../../.."
-PY=.venv/bin/python
-RUNS=${RUNS:-/work/runs}
-PSEUDO=${PSEUDO:-/work/pseudo/face5-ens}
-LISTS=${LISTS:-/work/pseudo/lists}
+source "$(dirname "$0")/s4_common.sh"
 STUDENT=${STUDENT:-$PWD/models/student.onnx}
 TEACHER=${TEACHER:-$RUNS/teacher192/checkpoints/best.pt}
 $PY -m training prune --config training/configs/face68_prune.json --run-dir $RUNS/p025 --no-export \

@@ -1,12 +1,7 @@
 #!/bin/bash
 # Session 4, issue 16 items 1 and 3: the teacher's long run, MobileNetV2 (ImageNet-initialised via the student)
 # at 192 px, heatmap 24, continued from the 192 px resolution arm (s4_teacher_res.sh), alone on both cores.
-set -u
-cd "$(dirname "$0")/../../.."
-PY=.venv/bin/python
-RUNS=${RUNS:-/work/runs}
-PSEUDO=${PSEUDO:-/work/pseudo/face5-ens}
-LISTS=${LISTS:-/work/pseudo/lists}
+source "$(dirname "$0")/s4_common.sh"
 EXTRA=${EXTRA:-"[\"$PSEUDO\"]"}
 INIT=${INIT:-$RUNS/tres_192/checkpoints/best.pt}
 WAIT=${WAIT:-}

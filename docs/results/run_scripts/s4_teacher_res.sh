@@ -3,12 +3,7 @@
 # Three arms from the shipped student (MobileNetV2, ImageNet init, 128 px), each 3 epochs x 141 steps x 32,
 # lr 3e-4 with the default drops, heatmap = input / 8, on AFW/HELEN train + the dlib+student pseudo pack;
 # best epoch on AFW+HELEN val. Run alone on both cores.
-set -u
-cd "$(dirname "$0")/../../.."
-PY=.venv/bin/python
-RUNS=${RUNS:-/work/runs}
-PSEUDO=${PSEUDO:-/work/pseudo/face5-ens}
-LISTS=${LISTS:-/work/pseudo/lists}
+source "$(dirname "$0")/s4_common.sh"
 while [ ! -f "$PSEUDO/pack.json" ]; do sleep 10; done
 for S in ${SIZES:-192 160 128}; do
   H=$((S / 8))

@@ -1,13 +1,8 @@
 #!/bin/bash
 # Session 4, issue 16 item 2: do the relabelled YTF train frames (dlib+student pack) help the student?
 # Same budget and start as the 128 px arm of s4_teacher_res.sh, with the YTF pack added to the training faces.
-set -u
-cd "$(dirname "$0")/../../.."
-PY=.venv/bin/python
-RUNS=${RUNS:-/work/runs}
-PSEUDO=${PSEUDO:-/work/pseudo/face5-ens}
+source "$(dirname "$0")/s4_common.sh"
 YTF=${YTF:-/work/pseudo/ytf-ens}
-LISTS=${LISTS:-/work/pseudo/lists}
 while pgrep -f s4_teacher_res.sh >/dev/null; do sleep 10; done
 $PY -m training train --config training/configs/face68_student.json --run-dir $RUNS/tres_128ytf --no-export \
   --set "data.extra_train=[\"$PSEUDO\",\"$YTF\"]" --set "data.train_list=\"$LISTS/train_afw_helen.txt\"" \
