@@ -179,6 +179,25 @@ def test_bad_mtfl_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None
                      1, caplog)
 
 
+def test_bad_celeba_and_wflw_lines_name_their_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _img(tmp_path / "img_align_celeba" / "1.jpg")
+    (tmp_path / "list_landmarks_align_celeba.txt").write_text(
+        "2\nheader\n1.jpg 1 2 3 4 5 6 7 8 9 10\n\n2.jpg 1 2\n1.jpg 1 2 3\n1.jpg 1 2 3 4 5 6 7 8 9 x\n")
+    (tmp_path / "list_eval_partition.txt").write_text("1.jpg 0\n2.jpg 1\n")
+    lm = tmp_path / "list_landmarks_align_celeba.txt"
+    with caplog.at_level(logging.WARNING):
+        train, _ = load_split(_cfg(tmp_path, format="celeba", train_list="0"), "train")
+    assert len(train) == 1  # 2.jpg is another partition's: not a fault
+    assert f"{lm}:6: expected image + 10 numbers, got 4 fields" in caplog.text
+    assert f"{lm}:7: non-numeric value" in caplog.text and f"{lm}:5" not in caplog.text
+    _img(tmp_path / "WFLW_images/a/x.jpg")
+    coords = " ".join(["1.0"] * 196)
+    (tmp_path / "w.txt").write_text(f"{coords} 1 2 30 40 0 1 0 0 0 1 a/x.jpg\n1 2 3\n")
+    with caplog.at_level(logging.WARNING):
+        w, _ = load_split(_cfg(tmp_path, format="wflw", val_list="w.txt"), "val")
+    assert len(w) == 1 and f"{tmp_path / 'w.txt'}:2: expected 207 fields" in caplog.text
+
+
 def test_nothing_usable_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "train.txt").write_text("images/none.jpg\n")
     with pytest.raises(LabelError, match="no usable samples"):

@@ -154,6 +154,44 @@ def test_dlib_labeller_finds_the_astronauts_face(astronaut_bgr):
     assert 170 < eyes[:, 0].min() and eyes[:, 0].max() < 290 and 60 < eyes[:, 1].min() < 150
 
 
+class BlindLabeller(pl.Labeller):
+    """Finds no face (a MediaPipe miss): NaN points."""
+
+    name = "blind"
+
+    def predict(self, image_bgr, box):
+        return np.full((68, 2), np.nan)
+
+
+def test_ensemble_labels_without_a_labeller_that_found_no_face():
+    face = symmetric_face()
+    both = pl.Ensemble([BiasedLabeller(face, 0.0), BlindLabeller()])
+    pts, flip, ens = both.label(marker_image(), pl.box_of(face))
+    np.testing.assert_allclose(pts, face, atol=1e-9)  # the blind one is left out of the mean
+    assert flip == pytest.approx(0.0) and ens == 0.0
+    pts, flip, ens = pl.Ensemble([BlindLabeller()]).label(marker_image(), pl.box_of(face))
+    assert np.isnan(pts).all() and np.isnan(flip)  # nobody found it: the face is dropped (score NaN)
+
+
+def test_mediapipe_labeller_reads_the_astronauts_face_through_the_68_view(astronaut_bgr):
+    from kpdesk.inference import reference
+
+    if not reference.available():
+        pytest.skip("MediaPipe Face Landmarker bundle not cached")
+    lb = pl.make_labeller("mediapipe").labellers[0]
+    try:
+        box = (180.0, 60.0, 290.0, 190.0)
+        pts, flip = lb.label(astronaut_bgr, box)
+        assert flip < 5.0
+        eyes = pl.five_points(pts)[:2]
+        assert 170 < eyes[:, 0].min() and eyes[:, 0].max() < 290 and 60 < eyes[:, 1].min() < 150
+        # a box over an empty corner: no face, NaN (not a guess)
+        blank = np.full((400, 400, 3), 128, np.uint8)
+        assert np.isnan(lb.predict(blank, (10.0, 10.0, 60.0, 60.0))).all()
+    finally:
+        lb.close()
+
+
 def test_extra_packs_join_training_with_their_weight(tmp_path):
     face = symmetric_face()
     out = tmp_path / "pack"

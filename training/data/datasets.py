@@ -125,6 +125,22 @@ def _read_lines(list_file: Path) -> list[str]:
         raise LabelError(f"{list_file}: cannot read list: {exc.strerror}") from None
 
 
+def _rows(col: _Collector, list_file: Path, lines: list[str], first: int, fields: int | range,
+          expected: str):
+    """(where, fields) of each non-empty line whose field count is ``fields`` (a number or a range);
+    any other count is reported to ``col`` as ``expected``."""
+    ok = range(fields, fields + 1) if isinstance(fields, int) else fields
+    for ln_no, ln in enumerate(lines, first):
+        parts = ln.split()
+        if not parts:
+            continue
+        where = f"{list_file}:{ln_no}"
+        if len(parts) not in ok:
+            col.bad(f"{where}: expected {expected}, got {len(parts)} fields")
+            continue
+        yield where, parts
+
+
 def _check_count(col: _Collector, pts: np.ndarray, k: int, where: str) -> bool:
     if len(pts) != k:
         col.bad(f"{where}: {len(pts)} points, schema expects {k}")
@@ -156,20 +172,13 @@ def _load_pts_list(root: Path, list_file: Path, schema: KeypointSchema, base: in
 
 
 def _load_mtfl(root: Path, list_file: Path, col: _Collector) -> None:
-    lines = _read_lines(list_file)
-    for ln_no, ln in enumerate(lines, 1):
-        parts = ln.split()
-        if not parts:
-            continue
-        where = f"{list_file}:{ln_no}"
-        if len(parts) < 11:
-            col.bad(f"{where}: expected 'path x1..x5 y1..y5 [attrs]', got {len(parts)} fields")
-            continue
+    for where, parts in _rows(col, list_file, _read_lines(list_file), 1, range(11, 1 << 16),
+                              "'path x1..x5 y1..y5 [attrs]'"):
         try:
             vals = np.asarray([float(v) for v in parts[1:11]])
             attrs = tuple(int(v) for v in parts[11:15])
         except ValueError:
-            col.bad(f"{where}: non-numeric coordinate in {ln!r}")
+            col.bad(f"{where}: non-numeric coordinate in {' '.join(parts)!r}")
             continue
         img = root / parts[0].replace("\\", "/")
         if not col.image_ok(img, where):
@@ -194,21 +203,12 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
             parts[p[0]] = p[1]
         elif p:
             col.bad(f"{part_file}:{ln_no}: expected 'image partition', got {ln!r}")
-    lines = _read_lines(lm_file)
-    for ln_no, ln in enumerate(lines[2:], 3):
-        p = ln.split()
-        if not p:
-            continue
-        if parts.get(p[0]) != partition:
-            continue
-        where = f"{lm_file}:{ln_no}"
-        if len(p) != 11:
-            col.bad(f"{where}: expected image + 10 numbers, got {len(p)} fields")
-            continue
+    mine = [ln if ln.split()[:1] and parts.get(ln.split()[0]) == partition else "" for ln in _read_lines(lm_file)[2:]]
+    for where, p in _rows(col, lm_file, mine, 3, 11, "image + 10 numbers"):
         try:
             v = np.asarray([float(x) for x in p[1:]]).reshape(5, 2)
         except ValueError:
-            col.bad(f"{where}: non-numeric value in {ln!r}")
+            col.bad(f"{where}: non-numeric value in {' '.join(p)!r}")
             continue
         img = img_dir / p[0]
         if not col.image_ok(img, where):
@@ -218,15 +218,8 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
 
 def _load_wflw(root: Path, list_file: Path, col: _Collector) -> None:
     """WFLW annotation lines: 196 coords, 4 box values, 6 attributes, image path."""
-    lines = _read_lines(list_file)
-    for ln_no, ln in enumerate(lines, 1):
-        p = ln.split()
-        if not p:
-            continue
-        where = f"{list_file}:{ln_no}"
-        if len(p) != 207:
-            col.bad(f"{where}: expected 207 fields (196 coords, box, 6 attrs, path), got {len(p)}")
-            continue
+    for where, p in _rows(col, list_file, _read_lines(list_file), 1, 207,
+                          "207 fields (196 coords, box, 6 attrs, path)"):
         try:
             v = np.asarray([float(x) for x in p[:196]]).reshape(98, 2)
             attrs = tuple(int(x) for x in p[200:206])

@@ -66,6 +66,8 @@ SOURCE_TERMS = {
     "dlib": "dlib 68-point shape predictor, trained on iBUG 300-W: its authors restrict the model to "
             "non-commercial use (300-W licence)",
     "model": "labels from a kpdesk model trained on the face68 pack: research, non-commercial use",
+    "mediapipe": "MediaPipe Face Landmarker (Apache-2.0) read through kpdesk's 68-point view, fitted on face68 "
+                 "train labels: research, non-commercial use",
 }
 
 
@@ -211,8 +213,48 @@ class ModelLabeller(Labeller):
         return apply_affine(out.pts_crop[0], spec.inverse_matrix(s))
 
 
+class MediaPipeLabeller(Labeller):
+    """MediaPipe Face Landmarker (its own detector and 478-point mesh, trained on other faces than dlib and
+    the kpdesk models, so its errors are its own) read through the project's fitted 68-point view
+    (``kpdesk/vision/mesh68.json``). It sees a crop around the box with room for its detector; a face it
+    does not find is answered with NaN (the ensemble then labels it without it)."""
+
+    name = "mediapipe"
+    terms = SOURCE_TERMS["mediapipe"]
+    CONTEXT = 2.0  # crop side / landmark-box side
+    CROP = 320
+
+    def __init__(self) -> None:
+        from kpdesk.inference.reference import FaceLandmarkerTask, ReferenceUnavailable, task_path
+        from kpdesk.vision.mesh68 import Mesh68Error, default_view
+
+        try:
+            task_path()
+            self.view = default_view()
+            self.task = FaceLandmarkerTask(video=False)
+        except (Mesh68Error, ReferenceUnavailable, RuntimeError, OSError) as exc:
+            raise PseudoLabelError(f"mediapipe labeller: {exc}") from None
+
+    def predict(self, image_bgr: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        spec = CropSpec((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0, 1.0) * self.CONTEXT)
+        meshes = self.task.find(warp_crop(image_bgr, spec, self.CROP))
+        if not meshes:
+            return np.full((68, 2), np.nan)
+        centre = np.array([self.CROP / 2, self.CROP / 2])
+        mesh = min(meshes, key=lambda m: float(np.linalg.norm(m.mean(axis=0) - centre)))
+        return apply_affine(self.view.apply(mesh), spec.inverse_matrix(self.CROP))
+
+    def _refined(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        return self.predict(image, box)  # its own detector places its crop: no box refinement
+
+    def close(self) -> None:
+        self.task.close()
+
+
 class Ensemble:
-    """Several labellers; the answer is the mean of their flip-averaged answers."""
+    """Several labellers; the answer is the mean of their flip-averaged answers (a labeller that found no
+    face, a NaN answer, is left out of that face's mean)."""
 
     def __init__(self, labellers: list[Labeller]) -> None:
         if not labellers:
@@ -221,7 +263,10 @@ class Ensemble:
         self.name = "+".join(lb.name for lb in labellers)
 
     def label(self, image: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, float, float]:
-        answers, flips = zip(*(lb.label(image, box) for lb in self.labellers))
+        found = [(a, f) for a, f in (lb.label(image, box) for lb in self.labellers) if np.isfinite(a).all()]
+        if not found:
+            return np.full((68, 2), np.nan), float("nan"), float("nan")
+        answers, flips = zip(*found)
         mean = np.mean(answers, axis=0)
         ens = 0.0
         if len(answers) > 1:
@@ -234,15 +279,18 @@ class Ensemble:
 
 
 def make_labeller(spec: str, threads: int = 1) -> Ensemble:
-    """``dlib``, ``model:NAME`` (catalog name or .onnx path), or several joined by ``+``."""
+    """``dlib``, ``mediapipe``, ``model:NAME`` (catalog name or .onnx path), or several joined by ``+``."""
     out: list[Labeller] = []
     for part in (p.strip() for p in spec.split("+")):
         if part == "dlib":
             out.append(DlibLabeller())
+        elif part == "mediapipe":
+            out.append(MediaPipeLabeller())
         elif part.startswith("model:") and len(part) > 6:
             out.append(ModelLabeller(part[6:], threads))
         else:
-            raise PseudoLabelError(f"labeller {part!r}: expected 'dlib', 'model:NAME' or several joined by '+'")
+            raise PseudoLabelError(f"labeller {part!r}: expected 'dlib', 'mediapipe', 'model:NAME' or several "
+                                   "joined by '+'")
     return Ensemble(out)
 
 
@@ -491,7 +539,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", default="train.txt", help="face5 list file (test.txt is refused)")
     p.add_argument("--boxes", default="", help="CSV image,x0,y0,x1,y1 of face boxes for --images (no detector)")
     p.add_argument("--detector", default="auto", help="face detector for --images: auto, blazeface, haar")
-    p.add_argument("--labeller", default="dlib", help="dlib, model:NAME, or an ensemble like dlib+model:student")
+    p.add_argument("--labeller", default="dlib", help="dlib, mediapipe, model:NAME, or an ensemble like "
+                   "dlib+model:teacher+mediapipe")
     p.add_argument("--out", required=True, help="pack folder, outside the repository (rebuilt from scratch)")
     p.add_argument("--max-score", type=float, default=8.0,
                    help="drop faces whose score (%% of the inter-ocular distance) is above this")
