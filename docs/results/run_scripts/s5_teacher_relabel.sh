@@ -14,4 +14,5 @@ $PY -m training train --config training/configs/face68_student.json --run-dir $R
   --set 'train.select_sources=["afw","helen"]' --set train.epochs=${EPOCHS:-6} --set train.max_steps_per_epoch=141 \
   --set train.lr=${LR:-0.0002} --set train.threads=2 --set train.cpu_bf16=auto \
   --set "train.init_checkpoint=\"$INIT\"" --set train.export_name=teacher > $RUNS/$NAME.log 2> $RUNS/$NAME.err
-W=0 NAME=${NAME}_clean INIT=$RUNS/$NAME/checkpoints/last.pt bash "$(dirname "$0")/s5_teacher_clean.sh"
+LAST=$RUNS/$NAME/checkpoints/last.pt
+W=0 NAME=${NAME}_clean INIT=$LAST bash "$(dirname "$0")/s5_teacher_clean.sh"
