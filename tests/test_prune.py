@@ -152,12 +152,18 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
                            student=train_tiny(tmp, data, "mobilenetv2-tiny", "student"))
 
 
-def test_prune_cli_end_to_end(tiny):
+@pytest.fixture(scope="module")
+def pruned(tiny) -> SimpleNamespace:
     cfg = tiny_config_file(tiny.tmp / "prune.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16},
                       prune={"student": str(tiny.student), "alpha": 0.5, "calib_images": 8, "finetune_steps": 1,
                              "final_epochs": 1, "layers_per_step": 14, "latency_runs": 5})
     run = tiny.tmp / "run_prune"
     rc, ev, err = run_cli("prune", "--config", str(cfg), "--run-dir", str(run))
+    return SimpleNamespace(rc=rc, ev=ev, err=err, run=run)
+
+
+def test_prune_cli_end_to_end(pruned):
+    rc, ev, err, run = pruned.rc, pruned.ev, pruned.err, pruned.run
     assert rc == 0, err
     steps = [e for e in ev if e["event"] == "step"]
     assert [s["step"] for s in steps] == [0, 1, 2, "final"]  # 27 layers, 14 per step
@@ -172,6 +178,35 @@ def test_prune_cli_end_to_end(tiny):
     assert man["info"]["params"] == steps[-1]["params"]
     assert (run / "export" / "student-0.5x.onnx").is_file()
     assert {"exported", "done", "metric", "checkpoint"} <= {e["event"] for e in ev}
+
+
+@pytest.mark.parametrize("start", ["checkpoints/best.pt", "export/student-0.5x.onnx"])
+def test_a_pruned_model_starts_a_run_whole_and_stays_pruned(tiny, pruned, start, tmp_path):
+    from training.config import load_config
+    from training.events import EventStream
+    from training.jobs.checkpoints import model_from_checkpoint
+    from training.jobs.engine import TrainingError
+    from training.jobs.train import run_train
+
+    assert pruned.rc == 0, pruned.err
+    init = pruned.run / start
+    want = sum(p.numel() for p in model_from_checkpoint(pruned.run / "checkpoints" / "best.pt")[0].parameters())
+    cfg = load_config(tiny_config_file(tmp_path / "ft.json", tiny.data, train={"init_checkpoint": str(init)}))
+    run = tmp_path / "ft"
+    run.mkdir()
+    with open(os.devnull, "w") as null:
+        run_train(cfg, run, events=EventStream(run, out=null), export=False)
+    model, _, st = model_from_checkpoint(run / "checkpoints" / "best.pt")
+    assert st.get("model_object") is not None  # saved whole: the dense class cannot hold it
+    assert sum(p.numel() for p in model.parameters()) == want
+    logs = [json.loads(ln) for ln in (run / "events.jsonl").read_text().splitlines()]
+    assert any("whole pruned model" in e.get("message", "") for e in logs)
+    bad = load_config(tiny_config_file(tmp_path / "bad.json", tiny.data, model={"input_size": 96},
+                                       train={"init_checkpoint": str(init)}))
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(TrainingError, match="model.input_size"):
+        run_train(bad, tmp_path / "bad", events=EventStream(tmp_path / "bad", out=open(os.devnull, "w")),
+                  export=False)
 
 
 def test_prune_cancel_and_resume(tiny):

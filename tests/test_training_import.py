@@ -46,3 +46,20 @@ def test_an_imported_model_gets_its_own_card(installed: dict[str, Path]) -> None
     assert "64 px NHWC RGB" in card and "**output** pixels `landmarks`" in card
     assert "centre offset (+0.050, +0.120)" in card and "given at import, not calibrated" in card
     assert "**Licence**: MIT (test)" in card and "ION NME 0.40%" in card and "synth 0.40% (n=12)" in card
+
+
+@pytest.mark.usefixtures("no_signal_handlers")
+def test_training_bench_measures_imported_models_in_the_same_run(installed: dict[str, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    from fixtures import run_bench
+
+    data = tmp_path / "data"
+    synthetic_faces(data / "face68", n=12, seed=1)
+    res = run_bench(capsys, data, installed["fitted"].parent, tmp_path / "out", "--no-jitter", "--no-reference")
+    recs = {r["name"]: r for r in res["models"]}
+    assert set(recs) == {"fitted", "centred"} and all(r["ok"] for r in recs.values())
+    good, bad = (recs[n]["accuracy"]["regression"]["nme_ion"] for n in ("fitted", "centred"))
+    assert good < 0.6 < 3.0 < bad  # the imported crop is cut the same way in the bench as in training eval
+    assert recs["fitted"]["latency"]["threads_1"]["median_ms"] > 0
+    md = (tmp_path / "out" / "bench.md").read_text()
+    assert "| fitted |" in md and "| centred |" in md

@@ -22,7 +22,14 @@ from training.distill.loss import CALIB_IMAGES, build_distiller, make_distill_lo
 from training.distill.teacher import FrozenTeacher, check_geometry
 from training.events import EventStream
 from training.jobs.engine import CancelFlag, Trainer, TrainingError, load_data, make_datasets, pick_device
-from training.jobs.train import add_job_args, export_best, init_model, prepare_run_dir, unaugmented_train
+from training.jobs.train import (
+    add_job_args,
+    export_best,
+    init_model,
+    prepare_run_dir,
+    stored_whole,
+    unaugmented_train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +69,7 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
                                f"frozen; projections {model.backbone.out_channels}->{distiller.dim}<-"
                                f"{teacher.feat_channels}; lambda_dp {cfg.distill.lambda_dp}")
     trainer = Trainer(cfg, model, run_dir, events, tr_ds, va_ds, loss_fn=make_distill_loss(cfg, teacher, distiller),
-                      aux=distiller, cancel=cancel, device=device, tag="distill",
+                      aux=distiller, cancel=cancel, device=device, save_whole_model=stored_whole(model), tag="distill",
                       checkpoint_extra=lambda: {"teacher": cfg.distill.teacher, "lambda_dp": cfg.distill.lambda_dp})
     prior_wall = 0.0
     wall_file = run_dir / "wall_time.json"

@@ -63,10 +63,16 @@ def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNe
         from training.jobs.checkpoints import read_checkpoint
 
         st = read_checkpoint(t.init_checkpoint)
-        own = model.state_dict()
-        take = {k: v for k, v in st["model_state"].items() if k in own and own[k].shape == v.shape}
-        model.load_state_dict(take, strict=False)
-        events.emit("log", message=f"initialised {len(take)}/{len(own)} tensors from {t.init_checkpoint}")
+        if st.get("model_object") is not None:  # a pruned model: its layers no longer fit the dense class
+            model = pruned_start(cfg, st, t.init_checkpoint)
+            take = model.state_dict()
+            events.emit("log", message=f"initialised the whole pruned model of {t.init_checkpoint} "
+                                       f"({sum(p.numel() for p in model.parameters()):,} parameters)")
+        else:
+            own = model.state_dict()
+            take = {k: v for k, v in st["model_state"].items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(take, strict=False)
+            events.emit("log", message=f"initialised {len(take)}/{len(own)} tensors from {t.init_checkpoint}")
         folded = [n for n in st.get("folded_bn", ()) if f"{n}.weight" in take]
         if folded and calib_ds is not None and len(calib_ds):
             from training.jobs.onnx_import import recalibrate_folded_bn
@@ -88,6 +94,29 @@ def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNe
         load_imagenet(model.backbone, t.pretrained)
         events.emit("log", message=f"backbone initialised from {t.pretrained}")
     return model
+
+
+GEOMETRY = ("arch", "num_points", "input_size", "heatmap_size")
+
+
+def pruned_start(cfg: RunConfig, st: dict, path: str) -> LandmarkNet:
+    """The pruned model a checkpoint (or a pruned NAME.onnx) carries whole, marked so the run's
+    checkpoints keep it whole (``stored_whole``). Its geometry must be the run's: a pruned model
+    cannot be reshaped, so a mismatch is a TrainingError naming the setting."""
+    model = st["model_object"]
+    model.load_state_dict(st["model_state"])
+    theirs = st.get("model_config") or {}
+    for key in GEOMETRY:
+        if key in theirs and theirs[key] != getattr(cfg.model, key):
+            raise TrainingError(f"{path}: a pruned model of {key} {theirs[key]!r} cannot start a run with "
+                                f"model.{key} {getattr(cfg.model, key)!r}; set --set model.{key}={theirs[key]!r}")
+    model.stored_whole = True
+    return model
+
+
+def stored_whole(model: torch.nn.Module) -> bool:
+    """Whether a run must save ``model`` whole (a pruned start) rather than as a dense state dict."""
+    return bool(getattr(model, "stored_whole", False))
 
 
 def unaugmented_train(cfg: RunConfig, train, schema, n: int = CALIB_BN_IMAGES):
@@ -159,7 +188,7 @@ def run_train(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     tr_ds, va_ds = make_datasets(cfg, train, val, schema)
     model = init_model(cfg, events, unaugmented_train(cfg, train, schema))
     trainer = Trainer(cfg, model, run_dir, events, tr_ds, va_ds, cancel=cancel, device=device, dist_info=dinfo,
-                      tag="train")
+                      save_whole_model=stored_whole(model), tag="train")
     prior_wall = 0.0
     if resume:
         trainer.resume(run_dir / "checkpoints" / "last.pt")
