@@ -40,6 +40,29 @@ def test_distill_loss_zero_for_identical_features():
         assert float(d(feat, torch.rand(4, 32, 2, 2))) > 1e-4
 
 
+def test_spatial_distillation_sees_where_global_pooling_cannot():
+    from training.distill.loss import FeatureDistiller
+
+    g, sp = FeatureDistiller(32, 32, 16, grid=0), FeatureDistiller(32, 32, 16, grid=2)
+    for d in (g, sp):
+        d.calibrate(torch.rand(8, 32, 4, 4))
+    assert sp.teacher_mean.shape == (16, 2, 2) and g.teacher_mean.shape == (16,)
+    with torch.no_grad():  # student = the frozen teacher projection; no centring, so the two can agree exactly
+        for d in (g, sp):
+            d.teacher_mean.zero_()
+            d.student_proj.weight.copy_(d.teacher_weight[:, :, None, None])
+            d.student_proj.bias.zero_()
+    feat = torch.rand(4, 32, 4, 4)
+    moved = torch.roll(feat, shifts=2, dims=3)  # the same features, in other places
+    with torch.no_grad():
+        assert float(g(moved, feat)) < 1e-10  # one pooled vector: blind to where things are
+        assert float(sp(feat, feat)) < 1e-10
+        assert float(sp(moved, feat)) > 1e-3  # per cell: the move is seen
+    x = torch.rand(4, 32, 4, 4, requires_grad=True)
+    sp(x, feat).backward()
+    assert float(sp.student_proj.weight.grad.abs().sum()) > 0 and float(x.grad.abs().sum()) > 0
+
+
 def test_teacher_projection_is_frozen_and_orthogonal():
     from training.distill.loss import FeatureDistiller
 

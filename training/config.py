@@ -82,6 +82,7 @@ class DistillConfig:
     lambda_dp: float = 1.0
     proj_dim: int = 256
     teacher_amp: bool = True  # frozen teacher forward in bfloat16 (CPU) / float16 (CUDA) autocast
+    pool: str = "global"  # "global": the paper's pooled features; "spatial": per cell of the student's grid
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
 
     need(num(dl.lambda_dp) and dl.lambda_dp >= 0, "distill.lambda_dp", "must be a number >= 0")
     need(dl.proj_dim >= 1, "distill.proj_dim", "must be >= 1")
+    need(dl.pool in ("global", "spatial"), "distill.pool", "must be 'global' or 'spatial'")
     need(num(pr.alpha) and 0 < pr.alpha < 1, "prune.alpha", "must be in (0, 1) (the fraction of filters pruned)")
     need(pr.importance in ("reconstruction", "l1"), "prune.importance", "must be 'reconstruction' or 'l1'")
     need(pr.calib_images >= 1, "prune.calib_images", "must be >= 1")

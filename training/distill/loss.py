@@ -26,6 +26,12 @@ Choices (the paper leaves them open):
   A teacher trained at a larger input size (e.g. 192 px against the student's 128) gets
   that tensor bilinearly resized to its own size, so it reads the same view of the face;
   a teacher trained at a smaller size than the student is refused.
+* ``distill.pool`` = ``"global"`` (the paper's eq. 6, the default) pools both maps to one vector
+  per image. ``"spatial"`` (not in the paper) keeps the student's final grid (input / 32, e.g.
+  4 x 4): the teacher's map is average-pooled onto it, both are projected per cell (the same
+  frozen teacher matrix, the same learned 1x1 student conv), the teacher is centred per cell, and
+  the normalised vectors are compared cell by cell. A global average cannot say *where* the
+  teacher sees an eye; a grid can.
 * The frozen teacher runs under no_grad, in eval mode, through its backbone only (its
   heads are not needed), in bfloat16 autocast on CPU / float16 on CUDA
   (``distill.teacher_amp``); the pooled feature is compared in float32.
@@ -57,8 +63,11 @@ class FeatureDistiller(nn.Module):
     teacher vector (see the module docstring).
     """
 
-    def __init__(self, student_channels: int, teacher_channels: int, dim: int, seed: int = 0) -> None:
+    def __init__(self, student_channels: int, teacher_channels: int, dim: int, seed: int = 0,
+                 grid: int = 0) -> None:
+        """``grid`` 0: global pooling (the paper); N > 0: compare on the student's N x N grid."""
         super().__init__()
+        self.grid = int(grid)
         self.student_proj = nn.Conv2d(student_channels, dim, 1, bias=True)
         g = torch.Generator().manual_seed(int(seed) + 1234)
         w = torch.empty(dim, teacher_channels)
@@ -68,27 +77,38 @@ class FeatureDistiller(nn.Module):
         q = q * torch.sign(torch.diagonal(r))
         w.copy_(q if dim >= teacher_channels else q.t())
         self.register_buffer("teacher_weight", w)
-        self.register_buffer("teacher_mean", torch.zeros(dim))
+        self.register_buffer("teacher_mean", torch.zeros(dim, self.grid, self.grid) if self.grid else torch.zeros(dim))
 
     @property
     def dim(self) -> int:
         return self.teacher_weight.shape[0]
 
+    def _pooled(self, feat: torch.Tensor) -> torch.Tensor:
+        feat = feat.float()
+        if not self.grid:
+            return feat.mean(dim=(2, 3), keepdim=True)
+        return F.adaptive_avg_pool2d(feat, self.grid) if feat.shape[-1] != self.grid else feat
+
     def student_vector(self, feat_s: torch.Tensor) -> torch.Tensor:
-        """(B, C_s, h, w) -> (B, D): GAP then the learned 1x1 projection."""
-        return self.student_proj(feat_s.float().mean(dim=(2, 3), keepdim=True)).flatten(1)
+        """(B, C_s, h, w) -> (B, D) (global) or (B, D, N, N) (grid): pooling, then the learned 1x1 projection."""
+        v = self.student_proj(self._pooled(feat_s))
+        return v if self.grid else v.flatten(1)
+
+    def _teacher_projected(self, feat_t: torch.Tensor) -> torch.Tensor:
+        v = torch.einsum("bchw,dc->bdhw", self._pooled(feat_t), self.teacher_weight)
+        return v if self.grid else v.flatten(1)
 
     def teacher_vector(self, feat_t: torch.Tensor) -> torch.Tensor:
-        """(B, C_t, h, w) -> (B, D): GAP, frozen projection, centring."""
-        return feat_t.float().mean(dim=(2, 3)) @ self.teacher_weight.t() - self.teacher_mean
+        """(B, C_t, h, w) -> (B, D) or (B, D, N, N): pooling, frozen projection, centring."""
+        return self._teacher_projected(feat_t) - self.teacher_mean
 
     @torch.no_grad()
     def calibrate(self, teacher_feats: torch.Tensor) -> None:
         """Set the centring from teacher feature maps (N, C_t, h, w) of un-augmented crops."""
-        self.teacher_mean.copy_((teacher_feats.float().mean(dim=(2, 3)) @ self.teacher_weight.t()).mean(0))
+        self.teacher_mean.copy_(self._teacher_projected(teacher_feats).mean(0))
 
     def forward(self, feat_s: torch.Tensor, feat_t: torch.Tensor) -> torch.Tensor:
-        """loss3 (eq. 6): MSE between the L2-normalised projected vectors."""
+        """loss3 (eq. 6): MSE between the L2-normalised projected vectors (per grid cell with a grid)."""
         s = F.normalize(self.student_vector(feat_s), dim=1)
         t = F.normalize(self.teacher_vector(feat_t), dim=1)
         return distill_loss(s, t)
@@ -120,7 +140,8 @@ def calibrate_distiller(distiller: FeatureDistiller, teacher: FrozenTeacher, ds,
 
 
 def build_distiller(cfg: RunConfig, student: nn.Module, teacher: FrozenTeacher, calib_ds) -> FeatureDistiller:
+    grid = max(1, cfg.model.input_size // 32) if cfg.distill.pool == "spatial" else 0
     d = FeatureDistiller(student.backbone.out_channels, teacher.feat_channels, cfg.distill.proj_dim,
-                         seed=cfg.train.seed)
+                         seed=cfg.train.seed, grid=grid)
     calibrate_distiller(d, teacher, calib_ds)
     return d
