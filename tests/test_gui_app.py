@@ -297,3 +297,20 @@ def test_main_takes_a_screenshot_and_quits(qtbot, models_dir: Path, tmp_path: Pa
     assert rc == 0 and shot.is_file()
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (700, 1000) and img.std() > 10
+
+
+def test_compare_models_option_fills_the_slots(qtbot, window: MainWindow) -> None:  # noqa: ANN001
+    from kpdesk.gui.app import _prepare_compare
+
+    qtbot.waitUntil(lambda: bool(getattr(window.compare_tab, "catalog", None)), timeout=10000)
+    names = lambda: [c.currentText().split()[0] if c.currentData() else None  # noqa: E731
+                     for c in window.compare_tab.model_combos]
+    assert names() == ["teacher", "student", "student-0.25x"]
+    _prepare_compare(window, "student-0.25x, student")  # catalog already in: applied at once
+    assert names() == ["student-0.25x", "student", None]  # two models: slot C emptied
+    messages = []
+    window.show_message = lambda text, level="info": messages.append(text)  # noqa: ARG005
+    _prepare_compare(window, "student,nosuch,teacher")
+    assert names() == ["student", "teacher", None] and messages == ["--compare-models: no usable model nosuch"]
+    with pytest.raises(SystemExit, match="2 to 3 models"):
+        _prepare_compare(window, "student")

@@ -2,7 +2,7 @@
 
     python -m kpdesk.gui.app [--source demo|0|VIDEO|FOLDER|IMAGE] [--model NAME] [--models-dir DIR]
                              [--tab live|performance|compare|training|robustness]
-                             [--lab-folder DIR --lab-models A,B,C --lab-sweep KIND]
+                             [--compare-models A,B[,C]] [--lab-folder DIR --lab-models A,B,C --lab-sweep KIND]
                              [--screenshot PATH --quit-after SECONDS]
 
 With no camera it plays the built-in demo face. ``--screenshot`` grabs the window just
@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lab-folder", default=None, help="robustness lab: labelled folder to start with")
     ap.add_argument("--lab-models", default="", help="robustness lab: comma list of 1-4 model names to compare "
                                                      "('mediapipe': the MediaPipe reference)")
+    ap.add_argument("--compare-models", default="",
+                    help="Compare tab: comma list of 2-3 model names for slots A, B, C ('mediapipe': the reference)")
     ap.add_argument("--lab-sweep", default=None, choices=("occlusion", "rotation", "blur", "lowlight"),
                     help="robustness lab: run this sweep as soon as the models are scanned")
     ap.add_argument("--watch-run", default=None, help="show the curves of this training run folder (events.jsonl)")
@@ -102,6 +104,32 @@ def _prepare_lab(window: object, args: argparse.Namespace) -> None:
     lab.catalog_changed.connect(on_catalog)
 
 
+def _prepare_compare(window: object, spec: str) -> None:
+    """``--compare-models``: the Compare slots, set once the catalog is in."""
+    from kpdesk.gui.compare_tab import SLOT_LABELS
+    from kpdesk.gui.main_window import MainWindow
+
+    assert isinstance(window, MainWindow)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        return
+    if not 2 <= len(names) <= len(SLOT_LABELS):
+        raise SystemExit(f"kpdesk: --compare-models takes 2 to {len(SLOT_LABELS)} models, got {len(names)}")
+    tab = window.compare_tab
+    state = {"done": False}
+
+    def on_catalog() -> None:
+        if state["done"] or not getattr(tab, "catalog", None):
+            return
+        state["done"] = True
+        missing = tab.set_models(names)
+        if missing:
+            window.show_message(f"--compare-models: no usable model {', '.join(missing)}", "error")
+
+    tab.variants_changed.connect(on_catalog)
+    on_catalog()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -132,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         raise SystemExit(f"kpdesk: --size must be WxH, got {args.size!r}") from None
     _apply_overlays(window, args.overlays)
+    _prepare_compare(window, args.compare_models)
     if args.occlusion:
         i = window.live_tab.occ_combo.findData(args.occlusion)
         if i < 0:

@@ -148,6 +148,7 @@ class CompareTab(QWidget):
 
     # ---- configuration ----------------------------------------------------------------
     def set_catalog(self, entries: list[CatalogEntry]) -> None:
+        self.catalog = list(entries)
         ok = [e for e in entries if e.ok and not is_reference(e.onnx_path)]  # the reference: only when picked
         for i, combo in enumerate(self.model_combos):
             first = combo.count() == 0
@@ -155,6 +156,22 @@ class CompareTab(QWidget):
             if first:
                 self._preselect(combo, ok, i)
         self.variants_changed.emit()
+
+    def set_models(self, names: list[str]) -> list[str]:
+        """Put the usable catalog models ``names`` (``mediapipe``: the reference) into slots A, B, C in that
+        order; with two, slot C is emptied. Returns the names that are not usable here."""
+        paths = {e.name: str(e.onnx_path) for e in getattr(self, "catalog", []) if e.ok}
+        missing = [n for n in names if n not in paths]
+        chosen = [paths[n] for n in names if n in paths][: len(SLOT_LABELS)]
+        for i, combo in enumerate(self.model_combos):
+            want = chosen[i] if i < len(chosen) else None
+            if want is None and i < 2:
+                continue  # slots A and B always hold a model
+            combo.blockSignals(True)
+            combo.setCurrentIndex(max(combo.findData(want), 0))
+            combo.blockSignals(False)
+        self.variants_changed.emit()
+        return missing
 
     @staticmethod
     def _preselect(combo: QComboBox, ok: list[CatalogEntry], i: int) -> None:
