@@ -302,7 +302,7 @@ def test_main_takes_a_screenshot_and_quits(qtbot, models_dir: Path, tmp_path: Pa
 def test_compare_models_option_fills_the_slots(qtbot, window: MainWindow) -> None:  # noqa: ANN001
     from kpdesk.gui.app import _prepare_compare
 
-    qtbot.waitUntil(lambda: bool(getattr(window.compare_tab, "catalog", None)), timeout=10000)
+    qtbot.waitUntil(lambda: bool(window.compare_tab.catalog), timeout=10000)
     names = lambda: [c.currentText().split()[0] if c.currentData() else None  # noqa: E731
                      for c in window.compare_tab.model_combos]
     assert names() == ["teacher", "student", "student-0.25x"]
@@ -314,3 +314,19 @@ def test_compare_models_option_fills_the_slots(qtbot, window: MainWindow) -> Non
     assert names() == ["student", "teacher", None] and messages == ["--compare-models: no usable model nosuch"]
     with pytest.raises(SystemExit, match="2 to 3 models"):
         _prepare_compare(window, "student")
+
+
+def test_compare_models_given_before_the_catalog_arrives(qtbot, models_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    from kpdesk.gui.app import _prepare_compare
+
+    w = MainWindow(models_dir=models_dir, source="demo", threads=1, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    _prepare_compare(w, "student-0.25x,student,teacher")  # as main() does: before the models are scanned
+    w.show()
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: bool(w.compare_tab.catalog), timeout=10000)
+        assert [c.currentText().split()[0] for c in w.compare_tab.model_combos] == ["student-0.25x", "student",
+                                                                                   "teacher"]
+    finally:
+        w.shutdown()

@@ -119,7 +119,7 @@ def _prepare_compare(window: object, spec: str) -> None:
     state = {"done": False}
 
     def on_catalog() -> None:
-        if state["done"] or not getattr(tab, "catalog", None):
+        if state["done"] or not tab.catalog:
             return
         state["done"] = True
         missing = tab.set_models(names)

@@ -68,6 +68,7 @@ class CompareTab(QWidget):
         self.last_agreements: dict[str, Agreement | None] = {}
         self.matched_frames: dict[str, int] = {}  # pair -> frames both variants processed
         self.shown: dict[str, VariantResult] = {}  # label -> the result its pane shows
+        self.catalog: list[CatalogEntry] = []  # the models the slots offer, once every slot is filled
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         self.controls = QWidget()
@@ -148,19 +149,19 @@ class CompareTab(QWidget):
 
     # ---- configuration ----------------------------------------------------------------
     def set_catalog(self, entries: list[CatalogEntry]) -> None:
-        self.catalog = list(entries)
         ok = [e for e in entries if e.ok and not is_reference(e.onnx_path)]  # the reference: only when picked
         for i, combo in enumerate(self.model_combos):
             first = combo.count() == 0
             fill_model_combo(combo, entries, allow_none=(i == 2))
             if first:
                 self._preselect(combo, ok, i)
+        self.catalog = list(entries)  # set once every slot is filled: set_models may run from variants_changed
         self.variants_changed.emit()
 
     def set_models(self, names: list[str]) -> list[str]:
         """Put the usable catalog models ``names`` (``mediapipe``: the reference) into slots A, B, C in that
         order; with two, slot C is emptied. Returns the names that are not usable here."""
-        paths = {e.name: str(e.onnx_path) for e in getattr(self, "catalog", []) if e.ok}
+        paths = {e.name: str(e.onnx_path) for e in self.catalog if e.ok}
         missing = [n for n in names if n not in paths]
         chosen = [paths[n] for n in names if n in paths][: len(SLOT_LABELS)]
         for i, combo in enumerate(self.model_combos):
