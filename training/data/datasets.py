@@ -203,7 +203,8 @@ def _load_celeba(root: Path, partition: str, col: _Collector) -> None:
             parts[p[0]] = p[1]
         elif p:
             col.bad(f"{part_file}:{ln_no}: expected 'image partition', got {ln!r}")
-    mine = [ln if ln.split()[:1] and parts.get(ln.split()[0]) == partition else "" for ln in _read_lines(lm_file)[2:]]
+    # other partitions' lines become blank ones: skipped, and the line numbers stay the file's
+    mine = [ln if parts.get(next(iter(ln.split()), "")) == partition else "" for ln in _read_lines(lm_file)[2:]]
     for where, p in _rows(col, lm_file, mine, 3, 11, "image + 10 numbers"):
         try:
             v = np.asarray([float(x) for x in p[1:]]).reshape(5, 2)

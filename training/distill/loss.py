@@ -84,10 +84,8 @@ class FeatureDistiller(nn.Module):
         return self.teacher_weight.shape[0]
 
     def _pooled(self, feat: torch.Tensor) -> torch.Tensor:
-        feat = feat.float()
-        if not self.grid:
-            return feat.mean(dim=(2, 3), keepdim=True)
-        return F.adaptive_avg_pool2d(feat, self.grid) if feat.shape[-1] != self.grid else feat
+        """(B, C, h, w) -> (B, C, N, N): averaged onto the grid (1 x 1 without one)."""
+        return F.adaptive_avg_pool2d(feat.float(), self.grid or 1)
 
     def student_vector(self, feat_s: torch.Tensor) -> torch.Tensor:
         """(B, C_s, h, w) -> (B, D) (global) or (B, D, N, N) (grid): pooling, then the learned 1x1 projection."""
