@@ -68,8 +68,6 @@ def card_section(man: Manifest, rec: dict, meta: dict) -> str:
     if man.info.get("source") == "imported":
         return imported_card_section(man, rec, meta)
     info = man.info
-    acc = rec.get("accuracy", {}).get(rec.get("decode", man.decode), {})
-    by = acc.get("by_source", {}) or {}
     rc = info.get("run_config", {})
     tr = rc.get("train", {})
     lines = [
@@ -89,14 +87,7 @@ def card_section(man: Manifest, rec: dict, meta: dict) -> str:
         *quantization_lines(info.get("quantization")),
         f"- **Weights**: {info.get('weights_dtype', 'float32')}; {rec.get('params', 0) / 1e6:.3f} M parameters, "
         f"{rec.get('macs', 0) / 1e6:.1f} M MACs, ONNX file {rec.get('file_size_bytes', 0) / 1e6:.2f} MB.",
-        f"- **Validation** ({acc.get('n', '?')} faces, bench run of {meta.get('date', '?')}): "
-        f"ION NME {_f(acc.get('nme_ion'))}%, IPN NME {_f(acc.get('nme_ipn'))}%, "
-        f"FR@0.08 {_f(acc.get('fr08_ion'))}%, FR@0.10 {_f(acc.get('fr10_ion'))}%, "
-        f"AUC@0.08 {_f(acc.get('auc08_ion'), '.3f')}, AUC@0.10 {_f(acc.get('auc10_ion'), '.3f')}.",
-        "- **Per source** (ION NME): " + ", ".join(f"{k} {_f(v.get('nme_ion'))}% (n={v.get('n')})"
-                                               for k, v in by.items()),
-        f"- **onnxruntime latency**, batch 1, median / p95 ms: 1 thread {_lat(rec, 'threads_1')}, "
-        f"all threads {_lat(rec, 'threads_all')}.",
+        *_measured_lines(man, rec, meta),
         "",
     ]
     return "\n".join(lines)
