@@ -142,3 +142,58 @@ def test_distill_cli_end_to_end_and_resume(tiny):
     assert st2["epoch"] == 2
     # the frozen teacher projection survived the resume unchanged
     assert torch.equal(st2["aux_state"]["teacher_weight"], st["aux_state"]["teacher_weight"])
+
+
+# -- output distillation (distill.lambda_out, not in the paper) -------------------------
+def _labels_for(decode: str):
+    from training.config import RunConfig, TrainConfig
+    from training.distill.outputs import TeacherLabels
+    from training.nets.networks import ModelConfig
+
+    teacher = SimpleNamespace(decode=decode, cfg=RunConfig(model=ModelConfig(input_size=192, heatmap_size=24),
+                                                             train=TrainConfig(sigma=1.0)))
+    student = RunConfig(model=ModelConfig(input_size=128, heatmap_size=16), train=TrainConfig(sigma=1.0))
+    return TeacherLabels(teacher, student)
+
+
+@pytest.mark.parametrize("decode", ["regression", "fusion"])
+def test_teacher_labels_land_on_the_students_pixels(decode):
+    """A teacher at 192 px that answers exactly where a point is, read on the student's 128 px crop
+    (resized, pixel centres kept), gives the student's pixel back: (p + 0.5) * 1.5 - 0.5, not p * 1.5."""
+    import numpy as np
+
+    from kpdesk.vision.codecs import HeatmapCodec, RegressionCodec
+
+    rng = np.random.default_rng(0)
+    pts_s = rng.uniform(20, 108, size=(3, 68, 2))
+    pts_t = (pts_s + 0.5) * 1.5 - 0.5
+    out_t = {"coords": torch.from_numpy(RegressionCodec(192).encode(pts_t).reshape(3, -1).astype(np.float32)),
+             "heatmaps": torch.from_numpy(np.stack([HeatmapCodec(192, 24, 1.0).encode(p)[0] for p in pts_t]))}
+    labels = _labels_for(decode)
+    got = labels.points(out_t)
+    assert np.abs(got - pts_s).max() < 0.02
+    tgt = labels.targets(out_t)
+    assert tgt["coords"].shape == (3, 136) and tgt["heatmaps"].shape == (3, 68, 16, 16)
+    assert np.allclose(tgt["coords"].numpy(), RegressionCodec(128).encode(pts_s).reshape(3, -1), atol=2e-4)
+    peak = tgt["heatmaps"].flatten(2).argmax(2)  # each map peaks on the point's own heatmap cell
+    want = np.round(HeatmapCodec(128, 16, 1.0).crop_to_hm(pts_s)).astype(int)
+    assert torch.equal(peak, torch.from_numpy(want[..., 1] * 16 + want[..., 0]))
+
+
+def test_output_distillation_teaches_faces_without_labels(tiny, tmp_path):
+    """lambda_out > 0 with a pack whose faces weigh 0 in the landmark loss: every step logs the loss against
+    the teacher's labels (computed on all faces), no feature term at lambda_dp 0; a negative weight is refused."""
+    pack = make_tiny_face68(tmp_path / "pack")
+    cfg = tiny_config_file(tmp_path / "kd.json", tiny.data,
+                           distill={"teacher": str(tiny.teacher), "proj_dim": 16, "lambda_dp": 0, "lambda_out": 1})
+    d = json.loads(cfg.read_text())
+    d["data"].update(extra_train=[str(pack)], extra_weight=0)
+    cfg.write_text(json.dumps(d))
+    rc, ev, err = run_cli("distill", "--config", str(cfg), "--run-dir", str(tmp_path / "run"), "--no-export")
+    assert rc == 0, err
+    prog = [e for e in ev if e["event"] == "progress"]
+    assert all("loss_teacher_labels" in e and "loss_distill" not in e for e in prog)
+    assert all(e["loss_teacher_labels"] > 0 for e in prog)
+    rc, _, err = run_cli("distill", "--config", str(cfg), "--run-dir", str(tmp_path / "bad"), "--no-export",
+                         "--set", "distill.lambda_out=-1")
+    assert rc != 0 and "distill.lambda_out" in err

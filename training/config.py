@@ -83,6 +83,7 @@ class DistillConfig:
     proj_dim: int = 256
     teacher_amp: bool = True  # frozen teacher forward in bfloat16 (CPU) / float16 (CUDA) autocast
     pool: str = "global"  # "global": the paper's pooled features; "spatial": per cell of the student's grid
+    lambda_out: float = 0.0  # output distillation (not in the paper): the teacher's labels of every crop, weighted
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         need(num(getattr(a, key)) and 0 <= getattr(a, key) <= 1, f"augment.{key}", "must be a probability in [0, 1]")
 
     need(num(dl.lambda_dp) and dl.lambda_dp >= 0, "distill.lambda_dp", "must be a number >= 0")
+    need(num(dl.lambda_out) and dl.lambda_out >= 0, "distill.lambda_out", "must be a number >= 0")
     need(dl.proj_dim >= 1, "distill.proj_dim", "must be >= 1")
     need(dl.pool in ("global", "spatial"), "distill.pool", "must be 'global' or 'spatial'")
     need(num(pr.alpha) and 0 < pr.alpha < 1, "prune.alpha", "must be in (0, 1) (the fraction of filters pruned)")

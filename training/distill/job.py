@@ -67,7 +67,8 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
     distiller = build_distiller(cfg, model, teacher, unaugmented(cfg, train[:CALIB_IMAGES], schema))
     events.emit("log", message=f"teacher {teacher.path} ({teacher.cfg.model.arch}, {teacher.feat_channels} ch) "
                                f"frozen; projections {model.backbone.out_channels}->{distiller.dim}<-"
-                               f"{teacher.feat_channels}; lambda_dp {cfg.distill.lambda_dp}")
+                               f"{teacher.feat_channels}; lambda_dp {cfg.distill.lambda_dp}, "
+                               f"lambda_out {cfg.distill.lambda_out}")
     trainer = Trainer(cfg, model, run_dir, events, tr_ds, va_ds, loss_fn=make_distill_loss(cfg, teacher, distiller),
                       aux=distiller, cancel=cancel, device=device, save_whole_model=stored_whole(model), tag="distill",
                       checkpoint_extra=lambda: {"teacher": cfg.distill.teacher, "lambda_dp": cfg.distill.lambda_dp})

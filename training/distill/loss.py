@@ -113,16 +113,34 @@ class FeatureDistiller(nn.Module):
 
 
 def make_distill_loss(cfg: RunConfig, teacher: FrozenTeacher | None, distiller: FeatureDistiller | None):
-    """loss_t(out, batch) = LOSS + lambda_dp * loss3 (just LOSS without a teacher)."""
-    lam_rh, lam_dp = cfg.train.lambda_rh, cfg.distill.lambda_dp
+    """loss_t(out, batch) = LOSS + lambda_dp * loss3 [+ lambda_out * LOSS against the teacher's labels,
+    ``training/distill/outputs.py``] (just LOSS without a teacher)."""
+    lam_rh, lam_dp, lam_out = cfg.train.lambda_rh, cfg.distill.lambda_dp, cfg.distill.lambda_out
+    labels = None
+    if teacher is not None and lam_out > 0:
+        from training.distill.outputs import TeacherLabels
+
+        labels = TeacherLabels(teacher, cfg)
 
     def loss_fn(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         loss, parts = landmark_loss(out, batch, lam_rh)
         if teacher is None or distiller is None:
             return loss, parts
-        l3 = distiller(out["feat"], teacher.features(batch["image"]))
-        parts = {**parts, "loss_landmark": float(loss.detach()), "loss_distill": float(l3.detach())}
-        return loss + lam_dp * l3, parts
+        total = loss
+        parts = {**parts, "loss_landmark": float(loss.detach())}
+        if labels is not None:  # one whole-network teacher pass gives the features too
+            out_t = teacher.outputs(batch["image"])
+            feat_t = out_t["feat"]
+            kd, _ = landmark_loss(out, labels.targets(out_t), lam_rh)
+            total = total + lam_out * kd
+            parts["loss_teacher_labels"] = float(kd.detach())
+        else:
+            feat_t = teacher.features(batch["image"])
+        if lam_dp > 0 or labels is None:
+            l3 = distiller(out["feat"], feat_t)
+            total = total + lam_dp * l3
+            parts["loss_distill"] = float(l3.detach())
+        return total, parts
 
     return loss_fn
 

@@ -20,9 +20,12 @@ class FrozenTeacher:
     def __init__(self, path: str, device: torch.device, amp: bool = True, channels_last: bool = True) -> None:
         from training.jobs.checkpoints import model_from_checkpoint
 
-        model, cfg, _ = model_from_checkpoint(path)
+        model, cfg, st = model_from_checkpoint(path)
         self.path = path
         self.cfg = cfg
+        has_hm = cfg.model.heatmap_size > 0
+        # The decoding the teacher's own run chose on val (a shipped ONNX carries it in its manifest).
+        self.decode = (st.get("best") or {}).get("decode") or ("fusion" if has_hm else "regression")
         self.model = model.to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -37,19 +40,31 @@ class FrozenTeacher:
     def feat_channels(self) -> int:
         return self.model.backbone.out_channels
 
-    @torch.no_grad()
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> the final backbone map (B, C_t, S_t/32, S_t/32), float32. A crop
-        smaller than the teacher's input size S_t is resized to it (bilinear) first."""
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch at the teacher's input size S_t: a smaller crop is resized (bilinear, pixel
+        centres kept: the normalised coordinates ``(pts + 0.5) / S`` of a point do not change)."""
         self.model.eval()
         size = self.cfg.model.input_size
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> the final backbone map (B, C_t, S_t/32, S_t/32), float32."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            _, feat = self.model.backbone(x)
+            _, feat = self.model.backbone(self._input(x))
         return feat.float()
+
+    @torch.no_grad()
+    def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, 3, S, S) -> the whole network's outputs (``coords``, ``feat``, ``heatmaps``), float32;
+        the heads run in float32 whatever the backbone's autocast."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            out = self.model(self._input(x))
+        return {k: v.float() for k, v in out.items()}
 
 
 def check_geometry(student_cfg: RunConfig, teacher: FrozenTeacher) -> None:
