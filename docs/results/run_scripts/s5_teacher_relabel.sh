@@ -1,7 +1,8 @@
 #!/bin/bash
 # Session 5, issue 16 items 2-3: the 3.93 teacher (s4_teacher_long.sh's best) trained on the face5 pack relabelled
 # by dlib + teacher + MediaPipe (s5_pseudo.sh), then fine-tuned on the human AFW+HELEN train faces alone
-# (s5_teacher_clean.sh, W=0). Alone on both cores.
+# (s5_teacher_clean.sh, W=0). Alone on both cores. CLEAN_EPOCHS: epochs of that last stage (default 8; session 6's
+# t6 ran it with 9, through an EPOCHS=9 that leaked into it before CLEAN_EPOCHS existed).
 source "$(dirname "$0")/s4_common.sh"
 PACKS=${PACKS:-"[\"/work/pseudo/face5-ens3a\",\"/work/pseudo/face5-ens3b\"]"}
 NAME=${NAME:-trelabel}
@@ -15,4 +16,4 @@ $PY -m training train --config training/configs/face68_student.json --run-dir $R
   --set train.lr=${LR:-0.0002} --set train.threads=2 --set train.cpu_bf16=auto \
   --set "train.init_checkpoint=\"$INIT\"" --set train.export_name=teacher > $RUNS/$NAME.log 2> $RUNS/$NAME.err
 LAST=$RUNS/$NAME/checkpoints/last.pt
-W=0 NAME=${NAME}_clean INIT=$LAST bash "$(dirname "$0")/s5_teacher_clean.sh"
+LR=${CLEAN_LR:-0.0001} EPOCHS=${CLEAN_EPOCHS:-8} W=0 NAME=${NAME}_clean INIT=$LAST bash "$(dirname "$0")/s5_teacher_clean.sh"
