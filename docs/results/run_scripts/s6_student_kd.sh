@@ -4,7 +4,8 @@
 #   1. 4 x 141 steps, lr 2e-4: AFW/HELEN train (human) + the relabelled face5 pack, pack faces weighted W;
 #   2. 8 x 33 steps, lr 1e-4: the human AFW/HELEN train faces alone (the session-5 last stage).
 # LOUT is lambda_out in both stages (0 = no distillation); lambda_dp 0 throughout (the paper's pooled term moved
-# nothing in sessions 4-5). ARM names the run folders k_ARM_1 and k_ARM_2.
+# nothing in sessions 4-5). ARM names the run folders k_ARM_1 and k_ARM_2. LOUT2 sets stage 2's lambda_out apart
+# (default LOUT); STAGE1_FROM=OTHER skips stage 1 and starts stage 2 from k_OTHER_1's last checkpoint.
 source "$(dirname "$0")/s4_common.sh"
 TEACHER=${TEACHER:?teacher checkpoint}
 PACKS=${PACKS:-"[\"/work/pseudo/face5-ens4a\",\"/work/pseudo/face5-ens4b\"]"}
@@ -18,5 +19,6 @@ stage() {  # name init extra weight epochs steps lr
     --set "train.init_checkpoint=\"$2\"" --set "distill.teacher=\"$TEACHER\"" \
     --set distill.lambda_dp=0 --set distill.lambda_out=$LOUT > $RUNS/$1.log 2> $RUNS/$1.err
 }
-stage k_${ARM}_1 "$INIT" "$PACKS" $W ${EPOCHS1:-4} 141 0.0002 &&
-stage k_${ARM}_2 $RUNS/k_${ARM}_1/checkpoints/last.pt "[]" 1 ${EPOCHS2:-8} 33 0.0001
+FIRST=${STAGE1_FROM:-$ARM}
+if [ -z "${STAGE1_FROM:-}" ]; then stage k_${ARM}_1 "$INIT" "$PACKS" $W ${EPOCHS1:-4} 141 0.0002 || exit 1; fi
+LOUT=${LOUT2:-$LOUT} stage k_${ARM}_2 $RUNS/k_${FIRST}_1/checkpoints/last.pt "[]" 1 ${EPOCHS2:-8} 33 0.0001
