@@ -32,6 +32,8 @@ Choices (the paper leaves them open):
   frozen teacher matrix, the same learned 1x1 student conv), the teacher is centred per cell, and
   the normalised vectors are compared cell by cell. A global average cannot say *where* the
   teacher sees an eye; a grid can.
+* ``distill.lambda_out`` > 0 adds output distillation (not in the paper, ``training/distill/outputs.py``):
+  then the teacher runs whole once a step, and its final map serves loss3 as well.
 * The frozen teacher runs under no_grad, in eval mode, through its backbone only (its
   heads are not needed), in bfloat16 autocast on CPU / float16 on CUDA
   (``distill.teacher_amp``); the pooled feature is compared in float32.
