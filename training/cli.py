@@ -22,8 +22,9 @@ EXIT_ERROR, EXIT_DIVERGED = 2, 3
 
 # The modules that hold the commands, in the order ``--help`` lists them.
 COMMAND_MODULES = ("training.jobs.train", "training.jobs.export", "training.distill.job", "training.prune.job",
-                   "training.evaluation.evaluate", "training.evaluation.bench", "training.evaluation.ablations",
-                   "training.jobs.ship", "training.data.pseudolabel", "training.evaluation.quantize")
+                   "training.evaluation.evaluate", "training.evaluation.label_offset", "training.evaluation.bench",
+                   "training.evaluation.ablations", "training.jobs.ship", "training.data.pseudolabel",
+                   "training.evaluation.quantize")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:

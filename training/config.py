@@ -285,6 +285,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(d.num_points >= 0, "data.num_points", "must be >= 0 (0: from the format)")
     need(num(d.extra_weight) and d.extra_weight >= 0, "data.extra_weight", "must be a number >= 0")
     need(d.extra_max_samples >= 0, "data.extra_max_samples", "must be >= 0")
+    need(isinstance(d.label_offsets, dict) and all(
+        isinstance(k, str) and isinstance(v, list | tuple) and len(v) == 2 and all(num(x) and abs(x) < 16 for x in v)
+        for k, v in d.label_offsets.items()), "data.label_offsets",
+        "must map source names to [dx, dy] image pixels (each below 16 in size)")
 
     need(t.epochs >= 1, "train.epochs", "must be >= 1")
     need(t.batch_size >= 2, "train.batch_size", "must be >= 2 (batch normalisation needs 2 samples)")

@@ -93,9 +93,30 @@ def occlude(img: np.ndarray, rng: np.random.Generator, area: tuple[float, float]
     return out
 
 
+def flip_with_offset(pts_crop: np.ndarray, schema: KeypointSchema, out_size: int, matrix: np.ndarray,
+                     label_offset: tuple[float, float]) -> np.ndarray:
+    """Mirror crop points whose labels sit ``label_offset`` image pixels off the mirror-symmetric position.
+
+    A plain mirror turns a label convention of +dx into -dx, so a data set annotated a fraction of a pixel
+    to the right (AFW and HELEN are: ``python -m training label-offset``) would teach both. Here the
+    offset is taken off, the symmetric points mirrored, and the same offset put back as it reads in the
+    mirrored image: the flipped face keeps the convention of its source.
+    """
+    off = np.asarray(label_offset, dtype=np.float64)
+    if not off.any():
+        return schema.flip_points(pts_crop, out_size)
+    lin = np.asarray(matrix, dtype=np.float64)[:, :2]
+    mirror = np.diag([-1.0, 1.0])
+    return schema.flip_points(pts_crop - lin @ off, out_size) + mirror @ lin @ mirror @ off
+
+
 def make_crop(image: np.ndarray, pts_img: np.ndarray, schema: KeypointSchema, out_size: int,
-              cfg: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, CropSpec]:
-    """Image + (K, 2) points -> augmented crop (S, S, 3) uint8, points in crop pixels, the crop used."""
+              cfg: AugmentConfig, rng: np.random.Generator,
+              label_offset: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray, CropSpec]:
+    """Image + (K, 2) points -> augmented crop (S, S, 3) uint8, points in crop pixels, the crop used.
+
+    ``label_offset``: (dx, dy) image pixels between this face's labels and the mirror-symmetric
+    position (``flip_with_offset``); (0, 0) mirrors plainly."""
     spec = crop_params_from_points(pts_img, schema.crop_scale)
     if cfg.enabled:
         ang = cfg.rotate_deg if rng.random() < cfg.rotate_p else 0.0
@@ -107,7 +128,7 @@ def make_crop(image: np.ndarray, pts_img: np.ndarray, schema: KeypointSchema, ou
     has_flip = list(schema.flip_perm) != list(range(schema.num_points))
     if has_flip and rng.random() < cfg.flip_p:
         crop = np.ascontiguousarray(crop[:, ::-1])
-        pts_crop = schema.flip_points(pts_crop, out_size)
+        pts_crop = flip_with_offset(pts_crop, schema, out_size, spec.matrix(out_size), label_offset)
     if rng.random() < cfg.color_p:
         crop = _color(crop, rng)
     if rng.random() < cfg.gray_p:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,10 @@ class DataConfig:
             Never used for validation.
         extra_weight: loss weight of an extra-pack face relative to a face of ``root``.
         extra_max_samples: use at most this many faces of each extra pack (0 = all).
+        label_offsets: per source (``Sample.source``, e.g. ``"afw"``), the (dx, dy) image
+            pixels between its labels and the mirror-symmetric position, as ``python -m
+            training label-offset`` measures them; flip augmentation keeps that convention
+            (``augment.flip_with_offset``). A source not named mirrors plainly.
     """
 
     format: str = "face68"
@@ -58,6 +62,7 @@ class DataConfig:
     extra_train: tuple[str, ...] = ()
     extra_weight: float = 1.0
     extra_max_samples: int = 0
+    label_offsets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +75,15 @@ class Sample:
     source: str = ""  # sub-set name, e.g. "afw", "helen", "ytf" (for per-source metrics)
     attrs: tuple[int, ...] = ()
     weight: float = 1.0  # loss weight (extra packs: DataConfig.extra_weight)
+    label_offset: tuple[float, float] = (0.0, 0.0)  # DataConfig.label_offsets of its source
+
+
+def with_label_offsets(samples: list[Sample], offsets: dict[str, tuple[float, float]]) -> list[Sample]:
+    """``samples`` with ``label_offset`` set from ``offsets`` (source -> (dx, dy)); others as they were."""
+    if not offsets:
+        return samples
+    return [replace(s, label_offset=(float(offsets[s.source][0]), float(offsets[s.source][1])))
+            if s.source in offsets else s for s in samples]
 
 
 class _Collector(SkipOrFail):

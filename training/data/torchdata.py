@@ -65,7 +65,8 @@ class LandmarkDataset(Dataset):
     def crop(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng((self.seed, self.epoch, i))
         s = self.samples[i]
-        crop, pts_crop, _ = make_crop(self.image(i), s.pts, self.schema, self.input_size, self.augment, rng)
+        crop, pts_crop, _ = make_crop(self.image(i), s.pts, self.schema, self.input_size, self.augment, rng,
+                                     s.label_offset)
         return crop, pts_crop
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

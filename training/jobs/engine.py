@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from kpdesk.vision.codecs import LandmarkDecoder
 from kpdesk.vision.schema import KeypointSchema
 from training.config import RunConfig, TrainConfig
-from training.data.datasets import LabelError, Sample, load_extra_train, load_split
+from training.data.datasets import LabelError, Sample, load_extra_train, load_split, with_label_offsets
 from training.data.torchdata import LandmarkDataset
 from training.events import EventStream
 from training.metrics import summarize
@@ -182,7 +182,7 @@ def load_data(cfg: RunConfig, schema_check: int | None = None) -> tuple[list[Sam
         val, _ = load_split(cfg.data, "val")
         if cfg.train.max_train_samples:
             train = train[: cfg.train.max_train_samples]
-        train = train + load_extra_train(cfg.data, schema)
+        train = with_label_offsets(train + load_extra_train(cfg.data, schema), cfg.data.label_offsets)
     except LabelError as exc:
         raise TrainingError(str(exc)) from None
     if cfg.train.max_val_samples:

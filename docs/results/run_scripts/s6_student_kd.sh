@@ -6,6 +6,7 @@
 # LOUT is lambda_out in both stages (0 = no distillation); lambda_dp 0 throughout (the paper's pooled term moved
 # nothing in sessions 4-5). ARM names the run folders k_ARM_1 and k_ARM_2. LOUT2 sets stage 2's lambda_out apart
 # (default LOUT); STAGE1_FROM=OTHER skips stage 1 and starts stage 2 from k_OTHER_1's last checkpoint.
+# SETS: more `--set key=value` words for both stages (no spaces inside a value; session 7: data.label_offsets).
 source "$(dirname "$0")/s4_common.sh"
 TEACHER=${TEACHER:?teacher checkpoint}
 PACKS=${PACKS:-"[\"/work/pseudo/face5-ens4a\",\"/work/pseudo/face5-ens4b\"]"}
@@ -17,7 +18,7 @@ stage() {  # name init extra weight epochs steps lr
     --set 'train.select_sources=["afw","helen"]' --set train.epochs=$5 --set train.max_steps_per_epoch=$6 \
     --set train.lr=$7 --set train.threads=${THREADS:-2} --set train.cpu_bf16=auto \
     --set "train.init_checkpoint=\"$2\"" --set "distill.teacher=\"$TEACHER\"" \
-    --set distill.lambda_dp=0 --set distill.lambda_out=$LOUT > $RUNS/$1.log 2> $RUNS/$1.err
+    --set distill.lambda_dp=0 --set distill.lambda_out=$LOUT ${SETS:-} > $RUNS/$1.log 2> $RUNS/$1.err
 }
 FIRST=${STAGE1_FROM:-$ARM}
 if [ -z "${STAGE1_FROM:-}" ]; then stage k_${ARM}_1 "$INIT" "$PACKS" $W ${EPOCHS1:-4} 141 0.0002 || exit 1; fi
