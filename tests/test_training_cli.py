@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures import make_face68, tiny_config
 
@@ -97,3 +98,31 @@ def test_config_error_exits_2_with_a_clear_message(tmp_path: Path, capsys: pytes
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["event"] == "error" and ev["kind"] == "ConfigError" and "epochz" in ev["message"]
     assert not (tmp_path / "run").exists()
+
+
+def test_flip_averaged_export_is_the_mean_of_the_two_forwards(trained: tuple[Path, Path, list[dict]],
+                                                              tmp_path: Path) -> None:
+    """``export --flip-average --label-offset``: its coords are the plain model's answer on the crop and,
+    mirrored back, on the mirror image, averaged and moved by the offset; a bad flag pair is one line."""
+    import onnxruntime as ort
+
+    from kpdesk.vision.schema import get_schema
+
+    _, run, _ = trained
+    ckpt = str(run / "checkpoints" / "best.pt")
+    plain, avg = tmp_path / "plain.onnx", tmp_path / "avg.onnx"
+    assert training_main(["export", "--checkpoint", ckpt, "--out", str(plain)]) == 0
+    assert training_main(["export", "--checkpoint", ckpt, "--out", str(avg), "--flip-average",
+                          "--label-offset", "0.5", "-0.25"]) == 0
+    meta = json.loads(avg.with_suffix(".json").read_text())
+    assert meta["info"]["flip_average"]["label_offset_crop_px"] == [0.5, -0.25]
+    s = meta["input_size"]
+    x = np.random.default_rng(0).standard_normal((2, 3, s, s)).astype(np.float32)
+    run_plain = ort.InferenceSession(str(plain)).run
+    a = run_plain(None, {"input": x})[0].reshape(2, 68, 2) * s - 0.5
+    b = run_plain(None, {"input": np.ascontiguousarray(x[..., ::-1])})[0].reshape(2, 68, 2) * s - 0.5
+    want = (a + get_schema("ibug68").flip_points(b, s)) / 2 + np.array([0.5, -0.25])
+    got = ort.InferenceSession(str(avg)).run(None, {"input": x})[0].reshape(2, 68, 2) * s - 0.5
+    assert np.abs(got - want).max() < 1e-3
+    assert training_main(["export", "--checkpoint", ckpt, "--out", str(tmp_path / "bad.onnx"),
+                          "--label-offset", "1", "0"]) == 2

@@ -39,7 +39,9 @@ def offsets_by_source(plain: np.ndarray, mirrored_back: np.ndarray, gt: np.ndarr
                       sources: list[str], schema: KeypointSchema) -> dict[str, dict[str, Any]]:
     """Per source, from a model's answers on the faces (``plain``) and on their mirror images mapped
     back (``mirrored_back``), all (N, K, 2) crop pixels like ``gt``, with each face's crop matrix:
-    faces, the labels' (dx, dy) offset from the symmetric answer (image px), the model's own
+    faces, the labels' (dx, dy) offset from the symmetric answer (image px; ``dx_crop``, ``dy_crop``:
+    the same in this model's crop pixels, what ``export --flip-average --label-offset`` takes;
+    ``all``: every face pooled, when there are several sources), the model's own
     left/right bias (crop px) and NME ION of the plain, the flip-averaged and the flip-averaged
     answer moved by the offset (for reading only: the offset comes from these same faces)."""
     sym = (plain + mirrored_back) / 2
@@ -51,12 +53,17 @@ def offsets_by_source(plain: np.ndarray, mirrored_back: np.ndarray, gt: np.ndarr
         return float((np.linalg.norm(pred[m] - gt[m], axis=-1).mean(axis=1) / iod[m]).mean() * 100)
 
     out: dict[str, dict[str, Any]] = {}
-    for name in sorted(set(src)):
-        m = src == name
+    groups = [(name, src == name) for name in sorted(set(src))]
+    if len(groups) > 1:
+        groups.append(("all", np.ones(len(src), bool)))
+    for name, m in groups:
         off = resid_img[m].reshape(-1, 2).mean(axis=0)
+        off_crop = np.einsum("nij,j->ni", np.asarray(matrices)[m][:, :, :2], off)
         moved = sym.copy()
-        moved[m] += np.einsum("nij,j->ni", np.asarray(matrices)[m][:, :, :2], off)[:, None, :]
+        moved[m] += off_crop[:, None, :]
         out[name] = {"n": int(m.sum()), "dx": round(float(off[0]), 3), "dy": round(float(off[1]), 3),
+                     "dx_crop": round(float(off_crop[:, 0].mean()), 3),
+                     "dy_crop": round(float(off_crop[:, 1].mean()), 3),
                      "model_bias_x_crop": round(float(((plain[m] - mirrored_back[m]) / 2)[..., 0].mean()), 3),
                      "nme_ion_plain": round(nme(plain, m), 3), "nme_ion_flip_avg": round(nme(sym, m), 3),
                      "nme_ion_flip_avg_offset": round(nme(moved, m), 3)}
@@ -82,7 +89,7 @@ def measure(model: str, data: str, list_name: str, *, threads: int = 0, max_imag
     out = offsets_by_source(plain.pred_crop[mode], mirrored_back, plain.gt_crop, plain.crop_matrix,
                             plain.sources, runner.schema)
     return {"model": str(runner.path), "data": data, "list": list_name, "decode": mode, "sources": out,
-            "label_offsets": {k: [v["dx"], v["dy"]] for k, v in out.items()}}
+            "label_offsets": {k: [v["dx"], v["dy"]] for k, v in out.items() if k != "all"}}
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -95,9 +102,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, events: Any, cancel: Any) -> dict[str, Any]:
     res = measure(args.model, args.data, args.list, threads=args.threads, max_images=args.max_images)
-    lines = [f"{'source':<10}{'faces':>6}{'dx px':>8}{'dy px':>8}{'NME plain':>11}{'flip avg':>10}{'+offset':>9}"]
+    lines = [f"{'source':<10}{'faces':>6}{'dx px':>8}{'dy px':>8}{'dx crop':>9}{'dy crop':>9}{'NME plain':>11}"
+             f"{'flip avg':>10}{'+offset':>9}"]
     for name, r in res["sources"].items():
-        lines.append(f"{name:<10}{r['n']:>6}{r['dx']:>8.3f}{r['dy']:>8.3f}{r['nme_ion_plain']:>11.3f}"
+        lines.append(f"{name:<10}{r['n']:>6}{r['dx']:>8.3f}{r['dy']:>8.3f}{r['dx_crop']:>9.3f}{r['dy_crop']:>9.3f}"
+                     f"{r['nme_ion_plain']:>11.3f}"
                      f"{r['nme_ion_flip_avg']:>10.3f}{r['nme_ion_flip_avg_offset']:>9.3f}")
     print("\n".join(lines) + "\ndata.label_offsets = " + json.dumps(res["label_offsets"]), file=sys.stderr)
     print(json.dumps({"event": "done", "command": "label-offset", **res}), flush=True)

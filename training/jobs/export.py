@@ -27,12 +27,21 @@ def cmd_export(args: argparse.Namespace, events: EventStream | None, cancel: Can
     _, va = make_datasets(cfg, val[:16], val[:16], schema)
     best = st.get("best", {})
     decode = args.decode or best.get("decode") or "regression"
+    extra = {}
+    if args.flip_average:
+        from training.nets.flip import FlipAveraged
+
+        model = FlipAveraged(model.eval(), schema.flip_perm, cfg.model.input_size, tuple(args.label_offset))
+        extra["flip_average"] = {"label_offset_crop_px": list(args.label_offset),
+                                 "note": "two forwards (crop and mirror image), averaged, moved by the label offset"}
+    elif any(args.label_offset):
+        raise ConfigError("--label-offset moves the flip average: give --flip-average with it")
     m = export_model(model, schema, out_path, input_size=cfg.model.input_size,
                      heatmap_size=cfg.model.heatmap_size, sigma=cfg.train.sigma, decode=decode, arch=cfg.model.arch,
                      real_inputs=real_batch(va), fp16_weights=args.fp16_weights, backup_existing=args.replace,
                      info={"licence": LICENCE_NOTE, "checkpoint": Path(args.checkpoint).name,
                            "val_metrics": best.get("metrics", {}).get(decode, {}), "best_epoch": best.get("epoch"),
-                           "run_config": cfg.to_dict()})
+                           "run_config": cfg.to_dict(), **extra})
     out = {"onnx": str(out_path), "manifest": str(out_path.with_suffix(".json")),
            "parity": m.info["parity_max_abs_diff"], "size_bytes": m.info["file_size_bytes"]}
     print(json.dumps({"event": "exported", **out}), flush=True)
@@ -62,6 +71,12 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode", choices=["regression", "heatmap", "fusion"], default=None)
     p.add_argument("--data", default="", help="data folder (default: the one in the checkpoint's config)")
     p.add_argument("--fp16-weights", action="store_true", help="store weights as float16 (computed in float32)")
+    p.add_argument("--flip-average", action="store_true",
+                   help="export the average of the model on the crop and on its mirror image (two forwards: "
+                        "for an offline model such as the teacher)")
+    p.add_argument("--label-offset", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX", "DY"),
+                   help="with --flip-average: move the average by this many crop pixels (the labels' offset "
+                        "from the mirror-symmetric position: 'python -m training label-offset', dx_crop/dy_crop)")
     p.add_argument("--replace", action="store_true",
                    help="replace an existing --out (it is kept in .backup/ beside it); without it a taken "
                         "name exports to NAME-2.onnx, ...")
