@@ -110,6 +110,34 @@ def test_larger_teacher_sees_the_crop_at_its_own_size(tmp_path):
     assert torch.allclose(got, want.float(), atol=1e-5)
 
 
+
+def test_flip_averaged_teacher_labels_with_plain_features(tmp_path):
+    """``distill.teacher_flip``: the teacher's outputs are its flip average moved by the label offset;
+    its features stay the plain forward's; an offset without the flip is refused."""
+    from kpdesk.vision.schema import get_schema
+    from training.config import ConfigError, RunConfig, load_config
+    from training.distill.teacher import FrozenTeacher
+    from training.nets.networks import ModelConfig, build_model
+
+    cfg = ModelConfig(arch="mobilenetv2-tiny", num_points=68, input_size=64, heatmap_size=16)
+    net = build_model(cfg).eval()
+    ckpt = tmp_path / "t.pt"
+    torch.save({"format": "kpdesk-ckpt/1", "model_state": net.state_dict(), "model_config": cfg.to_dict(),
+                "run_config": RunConfig(model=cfg).to_dict()}, ckpt)
+    plain = FrozenTeacher(str(ckpt), torch.device("cpu"), amp=False, channels_last=False)
+    flip = FrozenTeacher(str(ckpt), torch.device("cpu"), amp=False, channels_last=False, flip=True,
+                         label_offset=(0.5, 0.0))
+    x = torch.rand(2, 3, 64, 64)
+    a = plain.outputs(x)["coords"].reshape(2, 68, 2).numpy() * 64 - 0.5
+    b = plain.outputs(torch.flip(x, dims=[3]))["coords"].reshape(2, 68, 2).numpy() * 64 - 0.5
+    want = (a + get_schema("ibug68").flip_points(b, 64)) / 2 + [0.5, 0.0]
+    got = flip.outputs(x)["coords"].reshape(2, 68, 2).numpy() * 64 - 0.5
+    assert abs(got - want).max() < 1e-4
+    assert torch.allclose(flip.features(x), plain.features(x))
+    with pytest.raises(ConfigError, match="teacher_flip"):
+        load_config(tiny_config_file(tmp_path / "c.json", tmp_path), ["distill.teacher_label_offset=[0.5,0]"])
+
+
 # -- end to end ------------------------------------------------------------------------
 def test_distill_cli_end_to_end_and_resume(tiny):
     cfg = tiny_config_file(tiny.tmp / "distill.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16})

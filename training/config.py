@@ -84,6 +84,10 @@ class DistillConfig:
     teacher_amp: bool = True  # frozen teacher forward in bfloat16 (CPU) / float16 (CUDA) autocast
     pool: str = "global"  # "global": the paper's pooled features; "spatial": per cell of the student's grid
     lambda_out: float = 0.0  # output distillation (not in the paper): the teacher's labels of every crop, weighted
+    # The teacher averaged over the crop and its mirror image (training.nets.flip), its average moved by
+    # teacher_label_offset crop pixels of the teacher (``python -m training label-offset``: dx_crop, dy_crop).
+    teacher_flip: bool = False
+    teacher_label_offset: tuple[float, ...] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(d.num_points >= 0, "data.num_points", "must be >= 0 (0: from the format)")
     need(num(d.extra_weight) and d.extra_weight >= 0, "data.extra_weight", "must be a number >= 0")
     need(d.extra_max_samples >= 0, "data.extra_max_samples", "must be >= 0")
+    need(len(dl.teacher_label_offset) == 2 and all(num(v) and abs(v) < 16 for v in dl.teacher_label_offset),
+         "distill.teacher_label_offset", "must be [dx, dy] crop pixels, each below 16 in size")
+    need(dl.teacher_flip or not any(dl.teacher_label_offset), "distill.teacher_label_offset",
+         "moves the flip average: set distill.teacher_flip too")
     need(isinstance(d.label_offsets, dict) and all(
         isinstance(k, str) and isinstance(v, list | tuple) and len(v) == 2 and all(num(x) and abs(x) < 16 for x in v)
         for k, v in d.label_offsets.items()), "data.label_offsets",

@@ -59,7 +59,8 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
     torch.manual_seed(cfg.train.seed)
     prepare_run_dir(run_dir, cfg, resume)
     events = events or EventStream(run_dir)
-    teacher = FrozenTeacher(cfg.distill.teacher, device, cfg.distill.teacher_amp, cfg.train.channels_last)
+    teacher = FrozenTeacher(cfg.distill.teacher, device, cfg.distill.teacher_amp, cfg.train.channels_last,
+                            flip=cfg.distill.teacher_flip, label_offset=cfg.distill.teacher_label_offset)
     check_geometry(cfg, teacher)
     train, val, schema = load_data(cfg)
     tr_ds, va_ds = make_datasets(cfg, train, val, schema)

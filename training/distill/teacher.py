@@ -17,8 +17,13 @@ log = logging.getLogger(__name__)
 class FrozenTeacher:
     """The trained teacher, frozen: eval mode, no gradients, backbone features only."""
 
-    def __init__(self, path: str, device: torch.device, amp: bool = True, channels_last: bool = True) -> None:
+    def __init__(self, path: str, device: torch.device, amp: bool = True, channels_last: bool = True,
+                 flip: bool = False, label_offset: tuple[float, ...] = (0.0, 0.0)) -> None:
+        """``flip``: ``outputs`` is the average over the crop and its mirror image, moved by ``label_offset``
+        crop pixels of the teacher (``training.nets.flip.FlipAveraged``); ``features`` stay the plain ones."""
+        from kpdesk.vision.schema import get_schema
         from training.jobs.checkpoints import model_from_checkpoint
+        from training.nets.flip import FlipAveraged
 
         model, cfg, st = model_from_checkpoint(path)
         self.path = path
@@ -26,11 +31,18 @@ class FrozenTeacher:
         has_hm = cfg.model.heatmap_size > 0
         # The decoding the teacher's own run chose on val (a shipped ONNX carries it in its manifest).
         self.decode = (st.get("best") or {}).get("decode") or ("fusion" if has_hm else "regression")
-        self.model = model.to(device).eval()
-        for p in self.model.parameters():
+        self.net = model.to(device).eval()
+        for p in self.net.parameters():
             p.requires_grad_(False)
         if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last)
+        self.flip = flip
+        self.model = self.net
+        if flip:
+            schema = get_schema("ibug68") if cfg.model.num_points == 68 else None
+            if schema is None:
+                raise TrainingError(f"distill.teacher_flip: no mirror pairs known for {cfg.model.num_points} points")
+            self.model = FlipAveraged(self.net, schema.flip_perm, cfg.model.input_size, tuple(label_offset)).eval()
         self.device = device
         self.channels_last = channels_last
         self.amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
@@ -38,7 +50,7 @@ class FrozenTeacher:
 
     @property
     def feat_channels(self) -> int:
-        return self.model.backbone.out_channels
+        return self.net.backbone.out_channels
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         """The batch at the teacher's input size S_t: a smaller crop is resized (bilinear, pixel
@@ -55,7 +67,7 @@ class FrozenTeacher:
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> the final backbone map (B, C_t, S_t/32, S_t/32), float32."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            _, feat = self.model.backbone(self._input(x))
+            _, feat = self.net.backbone(self._input(x))
         return feat.float()
 
     @torch.no_grad()

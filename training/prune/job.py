@@ -204,7 +204,8 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     tr_ds, va_ds = make_datasets(cfg, train, val, schema)
     teacher = distiller = None
     if cfg.distill.teacher:
-        teacher = FrozenTeacher(cfg.distill.teacher, device, cfg.distill.teacher_amp, cfg.train.channels_last)
+        teacher = FrozenTeacher(cfg.distill.teacher, device, cfg.distill.teacher_amp, cfg.train.channels_last,
+                                flip=cfg.distill.teacher_flip, label_offset=cfg.distill.teacher_label_offset)
         check_geometry(cfg, teacher)
         if resume:
             distiller = FeatureDistiller(model.backbone.out_channels, teacher.feat_channels, cfg.distill.proj_dim)
