@@ -214,3 +214,12 @@ def test_prune_from_shipped_student(onnx_start) -> None:
     dense = count_params(tiny_landmark_net())
     assert res["dense"]["params"] == dense and res["final"]["params"] < dense / 2
     assert np.isfinite(res["final"]["nme_ion"])
+
+
+def test_fp16_export_records_the_rounding_apart(tmp_path: Path) -> None:
+    """``fp16_weights``: parity is judged on the float32 graph; the rounding's move is its own card field."""
+    path = export(tiny_landmark_net("mobilenetv2-tiny"), tmp_path / "m.onnx", fp16=True)
+    info = json.loads(path.with_suffix(".json").read_text())["info"]
+    assert max(info["parity_max_abs_diff"].values()) < 1e-4
+    rounding = max(info["fp16_weights_max_abs_diff"].values())
+    assert 0 < rounding < 5e-3

@@ -38,6 +38,9 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+FP16_TOL = 5e-3  # outputs (coords in [0, 1], heatmaps in [0, 1]) moved by rounding the weights to float16
+
+
 def weights_to_fp16(path_in: Path, path_out: Path) -> None:
     """Store float weights (>= 1024 values) as float16 followed by a Cast back to float32.
 
@@ -103,7 +106,9 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
 
     Parity: the ONNX outputs are compared with PyTorch on 4 random inputs and on
     ``real_inputs`` (B, 3, S, S) when given; the max abs differences go into the
-    manifest, and a difference over ``tol`` raises ``ExportError``. Files are written
+    manifest, and a difference over ``tol`` raises ``ExportError``. With ``fp16_weights`` that
+    check is made on the float32 graph, then the weights are rounded and the outputs' move is
+    recorded apart (``fp16_weights_max_abs_diff``, refused over ``FP16_TOL``). Files are written
     to temporary names, verified, then renamed, so a reader never sees half a model; with
     ``backup_existing`` a model already at ``out_onnx`` is first moved into ``.backup/``
     beside it (only once the new one is ready), otherwise it is replaced.
@@ -123,24 +128,33 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
     try:
         x = torch.randn(1, 3, input_size, input_size)
         torch_to_onnx(wrapper, x, tmp, outputs)
-        if fp16_weights:
-            weights_to_fp16(tmp, tmp)
         onnx.checker.check_model(str(tmp))
         checks = {"random": np.random.default_rng(0).standard_normal((4, 3, input_size, input_size)).astype(np.float32)}
         if real_inputs is not None and len(real_inputs):
             checks["real"] = np.asarray(real_inputs[:16], dtype=np.float32)
-        parity = {}
+        refs = {}
         for key, xin in checks.items():
             with torch.no_grad():
                 ref = model(torch.from_numpy(xin))
-            got = run_onnx(tmp, xin)
-            diffs = [float(np.abs(got[0] - ref["coords"].numpy()).max())]
-            if has_hm:
-                diffs.append(float(np.abs(got[1] - ref["heatmaps"].numpy()).max()))
-            parity[key] = max(diffs)
+            refs[key] = [ref["coords"].numpy()] + ([ref["heatmaps"].numpy()] if has_hm else [])
+
+        def differences() -> dict[str, float]:
+            return {key: max(float(np.abs(got - want).max()) for got, want in zip(run_onnx(tmp, xin), refs[key],
+                                                                                   strict=False))
+                    for key, xin in checks.items()}
+
+        parity = differences()  # the float32 graph: the export itself
         worst = max(parity.values())
         if worst > tol:
             raise ExportError(f"{out_onnx}: ONNX differs from PyTorch by {worst:.2e} (> {tol:g}): {parity}")
+        fp16_rounding = None
+        if fp16_weights:  # then the rounding of the weights, judged apart (its accuracy cost is eval's to measure)
+            weights_to_fp16(tmp, tmp)
+            fp16_rounding = differences()
+            worst16 = max(fp16_rounding.values())
+            if worst16 > FP16_TOL:
+                raise ExportError(f"{out_onnx}: float16 weights move the outputs by {worst16:.2e} (> {FP16_TOL:g}): "
+                                  f"{fp16_rounding}; export without --fp16-weights")
         params = count_params(model)
         card = {
             "params": params,
@@ -149,6 +163,7 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
             "onnx_sha256": sha256(tmp),
             "weights_dtype": "float16 (computed in float32)" if fp16_weights else "float32",
             "parity_max_abs_diff": parity,
+            **({"fp16_weights_max_abs_diff": fp16_rounding} if fp16_rounding else {}),
             **(info or {}),
         }
         manifest = Manifest(
