@@ -119,4 +119,5 @@ def test_label_offset_command_reads_a_model_on_a_pack(tmp_path, tiny_model_path)
     make_face68(root, n_train=6, n_val=4)
     res = measure(str(tiny_model_path), str(root), "train.txt", threads=1)
     assert res["sources"] and all(np.isfinite([v["dx"], v["dy"]]).all() for v in res["sources"].values())
-    assert set(res["label_offsets"]) == set(res["sources"])
+    assert set(res["label_offsets"]) == set(res["sources"]) - {"all"} == {"afw", "helen"}
+    assert res["sources"]["all"]["n"] == sum(v["n"] for k, v in res["sources"].items() if k != "all")

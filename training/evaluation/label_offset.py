@@ -53,7 +53,7 @@ def offsets_by_source(plain: np.ndarray, mirrored_back: np.ndarray, gt: np.ndarr
         return float((np.linalg.norm(pred[m] - gt[m], axis=-1).mean(axis=1) / iod[m]).mean() * 100)
 
     out: dict[str, dict[str, Any]] = {}
-    groups = [(name, src == name) for name in sorted(set(src))]
+    groups = [(str(name), src == name) for name in sorted(set(src))]
     if len(groups) > 1:
         groups.append(("all", np.ones(len(src), bool)))
     for name, m in groups:
