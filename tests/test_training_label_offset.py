@@ -121,3 +121,22 @@ def test_label_offset_command_reads_a_model_on_a_pack(tmp_path, tiny_model_path)
     assert res["sources"] and all(np.isfinite([v["dx"], v["dy"]]).all() for v in res["sources"].values())
     assert set(res["label_offsets"]) == set(res["sources"]) - {"all"} == {"afw", "helen"}
     assert res["sources"]["all"]["n"] == sum(v["n"] for k, v in res["sources"].items() if k != "all")
+
+
+def test_extra_packs_move_into_the_offset_convention(tmp_path) -> None:
+    """``data.extra_label_shift``: pack labels move by a fraction of each face's box side, and flips keep the move."""
+    from fixtures import make_face68
+
+    from training.data.datasets import DataConfig, load_extra_train
+
+    pack = tmp_path / "pack"
+    make_face68(pack, n_train=4, n_val=2)
+    plain = load_extra_train(DataConfig(extra_train=(str(pack),)), SCHEMA)
+    moved = load_extra_train(DataConfig(extra_train=(str(pack),), extra_label_shift=(0.01, -0.005)), SCHEMA)
+    for a, b in zip(plain, moved, strict=True):
+        side = float(np.ptp(a.pts, axis=0).max())
+        assert np.allclose(b.pts - a.pts, [0.01 * side, -0.005 * side])
+        assert b.label_offset == pytest.approx((0.01 * side, -0.005 * side)) and a.label_offset == (0.0, 0.0)
+    cfg = REPO_ROOT / "training/configs/face68_student.json"
+    with pytest.raises(ConfigError, match="extra_label_shift"):
+        load_config(cfg, ["data.extra_label_shift=[0.5,0]"])

@@ -293,6 +293,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
          "distill.teacher_label_offset", "must be [dx, dy] crop pixels, each below 16 in size")
     need(dl.teacher_flip or not any(dl.teacher_label_offset), "distill.teacher_label_offset",
          "moves the flip average: set distill.teacher_flip too")
+    need(len(d.extra_label_shift) == 2 and all(num(v) and abs(v) < 0.1 for v in d.extra_label_shift),
+         "data.extra_label_shift", "must be [dx, dy], fractions of the landmark box side below 0.1 in size")
     need(isinstance(d.label_offsets, dict) and all(
         isinstance(k, str) and isinstance(v, list | tuple) and len(v) == 2 and all(num(x) and abs(x) < 16 for x in v)
         for k, v in d.label_offsets.items()), "data.label_offsets",

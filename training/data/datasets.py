@@ -50,6 +50,10 @@ class DataConfig:
             pixels between its labels and the mirror-symmetric position, as ``python -m
             training label-offset`` measures them; flip augmentation keeps that convention
             (``augment.flip_with_offset``). A source not named mirrors plainly.
+        extra_label_shift: (dx, dy) as fractions of each face's landmark-box side, added to
+            the labels of the extra packs and kept through flips: a pack labelled in the
+            mirror-symmetric convention (flip-averaged labellers) moved into the offset one of
+            the human labels (AFW/HELEN pooled: +0.0051 of the box side in x).
     """
 
     format: str = "face68"
@@ -63,6 +67,7 @@ class DataConfig:
     extra_weight: float = 1.0
     extra_max_samples: int = 0
     label_offsets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    extra_label_shift: tuple[float, ...] = (0.0, 0.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -331,5 +336,12 @@ def load_extra_train(cfg: DataConfig, schema: KeypointSchema) -> list[Sample]:
             raise LabelError(f"{root}: extra pack has {sch.num_points} points, the main data {schema.num_points}")
         if cfg.extra_max_samples:
             samples = samples[: cfg.extra_max_samples]
-        out += [Sample(s.path, s.pts, f"extra:{s.source}", s.attrs, cfg.extra_weight) for s in samples]
+        fx, fy = (float(v) for v in cfg.extra_label_shift)
+        for s in samples:
+            shift = (0.0, 0.0)
+            if fx or fy:
+                side = float(np.ptp(s.pts, axis=0).max())
+                shift = (fx * side, fy * side)
+            out.append(Sample(s.path, s.pts + np.asarray(shift), f"extra:{s.source}", s.attrs, cfg.extra_weight,
+                              shift))
     return out
