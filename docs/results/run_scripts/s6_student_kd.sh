@@ -6,7 +6,8 @@
 # LOUT is lambda_out in both stages (0 = no distillation); lambda_dp 0 throughout (the paper's pooled term moved
 # nothing in sessions 4-5). ARM names the run folders k_ARM_1 and k_ARM_2. LOUT2 sets stage 2's lambda_out apart
 # (default LOUT); STAGE1_FROM=OTHER skips stage 1 and starts stage 2 from k_OTHER_1's last checkpoint.
-# SETS: more `--set key=value` words for both stages (no spaces inside a value; session 7: data.label_offsets).
+# PACKS2 / W2: extra packs and their weight in stage 2 (default none: human faces alone; session 7's last-stage arm:
+# PACKS2=$PACKS W2=0.2). SETS: more `--set key=value` words for both stages (no spaces inside a value; session 7: data.label_offsets).
 source "$(dirname "$0")/s4_common.sh"
 TEACHER=${TEACHER:?teacher checkpoint}
 PACKS=${PACKS:-"[\"/work/pseudo/face5-ens4a\",\"/work/pseudo/face5-ens4b\"]"}
@@ -22,4 +23,4 @@ stage() {  # name init extra weight epochs steps lr
 }
 FIRST=${STAGE1_FROM:-$ARM}
 if [ -z "${STAGE1_FROM:-}" ]; then stage k_${ARM}_1 "$INIT" "$PACKS" $W ${EPOCHS1:-4} 141 0.0002 || exit 1; fi
-LOUT=${LOUT2:-$LOUT} stage k_${ARM}_2 $RUNS/k_${FIRST}_1/checkpoints/last.pt "[]" 1 ${EPOCHS2:-8} 33 0.0001
+LOUT=${LOUT2:-$LOUT} stage k_${ARM}_2 $RUNS/k_${FIRST}_1/checkpoints/last.pt "${PACKS2:-[]}" ${W2:-1} ${EPOCHS2:-8} 33 0.0001
