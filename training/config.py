@@ -274,6 +274,9 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     def num(v: object) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
+    def pair(v: object, bound: float) -> bool:  # [dx, dy]: two finite numbers, each below bound in size
+        return isinstance(v, list | tuple) and len(v) == 2 and all(num(x) and abs(x) < bound for x in v)
+
     m, d, t, a, dl, pr = cfg.model, cfg.data, cfg.train, cfg.augment, cfg.distill, cfg.prune
     need(m.arch in KNOWN_ARCHS, "model.arch", f"must be one of {', '.join(KNOWN_ARCHS)}")
     need(m.num_points >= 1, "model.num_points", "must be >= 1")
@@ -289,16 +292,15 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(d.num_points >= 0, "data.num_points", "must be >= 0 (0: from the format)")
     need(num(d.extra_weight) and d.extra_weight >= 0, "data.extra_weight", "must be a number >= 0")
     need(d.extra_max_samples >= 0, "data.extra_max_samples", "must be >= 0")
-    need(len(dl.teacher_label_offset) == 2 and all(num(v) and abs(v) < 16 for v in dl.teacher_label_offset),
-         "distill.teacher_label_offset", "must be [dx, dy] crop pixels, each below 16 in size")
+    need(pair(dl.teacher_label_offset, 16), "distill.teacher_label_offset",
+         "must be [dx, dy] crop pixels, each below 16 in size")
     need(dl.teacher_flip or not any(dl.teacher_label_offset), "distill.teacher_label_offset",
          "moves the flip average: set distill.teacher_flip too")
-    need(len(d.extra_label_shift) == 2 and all(num(v) and abs(v) < 0.1 for v in d.extra_label_shift),
-         "data.extra_label_shift", "must be [dx, dy], fractions of the landmark box side below 0.1 in size")
-    need(isinstance(d.label_offsets, dict) and all(
-        isinstance(k, str) and isinstance(v, list | tuple) and len(v) == 2 and all(num(x) and abs(x) < 16 for x in v)
-        for k, v in d.label_offsets.items()), "data.label_offsets",
-        "must map source names to [dx, dy] image pixels (each below 16 in size)")
+    need(pair(d.extra_label_shift, 0.1), "data.extra_label_shift",
+         "must be [dx, dy], fractions of the landmark box side below 0.1 in size")
+    need(isinstance(d.label_offsets, dict)
+         and all(isinstance(k, str) and pair(v, 16) for k, v in d.label_offsets.items()),
+         "data.label_offsets", "must map source names to [dx, dy] image pixels (each below 16 in size)")
 
     need(t.epochs >= 1, "train.epochs", "must be >= 1")
     need(t.batch_size >= 2, "train.batch_size", "must be >= 2 (batch normalisation needs 2 samples)")

@@ -36,13 +36,12 @@ class FrozenTeacher:
             p.requires_grad_(False)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self.flip = flip
         self.model = self.net
         if flip:
-            schema = get_schema("ibug68") if cfg.model.num_points == 68 else None
-            if schema is None:
+            if cfg.model.num_points != 68:
                 raise TrainingError(f"distill.teacher_flip: no mirror pairs known for {cfg.model.num_points} points")
-            self.model = FlipAveraged(self.net, schema.flip_perm, cfg.model.input_size, tuple(label_offset)).eval()
+            self.model = FlipAveraged(self.net, get_schema("ibug68").flip_perm, cfg.model.input_size,
+                                      tuple(label_offset)).eval()
         self.device = device
         self.channels_last = channels_last
         self.amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16

@@ -22,6 +22,7 @@ import numpy as np
 
 from kpdesk.vision.schema import KeypointSchema
 from training.evaluation.evaluate import EvalError, load_runner, load_samples, predict_samples
+from training.metrics import nme_per_image
 
 
 def mirrored_forward(forward):  # noqa: ANN001, ANN201 - Runner.forward in, the same kind out
@@ -47,10 +48,9 @@ def offsets_by_source(plain: np.ndarray, mirrored_back: np.ndarray, gt: np.ndarr
     sym = (plain + mirrored_back) / 2
     resid_img = crop_to_image_vectors(gt - sym, matrices)  # labels minus the symmetric answer
     src = np.asarray(sources)
-    iod = np.maximum(schema.interocular(gt), 1e-6)
 
     def nme(pred: np.ndarray, m: np.ndarray) -> float:
-        return float((np.linalg.norm(pred[m] - gt[m], axis=-1).mean(axis=1) / iod[m]).mean() * 100)
+        return float(nme_per_image(pred[m], gt[m], schema, "ion").mean() * 100)
 
     out: dict[str, dict[str, Any]] = {}
     groups = [(str(name), src == name) for name in sorted(set(src))]

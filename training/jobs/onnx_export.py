@@ -140,7 +140,7 @@ def export_model(model: nn.Module, schema: KeypointSchema, out_onnx: Path, *, in
 
         def differences() -> dict[str, float]:
             return {key: max(float(np.abs(got - want).max()) for got, want in zip(run_onnx(tmp, xin), refs[key],
-                                                                                   strict=False))
+                                                                                   strict=True))
                     for key, xin in checks.items()}
 
         parity = differences()  # the float32 graph: the export itself
