@@ -159,3 +159,64 @@ def test_export_parity(pack: Path, tmp_path: Path) -> None:
     assert np.abs(coords - ref["coords"].numpy()).max() < 1e-4
     assert np.abs(hms - ref["heatmaps"].numpy()).max() < 1e-4
     assert lm.manifest.decode == "fusion" and lm.manifest.info["macs"] > 0
+
+
+def test_weight_average_follows_its_formula_and_swaps_back() -> None:
+    from training.jobs.ema import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+    avg = WeightAverage(net, 0.9)
+    expect = torch.ones(1, 2)
+    for n, w in enumerate([3.0, -2.0, 5.0]):
+        d = min(0.9, (1 + n) / (10 + n))
+        assert avg.rate() == pytest.approx(d)
+        with torch.no_grad():
+            net[0].weight.fill_(w)
+            net[1].num_batches_tracked.fill_(n + 7)
+        avg.update(net)
+        expect = d * expect + (1 - d) * w
+    torch.testing.assert_close(avg.avg["0.weight"], expect)
+    assert int(avg.avg["1.num_batches_tracked"]) == 9  # integer buffers are copied, not averaged
+    with avg.swapped_in(net):
+        torch.testing.assert_close(net[0].weight.detach(), expect)
+    assert float(net[0].weight.detach()[0, 0]) == 5.0
+
+
+def test_ema_checkpoints_hold_the_average_and_resume_matches_an_uninterrupted_run(pack: Path, tmp_path: Path) -> None:
+    d = tiny_config(pack, epochs=2)
+    d["train"]["ema_decay"] = 0.8
+    cfg = config_from_dict(d)
+    run_train(cfg, tmp_path / "ref", events=_quiet(), export=False)
+    ref = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=False)
+    raw = ref["ema"]["raw_model_state"]
+    assert ref["ema"]["updates"] == 8
+    assert any(not torch.equal(v, raw[k]) for k, v in ref["model_state"].items() if v.is_floating_point())
+
+    # the val record is that of the average: evaluating the checkpoint's weights gives the same NME
+    train, val, schema = load_data(cfg)
+    _, va = make_datasets(cfg, train, val, schema)
+    model = build_model(cfg.model)
+    model.load_state_dict(ref["model_state"])
+    from training.jobs.engine import evaluate
+
+    res = evaluate(model, va, torch.device("cpu"), cfg.train.decode_eval, cfg.model.heatmap_size, cfg.train.sigma)
+    assert res["fusion"]["nme_ion"] == pytest.approx(ref["history"][-1]["val"]["fusion"]["nme_ion"], rel=1e-5)
+
+    run = tmp_path / "run"
+    with pytest.raises(Cancelled):
+        run_train(cfg, run, cancel=CancelAfter(6), export=False)
+    run_train(cfg, run, resume=True, export=False)
+    st = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert st["ema"]["updates"] == 8
+    for k, v in ref["model_state"].items():
+        torch.testing.assert_close(st["model_state"][k], v, rtol=0, atol=1e-6, msg=k)
+        torch.testing.assert_close(st["ema"]["raw_model_state"][k], raw[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_ema_decay_out_of_range_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "cfg.json"
+    p.write_text("{}")
+    with pytest.raises(ConfigError, match=r"train.ema_decay: must be a number in \[0, 1\)"):
+        load_config(p, ["train.ema_decay=1.0"])

@@ -71,6 +71,9 @@ class TrainConfig:
     # the human-labelled part when the rest follows another labelling convention. Empty = all.
     select_sources: tuple[str, ...] = ()
     grad_clip: float = 5.0
+    # exponential moving average of the weights (0: off): validation, best.pt and last.pt hold the average,
+    # training goes on with the raw weights (kept in the checkpoint for resuming). e.g. 0.99 ~ the last 100 steps
+    ema_decay: float = 0.0
     export_name: str = ""
 
 
@@ -323,6 +326,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(re.fullmatch(r"nme_\w+|fr\d+_\w+", str(t.select)) is not None, "train.select",
          "must be a lower-is-better metric such as nme_ion, nme_box or fr10_ion")
     need(num(t.grad_clip) and t.grad_clip >= 0, "train.grad_clip", "must be a number >= 0 (0: off)")
+    need(num(t.ema_decay) and 0 <= t.ema_decay < 1, "train.ema_decay", "must be a number in [0, 1) (0: off)")
     need(t.export_name == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", t.export_name) is not None,
          "train.export_name", "must be a plain file name (letters, digits, . _ + -)")
 

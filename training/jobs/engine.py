@@ -33,6 +33,7 @@ from training.config import RunConfig, TrainConfig
 from training.data.datasets import LabelError, Sample, load_extra_train, load_split, with_label_offsets
 from training.data.torchdata import LandmarkDataset
 from training.events import EventStream
+from training.jobs.ema import WeightAverage
 from training.metrics import summarize
 from training.nets.losses import landmark_loss
 
@@ -330,6 +331,7 @@ class Trainer:
             self.use_amp, self.autocast_dtype = True, torch.bfloat16  # no scaler needed for bf16
         if self.t.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.ema = WeightAverage(self.model, self.t.ema_decay) if self.t.ema_decay > 0 else None
         self.ddp_model: nn.Module = self.model
         if self.dist.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -368,9 +370,15 @@ class Trainer:
         return st
 
     def save(self, name: str = "last.pt") -> Path:
+        """With train.ema_decay the checkpoint's model holds the averaged weights and ``ema`` the raw ones."""
         path = self.ckpt_dir / name
         if self.dist.main:
-            atomic_save(self.state(), path)
+            if self.ema is None:
+                atomic_save(self.state(), path)
+            else:
+                raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                with self.ema.swapped_in(self.model):
+                    atomic_save({**self.state(), "ema": {**self.ema.state_dict(), "raw_model_state": raw}}, path)
             self.events.emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step_in_epoch)
         return path
 
@@ -385,6 +393,13 @@ class Trainer:
             self.model.load_state_dict(st["model_object"].state_dict())
         else:
             self.model.load_state_dict(st["model_state"])
+        ema = st.get("ema")
+        if ema is not None:  # the model state above is the average; training goes on from the raw weights
+            if self.ema is not None:
+                self.ema.load(self.model.state_dict(), ema)
+            self.model.load_state_dict(ema["raw_model_state"])
+        elif self.ema is not None:
+            self.ema.load(self.model.state_dict(), {})
         if self.aux is not None and st.get("aux_state") is not None:
             self.aux.load_state_dict(st["aux_state"])
         self.opt.load_state_dict(st["optimizer"])
@@ -450,6 +465,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, self.t.grad_clip)
             self.scaler.step(self.opt)
             self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model)
             self.step_in_epoch = s + 1
             n += 1
             lv = float(loss.detach())
@@ -467,12 +484,16 @@ class Trainer:
         return {k: v / max(n, 1) for k, v in sums.items()} | {"epoch_time_s": time.time() - t0}
 
     def validate(self) -> dict[str, Any]:
+        """Val metrics of the weights a checkpoint would hold (the average with train.ema_decay)."""
         m = self.cfg.model
-        res = evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
-        return res
+        if self.ema is None:
+            return evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
+        with self.ema.swapped_in(self.model):
+            return evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
 
     def fit(self, epochs: int | None = None) -> dict[str, Any]:
-        """Train until ``epochs`` (default: config) are complete. Returns the best record."""
+        """Train until ``epochs`` (default: config) are complete. Returns the best record. With
+        train.ema_decay the network holds the averaged weights afterwards (what was validated and saved)."""
         total = epochs or self.t.epochs
         if self.bf16_choice:
             c = self.bf16_choice
@@ -509,4 +530,6 @@ class Trainer:
             self.events.emit("cancelled", epoch=self.epoch, step=self.step_in_epoch,
                              checkpoint=str(self.ckpt_dir / "last.pt"))
             raise
+        if self.ema is not None:
+            self.model.load_state_dict(self.ema.avg)
         return self.best
