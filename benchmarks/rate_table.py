@@ -30,13 +30,6 @@ if str(REPO) not in sys.path:
 COLUMNS = ("rate", "params", "macs", "onnx_mb", "nme_afw_helen", "nme_ytf", "median_ms", "min_ms")
 
 
-def weighted(by_source: dict, sources: tuple[str, ...]) -> float:
-    """Face-count weighted ION NME % over ``sources`` (NaN when none is present)."""
-    parts = [by_source[s] for s in sources if s in by_source]
-    n = sum(p["n"] for p in parts)
-    return float("nan") if n == 0 else sum(p["nme_ion"] * p["n"] for p in parts) / n
-
-
 def parse_models(items: list[str]) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for it in items:
@@ -54,8 +47,10 @@ def table_rows(models: dict[str, Path], data: str, list_name: str, threads: int,
                runs: int) -> list[dict]:
     from training.evaluation.evaluate import evaluate_file
     from training.evaluation.latency import interleaved_latency
+    from training.jobs.engine import selection_score
 
-    sizes = {json.loads(p.with_suffix(".json").read_text())["input_size"] for p in models.values()}
+    manifests = {rate: json.loads(p.with_suffix(".json").read_text()) for rate, p in models.items()}
+    sizes = {m["input_size"] for m in manifests.values()}
     if len(sizes) != 1:
         raise SystemExit(f"the models take different input sizes {sorted(sizes)}: time them apart")
     s = sizes.pop()
@@ -63,13 +58,13 @@ def table_rows(models: dict[str, Path], data: str, list_name: str, threads: int,
     timing = interleaved_latency(models, x, threads=threads, rounds=rounds, runs_per_round=runs)
     rows = []
     for rate, path in models.items():
-        info = json.loads(path.with_suffix(".json").read_text()).get("info", {})
+        info = manifests[rate].get("info", {})
         summ = evaluate_file(path, data, list_name, threads=threads)
-        by = summ["results"][summ["modes"][0]].get("by_source", {})
+        res = summ["results"][summ["modes"][0]]
         rows.append({"rate": rate, "params": info.get("params"), "macs": info.get("macs"),
                      "onnx_mb": round(path.stat().st_size / 1e6, 2),
-                     "nme_afw_helen": round(weighted(by, ("afw", "helen")), 3),
-                     "nme_ytf": round(weighted(by, ("ytf",)), 3),
+                     "nme_afw_helen": round(selection_score(res, "nme_ion", ("afw", "helen")), 3),
+                     "nme_ytf": round(selection_score(res, "nme_ion", ("ytf",)), 3),
                      "median_ms": round(timing[rate].median_ms, 3), "min_ms": round(timing[rate].min_ms, 3)})
     return rows
 

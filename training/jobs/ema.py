@@ -6,8 +6,8 @@ parameter and buffer (BatchNorm's running statistics included); integer buffers 
 dominated by the weights it started from.
 
 The trainer validates and checkpoints the average and trains on the raw weights:
-``swapped_in`` puts the average into the network for the duration of a ``with`` block and
-puts the raw weights back after it.
+``swapped_in`` puts the average into the network for the duration of a ``with`` block (yielding
+a copy of the raw weights) and puts the raw weights back after it.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ class WeightAverage:
         self.updates += 1
 
     @contextmanager
-    def swapped_in(self, model: nn.Module) -> Iterator[None]:
+    def swapped_in(self, model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(self.avg)
         try:
-            yield
+            yield raw
         finally:
             model.load_state_dict(raw)
 

@@ -17,6 +17,7 @@ import threading
 import time
 import types
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -376,8 +377,7 @@ class Trainer:
             if self.ema is None:
                 atomic_save(self.state(), path)
             else:
-                raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                with self.ema.swapped_in(self.model):
+                with self.ema.swapped_in(self.model) as raw:
                     atomic_save({**self.state(), "ema": {**self.ema.state_dict(), "raw_model_state": raw}}, path)
             self.events.emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step_in_epoch)
         return path
@@ -486,9 +486,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """Val metrics of the weights a checkpoint would hold (the average with train.ema_decay)."""
         m = self.cfg.model
-        if self.ema is None:
-            return evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
-        with self.ema.swapped_in(self.model):
+        with self.ema.swapped_in(self.model) if self.ema is not None else nullcontext():
             return evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
 
     def fit(self, epochs: int | None = None) -> dict[str, Any]:
