@@ -24,6 +24,7 @@ from training.evaluation.quantize import (
     is_quantized,
     judge,
     resolve_exclude,
+    shorten_tensor_names,
     widen_fp16_weights,
 )
 
@@ -162,6 +163,31 @@ def test_float16_weights_are_widened_exactly(pack: tuple[Path, Path], tmp_path: 
     a = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     b = ort.InferenceSession(str(wide), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     assert all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+def test_short_tensor_names_keep_the_graph_and_its_interface(shipped: tuple[Path, dict], pack: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    # The installed int8 graph: every inner tensor renamed, the interface as it was.
+    path, man = shipped
+    assert man["info"]["quantization"]["tensor_names_shortened_bytes"] > 0
+    m = onnx.load(str(path))
+    io = {v.name for v in m.graph.input} | {v.name for v in m.graph.output}
+    assert io == {"input", "coords", "heatmaps"}
+    inner = {t for n in m.graph.node for t in [*n.input, *n.output]} - io - {""}
+    assert inner and all(t.startswith("t") and t[1:].isdigit() for t in inner)
+    assert not m.graph.value_info
+    # The float export (torch's long names): same outputs bit for bit, smaller file, idempotent.
+    long = pack[0] / "tiny.onnx"
+    g = onnx.load(str(long))
+    assert shorten_tensor_names(g) > 0 and shorten_tensor_names(g) == 0
+    onnx.checker.check_model(g)
+    short = tmp_path / "short.onnx"
+    onnx.save(g, str(short))
+    assert short.stat().st_size < long.stat().st_size
+    x = np.random.default_rng(2).random((1, 3, 64, 64), dtype=np.float32)
+    a = ort.InferenceSession(str(long), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    b = ort.InferenceSession(str(short), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    assert len(a) == 2 and all(np.array_equal(p, q) for p, q in zip(a, b))
 
 
 def test_first_conv_is_the_one_fed_by_the_input(pack: tuple[Path, Path]) -> None:
