@@ -8,7 +8,8 @@ Each ``--model RATE=NAME.onnx`` (its NAME.json beside it) is evaluated on the va
 default decoding (AFW+HELEN, the human-labelled part, and YTF, each face-count weighted) and timed
 with every other model in interleaved rounds (``training.evaluation.latency``: a burst of forwards
 of each model in turn, so load from other work hits all alike; batch 1, onnxruntime forward only).
-Parameters and MACs come from each manifest (written by ``training export``). Prints a Markdown
+Parameters and MACs come from each manifest (written by ``training export``). RATE is a label: a
+number (the pruning rate %; the plot joins the points) or any text (e.g. ``50-int8``). Prints a Markdown
 table; ``--out`` also writes it as OUT.md / OUT.csv and the NME-latency plot as OUT.png.
 """
 
@@ -105,10 +106,11 @@ def main() -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot([r["median_ms"] for r in rows], [r["nme_afw_helen"] for r in rows], "-o")
+        numeric = all(r["rate"].replace(".", "", 1).isdigit() for r in rows)  # a rate sweep: join the points
+        ax.plot([r["median_ms"] for r in rows], [r["nme_afw_helen"] for r in rows], "-o" if numeric else "o")
         for r in rows:
-            ax.annotate(f"{r['rate']}%", (r["median_ms"], r["nme_afw_helen"]), textcoords="offset points",
-                        xytext=(4, 4))
+            ax.annotate(f"{r['rate']}%" if numeric else r["rate"], (r["median_ms"], r["nme_afw_helen"]),
+                        textcoords="offset points", xytext=(4, 4))
         ax.set_xlabel("onnxruntime 1-thread median ms")
         ax.set_ylabel("AFW+HELEN ION NME %")
         ax.grid(alpha=0.3)
