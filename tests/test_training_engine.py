@@ -220,3 +220,30 @@ def test_ema_decay_out_of_range_is_refused(tmp_path: Path) -> None:
     p.write_text("{}")
     with pytest.raises(ConfigError, match=r"train.ema_decay: must be a number in \[0, 1\)"):
         load_config(p, ["train.ema_decay=1.0"])
+
+
+def test_a_pruned_start_may_change_its_input_size_but_not_its_stride(tmp_path: Path) -> None:
+    import dataclasses
+
+    from fixtures import HEATMAP_SIZE, INPUT_SIZE, tiny_landmark_net
+
+    from training.jobs.engine import TrainingError
+    from training.jobs.train import pruned_start
+
+    net = tiny_landmark_net()
+    st = {"model_object": net, "model_state": net.state_dict(),
+          "model_config": {"arch": "mobilenetv2-tiny", "num_points": 68, "input_size": INPUT_SIZE,
+                           "heatmap_size": HEATMAP_SIZE}}
+    cfg = config_from_dict(tiny_config(tmp_path))
+    small = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch="mobilenetv2-tiny", num_points=68,
+                                                               input_size=INPUT_SIZE * 3 // 4,
+                                                               heatmap_size=HEATMAP_SIZE * 3 // 4))
+    model = pruned_start(small, st, "ckpt.pt")
+    out = model.eval()(torch.zeros(1, 3, INPUT_SIZE * 3 // 4, INPUT_SIZE * 3 // 4))
+    assert out["heatmaps"].shape[-2:] == (HEATMAP_SIZE * 3 // 4,) * 2 and out["coords"].shape == (1, 136)
+    off = dataclasses.replace(small, model=dataclasses.replace(small.model, heatmap_size=HEATMAP_SIZE))
+    with pytest.raises(TrainingError, match="keep the ratio"):
+        pruned_start(off, st, "ckpt.pt")
+    other = dataclasses.replace(small, model=dataclasses.replace(small.model, num_points=5))
+    with pytest.raises(TrainingError, match="num_points"):
+        pruned_start(other, st, "ckpt.pt")

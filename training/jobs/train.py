@@ -101,15 +101,28 @@ GEOMETRY = ("arch", "num_points", "input_size", "heatmap_size")
 
 def pruned_start(cfg: RunConfig, st: dict, path: str) -> LandmarkNet:
     """The pruned model a checkpoint (or a pruned NAME.onnx) carries whole, marked so the run's
-    checkpoints keep it whole (``stored_whole``). Its geometry must be the run's: a pruned model
-    cannot be reshaped, so a mismatch is a TrainingError naming the setting."""
+    checkpoints keep it whole (``stored_whole``). A pruned model cannot be reshaped, so its arch
+    and points must be the run's (a mismatch is a TrainingError naming the setting); its input
+    and heatmap sizes may change together (the network is convolutional up to a global pooling),
+    as long as the input stays the same multiple of the heatmap: e.g. 128 / 16 -> 96 / 12."""
     model = st["model_object"]
     model.load_state_dict(st["model_state"])
     theirs = st.get("model_config") or {}
-    for key in GEOMETRY:
+    fixed = [k for k in GEOMETRY if k not in ("input_size", "heatmap_size")]
+    for key in fixed:
         if key in theirs and theirs[key] != getattr(cfg.model, key):
             raise TrainingError(f"{path}: a pruned model of {key} {theirs[key]!r} cannot start a run with "
                                 f"model.{key} {getattr(cfg.model, key)!r}; set --set model.{key}={theirs[key]!r}")
+    s_in, s_hm = theirs.get("input_size", cfg.model.input_size), theirs.get("heatmap_size", cfg.model.heatmap_size)
+    if (s_in, s_hm) != (cfg.model.input_size, cfg.model.heatmap_size):
+        head = getattr(model, "hm_head", None)
+        if not s_hm or not cfg.model.heatmap_size or s_in * cfg.model.heatmap_size != s_hm * cfg.model.input_size:
+            raise TrainingError(f"{path}: a pruned model of input {s_in} px and heatmaps {s_hm} px cannot run at "
+                                f"input {cfg.model.input_size} px with heatmaps {cfg.model.heatmap_size} px: keep "
+                                f"the ratio {s_in}/{s_hm} (e.g. --set model.heatmap_size="
+                                f"{cfg.model.input_size * s_hm // s_in})")
+        if head is not None:
+            head.size = cfg.model.heatmap_size
     model.stored_whole = True
     return model
 

@@ -1,0 +1,131 @@
+"""What two changes to a pruned model would save in forward time, before training either: its
+heatmap head's 3x3 convolution replaced by a depthwise 3x3 + pointwise 1x1 pair, and a smaller
+input (``--sizes``). Untrained forms: this measures time, not accuracy; float32 and int8.
+
+    .venv/bin/python benchmarks/separable_head_latency.py --model models/student-0.5x.onnx --sizes 112 96
+
+The model (a shipped .onnx or a training checkpoint) is rebuilt in PyTorch
+(``training.jobs.checkpoints.model_from_checkpoint``), both forms are exported as the project
+exports (opset 17) and quantized by ``training quantize``'s own graph step (QDQ, per-channel
+int8 weights; random calibration crops, which set the ranges but not the time), then timed on
+1 thread in interleaved rounds (a burst of each model in turn, so load hits all alike).
+Prints parameters, MACs and median / min ms of the four graphs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def separable(model) -> int:
+    """Replace ``hm_head.conv``'s 3x3 convolution by depthwise 3x3 + pointwise 1x1 (in place);
+    returns the parameters it had minus those it has now."""
+    from torch import nn
+
+    conv = model.hm_head.conv[0]
+    c_in, c_out = conv.in_channels, conv.out_channels
+    pair = nn.Sequential(nn.Conv2d(c_in, c_in, 3, 1, 1, groups=c_in, bias=False), nn.Conv2d(c_in, c_out, 1, bias=False))
+    model.hm_head.conv[0] = pair
+    return conv.weight.numel() - sum(p.numel() for p in pair.parameters())
+
+
+def export(model, size: int, path: Path) -> None:
+    import torch
+    from torch import nn
+
+    from training.jobs.onnx_export import torch_to_onnx
+
+    class Outputs(nn.Module):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor):
+            out = self.net(x)
+            return out["coords"], out["heatmaps"]
+
+    torch_to_onnx(Outputs(model).eval(), torch.zeros(1, 3, size, size), path, ["coords", "heatmaps"])
+
+
+def timed(paths: dict[str, tuple[Path, int]], rounds: int, runs: int) -> dict[str, list[float]]:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(1)
+    sessions, inputs = {}, {}
+    for label, (p, size) in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")
+        sessions[label] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        inputs[label] = {"input": rng.random((1, 3, size, size), dtype=np.float32)}
+    for label, s in sessions.items():
+        for _ in range(20):
+            s.run(None, inputs[label])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    order = list(sessions)
+    for r in range(rounds):
+        for label in order if r % 2 == 0 else order[::-1]:
+            s, x = sessions[label], inputs[label]
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                s.run(None, x)
+                times[label].append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="a shipped .onnx (with its manifest) or a training checkpoint")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[], help="input sizes to time besides the model's own")
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=20)
+    args = ap.parse_args()
+
+    import torch
+
+    from training.evaluation.quantize import quantize_graph
+    from training.jobs.checkpoints import model_from_checkpoint
+    from training.prune.job import measure
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    rows, paths = {}, {}
+    with tempfile.TemporaryDirectory(prefix="kpdesk-sephead-") as tmp:
+        _, cfg, _ = model_from_checkpoint(args.model)
+        own = cfg.model.input_size
+        forms = [("as shipped", own, False), ("separable head", own, True)]
+        forms += [(f"as shipped at {s} px", s, False) for s in args.sizes]
+        for form, size, sep in forms:
+            model, _, _ = model_from_checkpoint(args.model)
+            model.eval()
+            if sep:
+                separable(model)
+            m = measure(model, size, latency_runs=1)
+            f32 = Path(tmp) / f"{len(paths)}.onnx"
+            export(model, size, f32)
+            q = Path(tmp) / f"{len(paths)}-int8.onnx"
+            quantize_graph(f32, q, rng.random((32, 3, size, size), dtype=np.float32), "input")
+            for kind, p in (("float32", f32), ("int8", q)):
+                paths[f"{form}, {kind}"] = (p, size)
+                rows[f"{form}, {kind}"] = (m["params"], m["macs"], p.stat().st_size)
+        times = timed(paths, args.rounds, args.runs)
+    print(f"{args.model}: 1 thread, {args.rounds} interleaved rounds x {args.runs} forwards")
+    print("| graph | params | MACs | ONNX MB | median ms | min ms |\n|---|---|---|---|---|---|")
+    for label, (params, macs, size_b) in rows.items():
+        t = np.array(times[label])
+        print(f"| {label} | {params:,} | {macs / 1e6:.1f} M | {size_b / 1e6:.2f} | {np.median(t):.3f} "
+              f"| {t.min():.3f} |")
+
+
+if __name__ == "__main__":
+    main()
