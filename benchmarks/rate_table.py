@@ -10,7 +10,8 @@ with every other model in interleaved rounds (``training.evaluation.latency``: a
 of each model in turn, so load from other work hits all alike; batch 1, onnxruntime forward only).
 Parameters and MACs come from each manifest (written by ``training export``). RATE is a label: a
 number (the pruning rate %; the plot joins the points) or any text (e.g. ``50-int8``). Prints a Markdown
-table; ``--out`` also writes it as OUT.md / OUT.csv and the NME-latency plot as OUT.png.
+table; ``--out`` also writes it as OUT.md / OUT.csv and the NME-latency plot as OUT.png
+(``--replot OUT.csv --out OUT`` draws the plot again without measuring).
 """
 
 from __future__ import annotations
@@ -78,16 +79,51 @@ def markdown(rows: list[dict]) -> str:
     return head + body
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """NME against median ms; a rate sweep (numeric labels) is joined and labelled ``N%``, other
+    rows are numbered on the plot and named in a key beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numeric = all(str(r["rate"]).replace(".", "", 1).isdigit() for r in rows)
+    fig, ax = plt.subplots(figsize=(5, 3.5) if numeric else (8.5, 3.8))
+    xs, ys = [float(r["median_ms"]) for r in rows], [float(r["nme_afw_helen"]) for r in rows]
+    ax.plot(xs, ys, "-o" if numeric else "o")
+    for i, (r, x, y) in enumerate(zip(rows, xs, ys)):
+        ax.annotate(f"{r['rate']}%" if numeric else str(i + 1), (x, y), textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("onnxruntime 1-thread median ms")
+    ax.set_ylabel("AFW+HELEN ION NME %")
+    ax.grid(alpha=0.3)
+    if not numeric:
+        key = "\n".join(f"{i + 1}: {r['rate']}" for i, r in enumerate(rows))
+        fig.text(0.6, 0.5, key, va="center", fontsize=8)
+        fig.tight_layout(rect=(0, 0, 0.58, 1))
+    else:
+        fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", action="append", required=True, help="RATE=PATH.onnx (repeat)")
-    ap.add_argument("--data", required=True, help="face68 pack folder")
+    ap.add_argument("--model", action="append", help="RATE=PATH.onnx (repeat)")
+    ap.add_argument("--data", help="face68 pack folder")
     ap.add_argument("--list", default="val.txt")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--runs", type=int, default=20, help="timed forwards of each model per round")
     ap.add_argument("--out", default="", help="write OUT.md, OUT.csv and OUT.png")
+    ap.add_argument("--replot", default="", help="only draw OUT.png again from this CSV (no measuring)")
     args = ap.parse_args()
+    if args.replot:
+        if not args.out:
+            raise SystemExit("--replot needs --out")
+        with open(args.replot, newline="") as f:
+            plot(list(csv.DictReader(f)), Path(args.out).with_suffix(".png"))
+        return
+    if not args.model or not args.data:
+        raise SystemExit("--model and --data are required (or --replot CSV --out OUT)")
     rows = table_rows(parse_models(args.model), args.data, args.list, args.threads, args.rounds, args.runs)
     md = markdown(rows)
     print(md, end="")
@@ -100,22 +136,7 @@ def main() -> None:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows(rows)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        numeric = all(r["rate"].replace(".", "", 1).isdigit() for r in rows)  # a rate sweep: join the points
-        ax.plot([r["median_ms"] for r in rows], [r["nme_afw_helen"] for r in rows], "-o" if numeric else "o")
-        for r in rows:
-            ax.annotate(f"{r['rate']}%" if numeric else r["rate"], (r["median_ms"], r["nme_afw_helen"]),
-                        textcoords="offset points", xytext=(4, 4))
-        ax.set_xlabel("onnxruntime 1-thread median ms")
-        ax.set_ylabel("AFW+HELEN ION NME %")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=120)
+        plot(rows, out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
