@@ -29,3 +29,9 @@ ARM=q25c INIT=$RUNS/k_p9_q25_2/checkpoints/best.pt EPOCHS1=8 LOUT=0 TEACHER=$T S
 ARM=r50c INIT=$RUNS/k_p9_r50_2/checkpoints/best.pt EPOCHS1=8 LOUT=0 TEACHER=$T SETS="$CONT" bash $S/s6_student_kd.sh
 ARM=h50n INIT=$RUNS/k_p8_50_2/checkpoints/best.pt EPOCHS1=8 LOUT=0 TEACHER=$T \
   SETS="$LO --set distill.lambda_dp=0 --set train.ema_decay=0.98" bash $S/s6_student_kd.sh
+# 5. student-0.5x (k_r50c_2) one round at 96 px input / 12 px heatmaps (pruned starts may change size at the same
+#    stride): 4.742; then r96b, one more round from it
+ARM=r96 INIT=$RUNS/k_r50c_2/checkpoints/best.pt EPOCHS1=8 LOUT=0 TEACHER=$T \
+  SETS="$CONT --set model.input_size=96 --set model.heatmap_size=12" bash $S/s6_student_kd.sh
+ARM=r96b INIT=$RUNS/k_r96_2/checkpoints/best.pt EPOCHS1=8 LOUT=0 TEACHER=$T \
+  SETS="$CONT --set model.input_size=96 --set model.heatmap_size=12" bash $S/s6_student_kd.sh
