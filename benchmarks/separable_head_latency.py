@@ -41,20 +41,11 @@ def separable(model) -> int:
 
 def export(model, size: int, path: Path) -> None:
     import torch
-    from torch import nn
 
     from training.jobs.onnx_export import torch_to_onnx
+    from training.nets.networks import ExportWrapper
 
-    class Outputs(nn.Module):
-        def __init__(self, net: nn.Module) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: torch.Tensor):
-            out = self.net(x)
-            return out["coords"], out["heatmaps"]
-
-    torch_to_onnx(Outputs(model).eval(), torch.zeros(1, 3, size, size), path, ["coords", "heatmaps"])
+    torch_to_onnx(ExportWrapper(model).eval(), torch.zeros(1, 3, size, size), path, ["coords", "heatmaps"])
 
 
 def timed(paths: dict[str, tuple[Path, int]], rounds: int, runs: int) -> dict[str, list[float]]:
