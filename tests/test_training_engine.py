@@ -242,7 +242,7 @@ def test_a_pruned_start_may_change_its_input_size_but_not_its_stride(tmp_path: P
     out = model.eval()(torch.zeros(1, 3, INPUT_SIZE * 3 // 4, INPUT_SIZE * 3 // 4))
     assert out["heatmaps"].shape[-2:] == (HEATMAP_SIZE * 3 // 4,) * 2 and out["coords"].shape == (1, 136)
     off = dataclasses.replace(small, model=dataclasses.replace(small.model, heatmap_size=HEATMAP_SIZE))
-    with pytest.raises(TrainingError, match="keep the ratio"):
+    with pytest.raises(TrainingError, match=r"keep model.input_size / model.heatmap_size at 64/16"):
         pruned_start(off, st, "ckpt.pt")
     other = dataclasses.replace(small, model=dataclasses.replace(small.model, num_points=5))
     with pytest.raises(TrainingError, match="num_points"):

@@ -119,8 +119,8 @@ def pruned_start(cfg: RunConfig, st: dict, path: str) -> LandmarkNet:
         if not s_hm or not cfg.model.heatmap_size or s_in * cfg.model.heatmap_size != s_hm * cfg.model.input_size:
             raise TrainingError(f"{path}: a pruned model of input {s_in} px and heatmaps {s_hm} px cannot run at "
                                 f"input {cfg.model.input_size} px with heatmaps {cfg.model.heatmap_size} px: keep "
-                                f"the ratio {s_in}/{s_hm} (e.g. --set model.heatmap_size="
-                                f"{cfg.model.input_size * s_hm // s_in})")
+                                f"model.input_size / model.heatmap_size at {s_in}/{s_hm} (--set model.input_size="
+                                f"{s_in}, or --set model.heatmap_size={cfg.model.input_size * s_hm // s_in})")
         if head is not None:
             head.size = cfg.model.heatmap_size
     model.stored_whole = True
