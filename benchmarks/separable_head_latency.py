@@ -8,7 +8,8 @@ The model (a shipped .onnx or a training checkpoint) is rebuilt in PyTorch
 (``training.jobs.checkpoints.model_from_checkpoint``), both forms are exported as the project
 exports (opset 17) and quantized by ``training quantize``'s own graph step (QDQ, per-channel
 int8 weights; random calibration crops, which set the ranges but not the time), then timed on
-1 thread in interleaved rounds (a burst of each model in turn, so load hits all alike).
+1 thread in interleaved rounds (``training.evaluation.latency.interleave``: a burst of each model
+in turn, so load hits all alike).
 Prints parameters, MACs and median / min ms of the four graphs.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +27,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def separable(model) -> int:
-    """Replace ``hm_head.conv``'s 3x3 convolution by depthwise 3x3 + pointwise 1x1 (in place);
-    returns the parameters it had minus those it has now."""
+def separable(model) -> None:
+    """Replace ``hm_head.conv``'s 3x3 convolution by depthwise 3x3 + pointwise 1x1 (in place)."""
     from torch import nn
 
     conv = model.hm_head.conv[0]
     c_in, c_out = conv.in_channels, conv.out_channels
-    pair = nn.Sequential(nn.Conv2d(c_in, c_in, 3, 1, 1, groups=c_in, bias=False), nn.Conv2d(c_in, c_out, 1, bias=False))
-    model.hm_head.conv[0] = pair
-    return conv.weight.numel() - sum(p.numel() for p in pair.parameters())
+    model.hm_head.conv[0] = nn.Sequential(nn.Conv2d(c_in, c_in, 3, 1, 1, groups=c_in, bias=False),
+                                          nn.Conv2d(c_in, c_out, 1, bias=False))
 
 
 def export(model, size: int, path: Path) -> None:
@@ -48,30 +46,20 @@ def export(model, size: int, path: Path) -> None:
     torch_to_onnx(ExportWrapper(model).eval(), torch.zeros(1, 3, size, size), path, ["coords", "heatmaps"])
 
 
-def timed(paths: dict[str, tuple[Path, int]], rounds: int, runs: int) -> dict[str, list[float]]:
+def sessions(paths: dict[str, tuple[Path, int]]) -> dict:
+    """label -> a 1-thread onnxruntime forward of that graph on a random input of its size."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(1)
-    sessions, inputs = {}, {}
+    out = {}
     for label, (p, size) in paths.items():
         so = ort.SessionOptions()
         so.intra_op_num_threads = so.inter_op_num_threads = 1
         so.add_session_config_entry("session.set_denormal_as_zero", "1")
-        sessions[label] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-        inputs[label] = {"input": rng.random((1, 3, size, size), dtype=np.float32)}
-    for label, s in sessions.items():
-        for _ in range(20):
-            s.run(None, inputs[label])
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    order = list(sessions)
-    for r in range(rounds):
-        for label in order if r % 2 == 0 else order[::-1]:
-            s, x = sessions[label], inputs[label]
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                s.run(None, x)
-                times[label].append((time.perf_counter() - t0) * 1000)
-    return times
+        sess = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        feed = {"input": rng.random((1, 3, size, size), dtype=np.float32)}
+        out[label] = lambda sess=sess, feed=feed: sess.run(None, feed)
+    return out
 
 
 def main() -> None:
@@ -84,9 +72,10 @@ def main() -> None:
 
     import torch
 
+    from training.evaluation.latency import interleave
     from training.evaluation.quantize import quantize_graph
     from training.jobs.checkpoints import model_from_checkpoint
-    from training.prune.job import measure
+    from training.nets.networks import count_macs
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -101,21 +90,21 @@ def main() -> None:
             model.eval()
             if sep:
                 separable(model)
-            m = measure(model, size, latency_runs=1)
+            params, macs = sum(p.numel() for p in model.parameters()), count_macs(model, size)
             f32 = Path(tmp) / f"{len(paths)}.onnx"
             export(model, size, f32)
             q = Path(tmp) / f"{len(paths)}-int8.onnx"
             quantize_graph(f32, q, rng.random((32, 3, size, size), dtype=np.float32), "input")
             for kind, p in (("float32", f32), ("int8", q)):
                 paths[f"{form}, {kind}"] = (p, size)
-                rows[f"{form}, {kind}"] = (m["params"], m["macs"], p.stat().st_size)
-        times = timed(paths, args.rounds, args.runs)
+                rows[f"{form}, {kind}"] = (params, macs, p.stat().st_size)
+        times = interleave(sessions(paths), threads=1, rounds=args.rounds, runs_per_round=args.runs)
     print(f"{args.model}: 1 thread, {args.rounds} interleaved rounds x {args.runs} forwards")
     print("| graph | params | MACs | ONNX MB | median ms | min ms |\n|---|---|---|---|---|---|")
     for label, (params, macs, size_b) in rows.items():
-        t = np.array(times[label])
-        print(f"| {label} | {params:,} | {macs / 1e6:.1f} M | {size_b / 1e6:.2f} | {np.median(t):.3f} "
-              f"| {t.min():.3f} |")
+        t = times[label]
+        print(f"| {label} | {params:,} | {macs / 1e6:.1f} M | {size_b / 1e6:.2f} | {t.median_ms:.3f} "
+              f"| {t.min_ms:.3f} |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ judges an int8 model by this, and ``benchmarks/int8_speed.py`` prints it for eve
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +47,8 @@ class Timing:
 def interleaved_latency(models: dict[str, Path], x: np.ndarray, threads: int = 1, rounds: int = 30,
                         runs_per_round: int = 20, warmup: int = 20) -> dict[str, Timing]:
     """Forward time of each model (label -> NAME.onnx with its manifest) on the input ``x``
-    (B, 3, S, S) float32, through ``kpdesk.inference.LandmarkModel`` as the app runs it.
-
-    Each model is warmed up ``warmup`` times, then ``rounds`` rounds run ``runs_per_round``
-    timed forwards of each model in turn (the order reversed every other round).
+    (B, 3, S, S) float32, through ``kpdesk.inference.LandmarkModel`` as the app runs it
+    (``interleave``).
 
     Raises:
         ValueError: no model, or a count below 1.
@@ -59,21 +58,41 @@ def interleaved_latency(models: dict[str, Path], x: np.ndarray, threads: int = 1
 
     if not models:
         raise ValueError("interleaved_latency: no model to time")
+    check_counts(rounds, runs_per_round, warmup)
+    loaded = {label: LandmarkModel.load(path, threads=threads) for label, path in models.items()}
+    return interleave({label: (lambda lm=lm: lm.forward(x)) for label, lm in loaded.items()}, threads=threads,
+                      rounds=rounds, runs_per_round=runs_per_round, warmup=warmup)
+
+
+def check_counts(rounds: int, runs_per_round: int, warmup: int) -> None:
     if rounds < 1 or runs_per_round < 1 or warmup < 0:
         raise ValueError(f"interleaved_latency: rounds ({rounds}) and runs per round ({runs_per_round}) must be "
                          f">= 1, warm-up ({warmup}) >= 0")
-    loaded = {label: LandmarkModel.load(path, threads=threads) for label, path in models.items()}
-    for lm in loaded.values():
+
+
+def interleave(forwards: dict[str, Callable[[], object]], threads: int, rounds: int = 30, runs_per_round: int = 20,
+               warmup: int = 20) -> dict[str, Timing]:
+    """Time each ``forwards`` call (label -> a forward pass, ``threads`` recorded with the figures):
+    each is warmed up ``warmup`` times, then ``rounds`` rounds run ``runs_per_round`` timed calls
+    of each in turn (the order reversed every other round).
+
+    Raises:
+        ValueError: nothing to time, or a count below 1.
+    """
+    if not forwards:
+        raise ValueError("interleaved_latency: no model to time")
+    check_counts(rounds, runs_per_round, warmup)
+    for fwd in forwards.values():
         for _ in range(warmup):
-            lm.forward(x)
-    labels = list(loaded)
+            fwd()
+    labels = list(forwards)
     times = {label: np.empty((rounds, runs_per_round)) for label in labels}
     for r in range(rounds):
         for label in (labels if r % 2 == 0 else labels[::-1]):
-            lm, row = loaded[label], times[label][r]
+            fwd, row = forwards[label], times[label][r]
             for i in range(runs_per_round):
                 t0 = time.perf_counter()
-                lm.forward(x)
+                fwd()
                 row[i] = time.perf_counter() - t0
     per_round = {label: 1000.0 * np.median(t, axis=1) for label, t in times.items()}
     best = np.argmin(np.stack([per_round[label] for label in labels]), axis=0)

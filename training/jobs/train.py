@@ -96,7 +96,7 @@ def init_model(cfg: RunConfig, events: EventStream, calib_ds=None) -> LandmarkNe
     return model
 
 
-GEOMETRY = ("arch", "num_points", "input_size", "heatmap_size")
+FIXED_GEOMETRY = ("arch", "num_points")  # what a pruned start must share with the run (sizes: see pruned_start)
 
 
 def pruned_start(cfg: RunConfig, st: dict, path: str) -> LandmarkNet:
@@ -108,21 +108,19 @@ def pruned_start(cfg: RunConfig, st: dict, path: str) -> LandmarkNet:
     model = st["model_object"]
     model.load_state_dict(st["model_state"])
     theirs = st.get("model_config") or {}
-    fixed = [k for k in GEOMETRY if k not in ("input_size", "heatmap_size")]
-    for key in fixed:
+    for key in FIXED_GEOMETRY:
         if key in theirs and theirs[key] != getattr(cfg.model, key):
             raise TrainingError(f"{path}: a pruned model of {key} {theirs[key]!r} cannot start a run with "
                                 f"model.{key} {getattr(cfg.model, key)!r}; set --set model.{key}={theirs[key]!r}")
     s_in, s_hm = theirs.get("input_size", cfg.model.input_size), theirs.get("heatmap_size", cfg.model.heatmap_size)
     if (s_in, s_hm) != (cfg.model.input_size, cfg.model.heatmap_size):
-        head = getattr(model, "hm_head", None)
         if not s_hm or not cfg.model.heatmap_size or s_in * cfg.model.heatmap_size != s_hm * cfg.model.input_size:
             raise TrainingError(f"{path}: a pruned model of input {s_in} px and heatmaps {s_hm} px cannot run at "
                                 f"input {cfg.model.input_size} px with heatmaps {cfg.model.heatmap_size} px: keep "
                                 f"model.input_size / model.heatmap_size at {s_in}/{s_hm} (--set model.input_size="
                                 f"{s_in}, or --set model.heatmap_size={cfg.model.input_size * s_hm // s_in})")
-        if head is not None:
-            head.size = cfg.model.heatmap_size
+        if getattr(model, "hm_head", None) is not None:
+            model.hm_head.size = cfg.model.heatmap_size
     model.stored_whole = True
     return model
 
