@@ -117,6 +117,24 @@ def test_nan_loss_stops_with_diverged_error_and_keeps_last_good_checkpoint(pack:
     assert all(torch.isfinite(v).all() for v in st["model_state"].values() if v.is_floating_point())
 
 
+def test_a_time_budget_keeps_the_epochs_that_fit_and_moves_the_lr_steps_with_them(pack: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(tiny_config(pack, epochs=6, lr_steps=[0.5], time_budget_s=1e-3))
+    train, val, schema = load_data(cfg)
+    tr, va = make_datasets(cfg, train, val, schema)
+    events = EventStream(tmp_path, out=io.StringIO(), progress_bar=False)
+    trainer = Trainer(cfg, build_model(cfg.model), tmp_path, events, tr, va, device=torch.device("cpu"))
+    assert (trainer.lr_at(2), trainer.lr_at(3)) == (pytest.approx(2e-3), pytest.approx(2e-4))  # 6 epochs: drop at 3
+    trainer.fit()  # one epoch is more than a millisecond: it is all that fits
+    assert trainer.epoch == 1 and len(trainer.history) == 1
+    told = [e for e in _events(tmp_path) if e["event"] == "log" and "time_budget_s" in e.get("message", "")]
+    assert [e["epochs"] for e in told] == [1] and "1 of 6 epochs fit" in told[0]["message"]
+    assert trainer.epochs == 1 and trainer.lr_at(2) == pytest.approx(2e-4)  # the drop moved with the schedule
+    # the estimate: whole epochs of the first one's length, never fewer than the one done nor more than asked
+    assert trainer._epochs_in_budget(0, 6, first_epoch_s=0.3e-3) == 3
+    assert trainer._epochs_in_budget(0, 3, first_epoch_s=0.1e-3) == 3
+    assert trainer._epochs_in_budget(2, 6, first_epoch_s=0.6e-3) == 3
+
+
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     p = tmp_path / "cfg.json"
     p.write_text(json.dumps({"train": {"epochz": 3}}))

@@ -337,6 +337,7 @@ class Trainer:
         if self.dist.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.epochs = self.t.epochs  # the run's length: fewer when train.time_budget_s says so
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # completed steps of the epoch in progress
         self.best: dict[str, Any] = {}
@@ -344,7 +345,7 @@ class Trainer:
 
     # -- learning rate ----------------------------------------------------------------
     def lr_at(self, epoch: int) -> float:
-        drops = sum(1 for f in self.t.lr_steps if epoch >= round(f * self.t.epochs))
+        drops = sum(1 for f in self.t.lr_steps if epoch >= round(f * self.epochs))
         return self.t.lr * (0.1**drops)
 
     # -- checkpoints ------------------------------------------------------------------
@@ -474,9 +475,9 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
             el = time.time() - t0
             per_step = el / max(self.step_in_epoch - done_at_start, 1)
-            remaining = (steps - self.step_in_epoch) + steps * (self.t.epochs - e - 1)
+            remaining = (steps - self.step_in_epoch) + steps * (self.epochs - e - 1)
             if s % 5 == 0 or s + 1 == steps:
-                self.events.emit("progress", epoch=e + 1, epochs=self.t.epochs, step=s + 1, steps=steps, loss=lv,
+                self.events.emit("progress", epoch=e + 1, epochs=self.epochs, step=s + 1, steps=steps, loss=lv,
                                  lr=lr, img_s=self.t.batch_size * self.dist.world / max(per_step, 1e-9),
                                  eta_s=per_step * remaining, **parts)
         self.epoch += 1
@@ -489,10 +490,21 @@ class Trainer:
         with self.ema.swapped_in(self.model) if self.ema is not None else nullcontext():
             return evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
 
+    def _epochs_in_budget(self, start_epoch: int, total: int, first_epoch_s: float) -> int:
+        """How many epochs fit in train.time_budget_s, judged by the first one (its start-up included, so the
+        estimate errs on the short side). Never fewer than the one done, never more than asked for."""
+        fit = start_epoch + max(1, int(self.t.time_budget_s // max(first_epoch_s, 1e-6)))
+        if fit < total:
+            self.events.emit("log", epochs=fit, message=f"train.time_budget_s={self.t.time_budget_s:g}: "
+                             f"{fit - start_epoch} of {total - start_epoch} epochs fit ({first_epoch_s:.1f} s each); "
+                             "the lr steps follow the shorter schedule")
+        return min(total, fit)
+
     def fit(self, epochs: int | None = None) -> dict[str, Any]:
         """Train until ``epochs`` (default: config) are complete. Returns the best record. With
         train.ema_decay the network holds the averaged weights afterwards (what was validated and saved)."""
-        total = epochs or self.t.epochs
+        total = self.epochs = epochs or self.t.epochs
+        start_epoch, started = self.epoch, time.time()
         if self.bf16_choice:
             c = self.bf16_choice
             self.events.emit("log", bf16_choice=c,
@@ -523,6 +535,8 @@ class Trainer:
                         self.save("best.pt")
                 if self.dist.world > 1:
                     dist.barrier()
+                if self.t.time_budget_s > 0 and self.epoch == start_epoch + 1:
+                    total = self.epochs = self._epochs_in_budget(start_epoch, total, time.time() - started)
         except Cancelled:
             self.save("last.pt")
             self.events.emit("cancelled", epoch=self.epoch, step=self.step_in_epoch,

@@ -1,0 +1,82 @@
+#!/bin/bash
+# Issue 16 on a lent GPU machine, one command (the device tool runs it in the repository root, $OUT comes back):
+#   A. two teachers side by side, each in two stages (the human AFW/HELEN train faces + the relabelled face5 pack,
+#      then the human faces alone), inside time budgets: the shipped MobileNetV2 teacher continued (192 px) and
+#      the paper's ResNet-50 from scratch (192 px);
+#   B. the better of the two (AFW+HELEN val) distilled into the shipped student at equal budget, lambda_dp in
+#      {0, 0.5, 1, 2}, the four arms side by side, the same two stages each (fixed epochs; the time budget is a
+#      safety net only, and the steps each arm ran are in its log);
+#   C. scripts/gpu/collect.py: the weights worth bringing back (half precision) + every run's log into $OUT.
+# Carried (ignored by git): .gpu/data.tgz (scripts/gpu/pack_data.py, then tar), .gpu/init/{teacher,student}.onnx
+# (the shipped models, exported with --fp16-weights), .whl/ (torch-pruning, missing there).
+# Test it here first on the CPU with tiny budgets:
+#   DEVICE=cpu STEPS=2 TA1=5 TA2=5 TB=5 E1=2 E2=2 WORKERS_A=1 WORKERS_B=1 bash scripts/gpu/teacher_distill.sh
+set -u
+export PYTHONUNBUFFERED=1
+G=$(cd "${G:-.gpu}" && pwd) || exit 1; R=${R:-/tmp/kpd_runs}; OUT=${OUT:-/tmp/kpd_out}; D=${D:-/tmp/kpd_data}
+PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}
+TA1=${TA1:-180}; TA2=${TA2:-45}    # phase A time budgets per stage (s)
+E1=${E1:-8}; E2=${E2:-16}          # phase B epochs per stage (pack + human faces: ~163 steps of 64; human: 17)
+TB=${TB:-150}                      # phase B safety budget per stage (s)
+WORKERS_A=${WORKERS_A:-7}; WORKERS_B=${WORKERS_B:-3}
+STEPS=${STEPS:-0}                  # steps per epoch at most (0: all; a small number for the CPU test)
+mkdir -p "$R" "$OUT" "$D"
+START=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - START )) s] $*"; }
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/kpd_site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/kpd_site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+tar xzf $G/data.tgz -C "$D" || exit 1
+DATA=$D/data
+nvidia-smi -L 2>/dev/null; stamp "data unpacked: $(du -sh $DATA | cut -f1)"
+LO='data.label_offsets={"afw":[0.744,0.187],"helen":[0.466,-0.004]}'
+PACKS="[\"$DATA/face5-ens5a\",\"$DATA/face5-ens5b\"]"
+COMMON=(--set "data.root=\"$DATA/face68\"" --set 'data.train_list="train_afw_helen.txt"'
+        --set 'data.val_list="val_afw_helen.txt"' --set 'train.select_sources=["afw","helen"]' --set "$LO"
+        --set "train.device=\"$DEVICE\"" --set train.batch_size=64 --set train.threads=2
+        --set train.max_steps_per_epoch=$STEPS)
+
+teacher() {  # name config lr init: two stages, NAME = pack stage, then NAME_h = the human faces alone (lr 1e-4)
+  local name=$1 config=$2 lr=$3 init=$4
+  local geo=(--set model.input_size=192 --set model.heatmap_size=24 --set train.num_workers=$WORKERS_A) first=()
+  [ -n "$init" ] && first=(--set "train.init_checkpoint=\"$init\"")
+  timeout $((TA1 + 60)) $PY -m training train --config $config --run-dir $R/$name --no-export "${COMMON[@]}" \
+    "${geo[@]}" --set "data.extra_train=$PACKS" --set data.extra_weight=1 --set train.epochs=200 \
+    --set train.lr=$lr --set train.time_budget_s=$TA1 "${first[@]}" \
+    > $R/$name.log 2> $R/$name.err
+  stamp "teacher $name stage 1 rc $?"
+  timeout $((TA2 + 40)) $PY -m training train --config $config --run-dir $R/${name}_h --no-export "${COMMON[@]}" \
+    "${geo[@]}" --set 'data.extra_train=[]' --set train.epochs=60 --set train.lr=0.0001 \
+    --set train.time_budget_s=$TA2 --set "train.init_checkpoint=\"$R/$name/checkpoints/last.pt\"" \
+    > $R/${name}_h.log 2> $R/${name}_h.err
+  stamp "teacher $name stage 2 rc $?"
+}
+teacher tmnv2 training/configs/face68_student.json 0.0002 $G/init/teacher.onnx &
+teacher tr50 training/configs/face68_teacher.json 0.001 "" &
+wait
+T=$($PY scripts/gpu/collect.py --runs $R --pick-teacher tmnv2_h tr50_h) || T=$R/tmnv2_h/checkpoints/best.pt
+stamp "phase B teacher: $T"
+
+student() {  # lambda_dp
+  local a=kd$1
+  timeout $((TB + 60)) $PY -m training distill --config training/configs/face68_distill.json --run-dir $R/${a} \
+    --no-export "${COMMON[@]}" --set "data.extra_train=$PACKS" --set data.extra_weight=1 --set train.epochs=$E1 \
+    --set train.lr=0.0002 --set train.time_budget_s=$TB --set train.num_workers=$WORKERS_B \
+    --set "train.init_checkpoint=\"$G/init/student.onnx\"" --set "distill.teacher=\"$T\"" \
+    --set distill.lambda_dp=$1 --set distill.lambda_out=0 > $R/${a}.log 2> $R/${a}.err
+  stamp "student $a stage 1 rc $?"
+  timeout $((TB + 60)) $PY -m training distill --config training/configs/face68_distill.json --run-dir $R/${a}_h \
+    --no-export "${COMMON[@]}" --set 'data.extra_train=[]' --set train.epochs=$E2 --set train.lr=0.0001 \
+    --set train.ema_decay=0.98 --set train.time_budget_s=$TB --set train.num_workers=$WORKERS_B \
+    --set "train.init_checkpoint=\"$R/${a}/checkpoints/last.pt\"" --set "distill.teacher=\"$T\"" \
+    --set distill.lambda_dp=$1 --set distill.lambda_out=0 > $R/${a}_h.log 2> $R/${a}_h.err
+  stamp "student $a stage 2 rc $?"
+}
+for dp in 0 0.5 1 2; do student $dp & done
+wait
+$PY scripts/gpu/collect.py --runs $R --out "$OUT" --teacher "$T"
+stamp "done"
