@@ -130,9 +130,11 @@ def test_a_time_budget_keeps_the_epochs_that_fit_and_moves_the_lr_steps_with_the
     assert [e["epochs"] for e in told] == [1] and "1 of 6 epochs fit" in told[0]["message"]
     assert trainer.epochs == 1 and trainer.lr_at(2) == pytest.approx(2e-4)  # the drop moved with the schedule
     # the estimate: whole epochs of the first one's length, never fewer than the one done nor more than asked
-    assert trainer._epochs_in_budget(0, 6, first_epoch_s=0.3e-3) == 3
-    assert trainer._epochs_in_budget(0, 3, first_epoch_s=0.1e-3) == 3
-    assert trainer._epochs_in_budget(2, 6, first_epoch_s=0.6e-3) == 3
+    assert trainer._epochs_in_budget(0, 6, epoch_s=0.3e-3) == 3
+    assert trainer._epochs_in_budget(0, 3, epoch_s=0.1e-3) == 3
+    assert trainer._epochs_in_budget(1, 6, epoch_s=0.1e-3, left_s=0.45e-3, now=2) == 5  # the second look: longer
+    assert trainer._epochs_in_budget(2, 6, epoch_s=0.6e-3) == 3
+    assert trainer._epochs_in_budget(1, 3, epoch_s=0.3e-3, left_s=0.7e-3) == 3
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ TA1=${TA1:-180}; TA2=${TA2:-45}    # phase A time budgets per stage (s)
 E1=${E1:-8}; E2=${E2:-16}          # phase B epochs per stage (pack + human faces: ~163 steps of 64; human: 17)
 TB=${TB:-150}                      # phase B safety budget per stage (s)
 WORKERS_A=${WORKERS_A:-7}; WORKERS_B=${WORKERS_B:-3}
+TEACHERS=${TEACHERS-tmnv2 tr50}; STUDENTS=${STUDENTS-0 0.5 1 2}  # the arms (STUDENTS="": phase A alone)
 STEPS=${STEPS:-0}                  # steps per epoch at most (0: all; a small number for the CPU test)
 mkdir -p "$R" "$OUT" "$D"
 START=$(date +%s)
@@ -55,10 +56,15 @@ teacher() {  # name config lr init: two stages, NAME = pack stage, then NAME_h =
     > $R/${name}_h.log 2> $R/${name}_h.err
   stamp "teacher $name stage 2 rc $?"
 }
-teacher tmnv2 training/configs/face68_student.json 0.0002 $G/init/teacher.onnx &
-teacher tr50 training/configs/face68_teacher.json 0.001 "" &
+for t in $TEACHERS; do
+  case $t in
+    tmnv2) teacher tmnv2 training/configs/face68_student.json 0.0002 $G/init/teacher.onnx & ;;
+    tr50) teacher tr50 training/configs/face68_teacher.json 0.001 "" & ;;
+  esac
+done
 wait
-T=$($PY scripts/gpu/collect.py --runs $R --pick-teacher tmnv2_h tr50_h) || T=$R/tmnv2_h/checkpoints/best.pt
+T=$($PY scripts/gpu/collect.py --runs $R --pick-teacher $(for t in $TEACHERS; do echo ${t}_h; done)) \
+  || T=$R/tmnv2_h/checkpoints/best.pt
 stamp "phase B teacher: $T"
 
 student() {  # lambda_dp
@@ -76,7 +82,7 @@ student() {  # lambda_dp
     --set distill.lambda_dp=$1 --set distill.lambda_out=0 > $R/${a}_h.log 2> $R/${a}_h.err
   stamp "student $a stage 2 rc $?"
 }
-for dp in 0 0.5 1 2; do student $dp & done
+for dp in $STUDENTS; do student $dp & done
 wait
 $PY scripts/gpu/collect.py --runs $R --out "$OUT" --teacher "$T"
 stamp "done"

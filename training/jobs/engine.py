@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -164,6 +165,13 @@ def load_file(path: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load`` of a whole checkpoint (not only weights), also one written before the
     modules moved (MOVED_MODULES)."""
     return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PICKLE)
+
+
+def _one_thread_worker(_worker_id: int) -> None:
+    """A data-loader worker decodes and warps on one thread: several workers each with a pool the size of the
+    machine oversubscribe it."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def batches_for_epoch(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -417,7 +425,7 @@ class Trainer:
     def _loader(self, batches: list[list[int]]):
         if self.t.num_workers > 0:
             dl = DataLoader(self.train_ds, batch_sampler=batches, num_workers=self.t.num_workers,
-                            persistent_workers=False)
+                            persistent_workers=False, worker_init_fn=_one_thread_worker)
             for b in dl:
                 yield {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
         else:
@@ -490,21 +498,24 @@ class Trainer:
         with self.ema.swapped_in(self.model) if self.ema is not None else nullcontext():
             return evaluate(self.model, self.val_ds, self.device, self.t.decode_eval, m.heatmap_size, self.t.sigma)
 
-    def _epochs_in_budget(self, start_epoch: int, total: int, first_epoch_s: float) -> int:
-        """How many epochs fit in train.time_budget_s, judged by the first one (its start-up included, so the
-        estimate errs on the short side). Never fewer than the one done, never more than asked for."""
-        fit = start_epoch + max(1, int(self.t.time_budget_s // max(first_epoch_s, 1e-6)))
-        if fit < total:
+    def _epochs_in_budget(self, epoch: int, asked: int, epoch_s: float, left_s: float | None = None,
+                          now: int | None = None) -> int:
+        """How many of the ``asked`` epochs fit in train.time_budget_s (or ``left_s`` of it from the start of
+        ``epoch``) when each takes ``epoch_s``; never fewer than the one just done. Tells when that changes ``now``."""
+        left = self.t.time_budget_s if left_s is None else left_s
+        fit = min(asked, epoch + max(1, int(left // max(epoch_s, 1e-6))))
+        if fit != (asked if now is None else now):
             self.events.emit("log", epochs=fit, message=f"train.time_budget_s={self.t.time_budget_s:g}: "
-                             f"{fit - start_epoch} of {total - start_epoch} epochs fit ({first_epoch_s:.1f} s each); "
-                             "the lr steps follow the shorter schedule")
-        return min(total, fit)
+                             f"{fit} of {asked} epochs fit ({epoch_s:.1f} s each); "
+                             "the lr steps follow that schedule")
+        return fit
 
     def fit(self, epochs: int | None = None) -> dict[str, Any]:
         """Train until ``epochs`` (default: config) are complete. Returns the best record. With
         train.ema_decay the network holds the averaged weights afterwards (what was validated and saved)."""
-        total = self.epochs = epochs or self.t.epochs
-        start_epoch, started = self.epoch, time.time()
+        asked = total = self.epochs = epochs or self.t.epochs
+        start_epoch = self.epoch
+        started = last_end = time.time()
         if self.bf16_choice:
             c = self.bf16_choice
             self.events.emit("log", bf16_choice=c,
@@ -535,8 +546,15 @@ class Trainer:
                         self.save("best.pt")
                 if self.dist.world > 1:
                     dist.barrier()
-                if self.t.time_budget_s > 0 and self.epoch == start_epoch + 1:
-                    total = self.epochs = self._epochs_in_budget(start_epoch, total, time.time() - started)
+                if self.t.time_budget_s > 0:
+                    # judged on the first epoch, again on the second (start-up left out; it may lengthen the
+                    # run), then after every epoch on the last one, shortening only: an epoch that slows down
+                    # cannot carry the run past its budget by more than that epoch
+                    now = time.time()
+                    per, last_end = now - last_end, now
+                    cap = asked if self.epoch <= start_epoch + 2 else total
+                    total = self.epochs = self._epochs_in_budget(self.epoch - 1, cap, per,
+                                                                 self.t.time_budget_s - (now - started) + per, total)
         except Cancelled:
             self.save("last.pt")
             self.events.emit("cancelled", epoch=self.epoch, step=self.step_in_epoch,
