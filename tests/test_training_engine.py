@@ -240,6 +240,8 @@ def test_ema_decay_out_of_range_is_refused(tmp_path: Path) -> None:
     p.write_text("{}")
     with pytest.raises(ConfigError, match=r"train.ema_decay: must be a number in \[0, 1\)"):
         load_config(p, ["train.ema_decay=1.0"])
+    with pytest.raises(ConfigError, match=r"train.time_budget_s: must be seconds >= 0"):
+        load_config(p, ["train.time_budget_s=-5"])
 
 
 def test_a_pruned_start_may_change_its_input_size_but_not_its_stride(tmp_path: Path) -> None:

@@ -331,6 +331,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
          "must be a lower-is-better metric such as nme_ion, nme_box or fr10_ion")
     need(num(t.grad_clip) and t.grad_clip >= 0, "train.grad_clip", "must be a number >= 0 (0: off)")
     need(num(t.ema_decay) and 0 <= t.ema_decay < 1, "train.ema_decay", "must be a number in [0, 1) (0: off)")
+    need(num(t.time_budget_s) and t.time_budget_s >= 0, "train.time_budget_s", "must be seconds >= 0 (0: none)")
     need(t.export_name == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", t.export_name) is not None,
          "train.export_name", "must be a plain file name (letters, digits, . _ + -)")
 

@@ -345,6 +345,9 @@ class Trainer:
         if self.dist.world > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.t.time_budget_s > 0 and self.dist.world > 1:
+            raise TrainingError("train.time_budget_s works in single-process runs only (each rank would time "
+                                "its epochs apart and they would stop at different epochs)")
         self.epochs = self.t.epochs  # the run's length: fewer when train.time_budget_s says so
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # completed steps of the epoch in progress
