@@ -74,7 +74,7 @@ class TrainConfig:
     # exponential moving average of the weights (0: off): validation, best.pt and last.pt hold the average,
     # training goes on with the raw weights (kept in the checkpoint for resuming). e.g. 0.99 ~ the last 100 steps
     ema_decay: float = 0.0
-    # wall-clock budget of the run in seconds (0: none). After the first epoch the run measures what one epoch
+    # wall-clock budget of the run in seconds (0: none). After each epoch the run measures what one epoch
     # (training + validation) takes and keeps as many of ``epochs`` as fit; the lr steps follow that count,
     # so the schedule completes inside the budget instead of being cut off mid-way.
     time_budget_s: float = 0.0

@@ -33,7 +33,7 @@ def best_of(run: Path) -> dict | None:
         return None
     st = torch.load(p, map_location="cpu", weights_only=False)
     return {"path": str(p), "score": float(st["best"]["score"]), "epoch": int(st["best"]["epoch"]),
-            "decode": st["best"].get("decode"), "st": st}
+            "decode": st["best"].get("decode")}
 
 
 def summary(runs: Path) -> dict:
