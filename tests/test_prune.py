@@ -62,6 +62,37 @@ def test_prune_all_layers_runs_exports_and_has_expected_channels(alpha, tmp_path
     assert (tmp_path / "p.onnx").is_file()
 
 
+def test_keep_count_rounds_to_the_channel_multiple():
+    from training.prune.plan import keep_count
+
+    assert keep_count(24, 0.5) == 12 and keep_count(24, 0.5, 16) == 16  # 12 -> the nearer multiple, 16
+    assert keep_count(96, 0.5, 16) == 48 and keep_count(144, 0.5, 16) == 80  # 72 -> 80 (4.5 rounds up)
+    assert keep_count(16, 0.75, 16) == 16  # never below one multiple...
+    assert keep_count(6, 0.5, 16) == 6  # ...nor above the layer's own count
+    with pytest.raises(ValueError, match="multiple"):
+        keep_count(24, 0.5, 0)
+
+
+def test_prune_with_a_channel_multiple_keeps_multiples(tmp_path):
+    from training.prune.criterion import ReconstructionImportance
+    from training.prune.plan import build_graph, keep_count, plan_layers, prune_layer
+
+    m = tiny_landmark_net()
+    imp = ReconstructionImportance(m, torch.randn(8, 3, S, S))
+    dg = build_graph(m, S)
+    plan = plan_layers(m, dg, S)
+    for ly in plan:
+        prune_layer(dg, dict(m.named_modules())[ly.root], imp, 0.6, multiple=8)
+    named = dict(m.named_modules())
+    for ly in plan:
+        want = keep_count(ly.channels, 0.6, 8)
+        assert want % 8 == 0 or want == ly.channels
+        for member in ly.members:
+            mod = named[member]
+            assert (mod.out_channels if isinstance(mod, nn.Conv2d) else mod.out_features) == want, member
+    assert m(torch.randn(2, 3, S, S))["coords"].shape == (2, 136)
+
+
 # -- the score ---------------------------------------------------------------------------
 def brute_force_scores(m, group, calib):
     """Eq. 7 literally: for each channel i, zero it at every consumer's input and measure the

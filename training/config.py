@@ -109,6 +109,7 @@ class PruneConfig:
     final_epochs: int = 3
     layers_per_step: int = 1
     ignore: tuple[str, ...] = ()  # module-name prefixes never pruned (heads' outputs are always kept)
+    channel_multiple: int = 1  # channels kept rounded to a multiple of this (16: int8 kernels' fast path)
     latency_runs: int = 200  # onnxruntime runs (1 thread, batch 1) per latency measurement
 
 
@@ -351,6 +352,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(pr.finetune_steps >= 0, "prune.finetune_steps", "must be >= 0")
     need(pr.final_epochs >= 0, "prune.final_epochs", "must be >= 0")
     need(pr.layers_per_step >= 1, "prune.layers_per_step", "must be >= 1")
+    need(isinstance(pr.channel_multiple, int) and pr.channel_multiple >= 1, "prune.channel_multiple",
+         "must be an integer >= 1")
     need(pr.latency_runs >= 1, "prune.latency_runs", "must be >= 1")
 
     limit = max_threads()

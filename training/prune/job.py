@@ -294,7 +294,7 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         named = dict(model.named_modules())
         layers, chans, t_score, c_score, t_prune = [], [], 0.0, 0.0, 0.0
         for root in state["steps"][k]:
-            r = prune_layer(dg, named[root], importance, p.alpha)
+            r = prune_layer(dg, named[root], importance, p.alpha, p.channel_multiple)
             layers.append(root)
             chans.append(f"{r['before']}->{r['after']}")
             t_score += r["score_time_s"]
