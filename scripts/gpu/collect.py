@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from training.jobs.engine import TrainingError, selection_score
+
 MAX_FILES, MAX_TOTAL, PIECE = 7, 62 * 2**20, 15 * 2**20  # 8 files come back: one is left for the run log
 
 
@@ -41,6 +43,7 @@ def summary(runs: Path) -> dict:
     for run in sorted(p for p in runs.iterdir() if p.is_dir()):
         events = run / "events.jsonl"
         rec: dict = {}
+        evs: list[dict] = []
         if events.is_file():
             evs = [json.loads(ln) for ln in events.read_text().splitlines() if ln.strip()]
             starts = [e for e in evs if e["event"] == "start"]
@@ -51,7 +54,9 @@ def summary(runs: Path) -> dict:
                    "curve_ah": [round(_ah(m), 3) for m in metrics],
                    "wall_s": round(evs[-1]["time"] - evs[0]["time"], 1) if evs else None,
                    "img_s": _img_s(evs)}
-        b = best_of(run)
+        done = [e for e in evs if e["event"] == "done" and e.get("best")]
+        b = ({"score": done[-1]["best"]["score"], "epoch": done[-1]["best"]["epoch"],
+              "decode": done[-1]["best"].get("decode")} if done else best_of(run))  # the checkpoint when no "done"
         if b:
             rec |= {"best_score": round(b["score"], 4), "best_epoch": b["epoch"], "decode": b["decode"]}
         out[run.name] = rec
@@ -59,10 +64,11 @@ def summary(runs: Path) -> dict:
 
 
 def _ah(metric: dict) -> float:
-    src = metric.get("by_source") or {}
-    parts = [(v["nme_ion"], v["n"]) for k, v in src.items() if k in ("afw", "helen")]
-    n = sum(w for _, w in parts)
-    return sum(v * w for v, w in parts) / n if n else float(metric.get("nme_ion", "nan"))
+    """The AFW+HELEN val NME of a metric event (all of val where it has no such faces)."""
+    try:
+        return selection_score(metric, "nme_ion", ("afw", "helen"))
+    except TrainingError:
+        return float(metric.get("nme_ion", "nan"))
 
 
 def _img_s(evs: list[dict]) -> float | None:
