@@ -51,7 +51,7 @@ def summary(runs: Path) -> dict:
             budget = [e for e in evs if e["event"] == "log" and "time_budget_s" in e.get("message", "")]
             rec = {"train_samples": starts[0].get("train_samples") if starts else None,
                    "epochs_run": len(metrics), "budget_note": budget[0]["message"] if budget else None,
-                   "curve_ah": [round(_ah(m), 3) for m in metrics],
+                   "curve_ah": [round(afw_helen_score(m), 3) for m in metrics],
                    "wall_s": round(evs[-1]["time"] - evs[0]["time"], 1) if evs else None,
                    "img_s": _img_s(evs)}
         done = [e for e in evs if e["event"] == "done" and e.get("best")]
@@ -63,7 +63,7 @@ def summary(runs: Path) -> dict:
     return out
 
 
-def _ah(metric: dict) -> float:
+def afw_helen_score(metric: dict) -> float:
     """The AFW+HELEN val NME of a metric event (all of val where it has no such faces)."""
     try:
         return selection_score(metric, "nme_ion", ("afw", "helen"))
