@@ -18,7 +18,7 @@ if [ -z "${SKIP_PRUNE:-}" ]; then
   ln -sfn $RUNS/p11_a16 $RUNS/k_p11_a16_1
   ARM=p11_a16 STAGE1_FROM=p11_a16 LOUT=0 TEACHER=$T SETS="$LO" bash $S/s6_student_kd.sh || exit 1
 fi
-PREV=$RUNS/k_p11_a16_2/checkpoints/best.pt
+PREV=${PREV:-$RUNS/k_p11_a16_2/checkpoints/best.pt}  # SKIP_PRUNE=1 ROUNDS=e PREV=<k_a16d_2 best>: the fifth round
 for r in ${ROUNDS:-b c d}; do
   ARM=a16$r INIT=$PREV EPOCHS1=8 LOUT=0 TEACHER=$T PACKS="$P" SETS="$CONT" bash $S/s6_student_kd.sh || exit 1
   PREV=$RUNS/k_a16${r}_2/checkpoints/best.pt
