@@ -42,6 +42,7 @@ def _one_error(capsys: pytest.CaptureFixture) -> tuple[dict, str]:
     ('train.select="auc08_ion"', "train.select"),
     ("prune.alpha=1.0", "prune.alpha"),
     ("prune.channel_multiple=0", "prune.channel_multiple"),
+    ("prune.channel_multiple=true", "prune.channel_multiple"),
 ])
 def test_a_bad_config_value_stops_the_job_before_any_work(tmp_path: Path, override: str, key: str,
                                                           capsys: pytest.CaptureFixture) -> None:

@@ -352,7 +352,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(pr.finetune_steps >= 0, "prune.finetune_steps", "must be >= 0")
     need(pr.final_epochs >= 0, "prune.final_epochs", "must be >= 0")
     need(pr.layers_per_step >= 1, "prune.layers_per_step", "must be >= 1")
-    need(isinstance(pr.channel_multiple, int) and pr.channel_multiple >= 1, "prune.channel_multiple",
+    need(type(pr.channel_multiple) is int and pr.channel_multiple >= 1, "prune.channel_multiple",
          "must be an integer >= 1")
     need(pr.latency_runs >= 1, "prune.latency_runs", "must be >= 1")
 
