@@ -8,7 +8,8 @@ From the student (any shipped 68-point MobileNetV2 ONNX, rebuilt in PyTorch), st
 variants are cut with the project's pruning code (``training.prune.plan``; filters ranked by
 L1 norm: the weights do not matter for timing), the heatmap head left whole as shipped:
 
-- ``p50``: half of every other layer's filters (12 of 24, 8 of 16, ... as ``student-0.5x``);
+- ``p50``: half of the filters of every layer but the heatmap head's (12 of 24, 8 of 16, ... as session 9's
+  ``student-0.5x``);
 - ``p50m16``: the same with each kept count rounded to a multiple of 16 (``prune.channel_multiple``);
 - ``p60``: 60% pruned, counts left as they fall (13, 26, 38, ...); ``p60m8``: rounded to 8.
 
@@ -59,6 +60,7 @@ def build(student: Path, out: Path, size: int) -> list[str]:
         named = dict(m.named_modules())
         for ly in plan_layers(m, dg, size, ("hm_head",)):
             prune_layer(dg, named[ly.root], tp.importance.MagnitudeImportance(p=1), alpha, multiple)
+        m.hm_head.size = size // 8  # heatmaps at stride 8 as a model trained at this size has them (12 px at 96)
         f32 = out / f"{name}-{size}.onnx"
         export_model(m, imp.manifest.schema, f32, input_size=size, heatmap_size=size // 8, sigma=imp.manifest.sigma,
                      decode=imp.manifest.decode, arch=imp.manifest.arch)
