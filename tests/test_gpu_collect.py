@@ -41,3 +41,20 @@ def test_summary_reads_curves_and_the_best_from_the_events(tmp_path: Path) -> No
 
 def test_a_val_without_afw_helen_faces_scores_on_all_of_it() -> None:
     assert _collect().afw_helen_score({"nme_ion": 7.5, "by_source": {"ytf": {"nme_ion": 7.5, "n": 770}}}) == 7.5
+
+
+def test_pick_teacher_weighs_runs_against_a_carried_checkpoint(tmp_path: Path, capsys) -> None:
+    import torch
+
+    runs = tmp_path / "runs"
+    for name, score in (("tr50_h", 3.71), ("tmnv2_h", 3.64)):
+        (runs / name / "checkpoints").mkdir(parents=True)
+        torch.save({"best": {"score": score, "epoch": 3}}, runs / name / "checkpoints" / "best.pt")
+    carried = tmp_path / "teacher.pt"
+    torch.save({"best": {"score": 3.578, "epoch": 3}}, carried)
+    mod = _collect()
+    assert mod.main(["--runs", str(runs), "--pick-teacher", "tr50_h", "tmnv2_h", "missing_h"]) == 0
+    assert capsys.readouterr().out.strip() == str(runs / "tmnv2_h" / "checkpoints" / "best.pt")
+    assert mod.main(["--runs", str(runs), "--pick-teacher", "tr50_h", str(carried)]) == 0
+    assert capsys.readouterr().out.strip() == str(carried)
+    assert mod.main(["--runs", str(runs), "--pick-teacher", "missing_h"]) == 1

@@ -1,6 +1,7 @@
 """What a GPU run (scripts/gpu/teacher_distill.sh) brings back, within the device tool's limits on returned files.
 
-``--pick-teacher RUN...``: prints the best.pt of the run with the lowest selection score (AFW+HELEN val NME).
+``--pick-teacher RUN...``: prints the best.pt of the run with the lowest selection score (AFW+HELEN val NME); a
+candidate may also be a checkpoint file (e.g. a carried teacher), scored by the best it records.
 ``--out OUT --teacher T``: writes into OUT
 
 - ``logs.tgz``: every run's log, error log, events and config, and ``summary.json`` (each run's best epoch, score,
@@ -30,7 +31,8 @@ MAX_FILES, MAX_TOTAL, PIECE = 7, 62 * 2**20, 15 * 2**20  # 8 files come back: on
 
 
 def best_of(run: Path) -> dict | None:
-    p = run / "checkpoints" / "best.pt"
+    """A run folder's best.pt (or a checkpoint file itself): its path, score, epoch and decoding; None without one."""
+    p = run if run.is_file() else run / "checkpoints" / "best.pt"
     if not p.is_file():
         return None
     st = torch.load(p, map_location="cpu", weights_only=False)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher")
     a = ap.parse_args(argv)
     if a.pick_teacher:
-        found = [b for b in (best_of(a.runs / r) for r in a.pick_teacher) if b]
+        found = [b for b in (best_of(Path(r) if Path(r).is_file() else a.runs / r) for r in a.pick_teacher) if b]
         if not found:
             print("collect: no teacher run has a best.pt", file=sys.stderr)
             return 1
