@@ -168,10 +168,21 @@ def load_file(path: str | Path, map_location: Any = "cpu") -> Any:
 
 
 def _one_thread_worker(_worker_id: int) -> None:
-    """A data-loader worker decodes and warps on one thread: several workers each with a pool the size of the
-    machine oversubscribe it."""
-    cv2.setNumThreads(1)
+    """A data-loader worker runs torch on one thread (its OpenCV setting comes from ``worker_loader``)."""
     torch.set_num_threads(1)
+
+
+def worker_loader(ds: Any, batches: list[list[int]], num_workers: int) -> DataLoader:
+    """A DataLoader whose forked workers decode and warp on one OpenCV thread each: several workers each with a
+    pool the size of the machine oversubscribe it.
+
+    The setting is made here, in the parent, and the workers inherit it. Setting it inside a forked worker
+    instead deadlocks once the parent's OpenCV pool has run (validation crops, BatchNorm recalibration): the
+    child waits on pool threads that fork did not copy. That hung every second epoch on a 16-core GPU machine
+    (tests/test_training_loader.py reproduces it)."""
+    cv2.setNumThreads(1)
+    return DataLoader(ds, batch_sampler=batches, num_workers=num_workers, persistent_workers=False,
+                      worker_init_fn=_one_thread_worker)
 
 
 def batches_for_epoch(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -427,9 +438,7 @@ class Trainer:
 
     def _loader(self, batches: list[list[int]]):
         if self.t.num_workers > 0:
-            dl = DataLoader(self.train_ds, batch_sampler=batches, num_workers=self.t.num_workers,
-                            persistent_workers=False, worker_init_fn=_one_thread_worker)
-            for b in dl:
+            for b in worker_loader(self.train_ds, batches, self.t.num_workers):
                 yield {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
         else:
             for idx in batches:
