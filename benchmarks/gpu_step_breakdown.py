@@ -91,7 +91,7 @@ def main() -> None:
                           "img_s": round(rate, 1)}), flush=True)
 
     def both(bs: int, w: int):
-        for b in worker_loader(tr, batches(bs), w):
+        for b in worker_loader(tr, batches(bs), w, device.type == "cuda"):
             step({k: v.to(device, non_blocking=True) for k, v in b.items()})
             yield None
 

@@ -126,3 +126,23 @@ def test_flip_averaged_export_is_the_mean_of_the_two_forwards(trained: tuple[Pat
     assert np.abs(got - want).max() < 1e-3
     assert training_main(["export", "--checkpoint", ckpt, "--out", str(tmp_path / "bad.onnx"),
                           "--label-offset", "1", "0"]) == 2
+
+
+def test_a_missing_third_party_package_leaves_out_only_its_commands(tmp_path: Path) -> None:
+    """Without torch-pruning (a lent GPU machine's image lacks it) ``train`` still parses and ``prune`` says why
+    it is not there; run in a child process so the real torch_pruning stays importable here."""
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["torch_pruning"] = None  # import torch_pruning -> ModuleNotFoundError
+        from training.cli import build_parser, main
+        ap, runners, unavailable = build_parser()
+        assert "train" in runners and "distill" in runners and "prune" not in runners, sorted(runners)
+        assert unavailable == {"training.prune.job": "torch_pruning"}, unavailable
+        sys.exit(main(["prune", "--config", "x.json"]))
+    """)
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "unknown command 'prune'" in proc.stderr and "torch_pruning is missing" in proc.stderr

@@ -27,23 +27,30 @@ COMMAND_MODULES = ("training.jobs.train", "training.jobs.export", "training.dist
                    "training.evaluation.quantize")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable], dict[str, str]]:
+    """The parser, each command's runner, and the command modules left out because a third-party package they
+    import is missing (module -> package): ``train`` still runs where only ``prune``'s torch-pruning is absent."""
     ap = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = ap.add_subparsers(dest="subcommand", required=True)
     runners: dict[str, Callable] = {}
+    unavailable: dict[str, str] = {}
     for modname in COMMAND_MODULES:
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
-            if exc.name != modname:
+            if exc.name != modname and (exc.name or "").split(".")[0] in ("training", "kpdesk"):
                 raise
+            if exc.name != modname:
+                unavailable[modname] = exc.name or "?"
             continue
         for name, (help_, add_args, run) in getattr(mod, "COMMANDS", {}).items():
             p = sub.add_parser(name, help=help_)
             add_args(p)
             runners[name] = run
-    return ap, runners
+    if unavailable:
+        ap.epilog = "not loaded (a package is missing): " + ", ".join(f"{m} needs {p}" for m, p in unavailable.items())
+    return ap, runners, unavailable
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -70,7 +77,13 @@ def error_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap, runners = build_parser()
+    ap, runners, unavailable = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    asked = next((a for a in argv if not a.startswith("-")), None)
+    if asked and asked not in runners and unavailable:
+        print(f"python -m training: unknown command {asked!r}; not loaded here: "
+              + ", ".join(f"{m} (the package {p} is missing)" for m, p in unavailable.items()), file=sys.stderr)
+        return EXIT_ERROR
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -2,27 +2,21 @@
 # A short lease's check (device tool, carry .gpu): benchmarks/gpu_step_breakdown.py for the ResNet-50 teacher at
 # 192 px and the MobileNetV2 student at 128 px over the carried data copy, then three epochs of a real teacher run
 # with 14 workers (the second epoch hung on session 12's first lease: training/jobs/engine.py worker_loader).
+# Carry .gpu and .whl (training's CLI loads without torch-pruning now, but carry it all the same).
 # Test here: DEVICE=cpu WORKERS="1 2" BATCH=8 SECONDS_EACH=2 EPOCH_STEPS=2 WORKERS_RUN=2 bash scripts/gpu/breakdown.sh
-set -u
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-G=$(cd "${G:-.gpu}" && pwd) || exit 1; D=${D:-/tmp/kpd_data}; OUT=${OUT:-/tmp/kpd_out}; PY=${PY:-python3}
-DEVICE=${DEVICE:-cuda}; WORKERS=${WORKERS:-7 14}; BATCH=${BATCH:-64 256}; SECONDS_EACH=${SECONDS_EACH:-6}
+WORKERS=${WORKERS:-7 14}; BATCH=${BATCH:-64 256}; SECONDS_EACH=${SECONDS_EACH:-6}
 EPOCH_STEPS=${EPOCH_STEPS:-40}; WORKERS_RUN=${WORKERS_RUN:-14}
-mkdir -p "$D" "$OUT"
-START=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - START )) s] $*"; }
-tar xzf $G/data.tgz -C "$D" || exit 1
-DATA=$D/data
+source "$(dirname "$0")/common.sh"
 COMMON=(--set "data.root=\"$DATA/face68\"" --set 'data.train_list="train_afw_helen.txt"'
         --set 'data.val_list="val_afw_helen.txt"' --set "data.extra_train=[\"$DATA/face5-ens5a\",\"$DATA/face5-ens5b\"]"
         --set "train.device=\"$DEVICE\"")
-stamp "data unpacked"
 timeout 90 $PY benchmarks/gpu_step_breakdown.py --config training/configs/face68_teacher.json "${COMMON[@]}" \
   --set model.input_size=192 --set model.heatmap_size=24 --workers $WORKERS --batch $BATCH --seconds $SECONDS_EACH
 stamp "resnet50 192 rc $?"
 timeout 60 $PY benchmarks/gpu_step_breakdown.py --config training/configs/face68_student.json "${COMMON[@]}" \
   --set 'train.pretrained="none"' --workers ${WORKERS##* } --batch $BATCH --seconds $SECONDS_EACH
 stamp "mobilenetv2 128 rc $?"
+rm -rf /tmp/kpd_epochs
 timeout 90 $PY -m training train --config training/configs/face68_teacher.json --run-dir /tmp/kpd_epochs --no-export \
   "${COMMON[@]}" --set 'train.select_sources=["afw","helen"]' --set model.input_size=192 --set model.heatmap_size=24 \
   --set train.batch_size=64 --set train.epochs=3 --set train.max_steps_per_epoch=$EPOCH_STEPS \

@@ -15,20 +15,17 @@
 # the teacher is collected into $OUT as soon as phase A ends, so a call stopped at its limit still brings it back.
 # Test it here first on the CPU with tiny budgets:
 #   DEVICE=cpu STEPS=2 TA1=5 TA2=5 TB=5 E1=2 E2=2 WORKERS_A=1 WORKERS_B=1 bash scripts/gpu/teacher_distill.sh
-set -u
-export PYTHONUNBUFFERED=1
-G=$(cd "${G:-.gpu}" && pwd) || exit 1; R=${R:-/tmp/kpd_runs}; OUT=${OUT:-/tmp/kpd_out}; D=${D:-/tmp/kpd_data}
-PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}
+R=${R:-/tmp/kpd_runs}
 TA1=${TA1:-180}; TA2=${TA2:-45}    # phase A time budgets per stage (s)
+BATCH_A=${BATCH_A:-64}             # phase A batch (session 12's lease measured 256 at 1.7x the img/s of 64)
 E1=${E1:-8}; E2=${E2:-16}          # phase B epochs per stage (pack + human faces: ~163 steps of 64; human: 17)
 TB=${TB:-150}                      # phase B safety budget per stage (s)
 WORKERS_A=${WORKERS_A:-7}; WORKERS_B=${WORKERS_B:-3}
 TEACHERS=${TEACHERS-tmnv2 tr50}; STUDENTS=${STUDENTS-0 0.5 1 2}  # the arms (STUDENTS="": phase A alone)
 STEPS=${STEPS:-0}                  # steps per epoch at most (0: all; a small number for the CPU test)
 DEADLINE=${DEADLINE:-0}; RESERVE=${RESERVE:-40}  # collection's share of the deadline (s)
-mkdir -p "$R" "$OUT" "$D"
-START=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - START )) s] $*"; }
+source "$(dirname "$0")/common.sh"
+mkdir -p "$R"
 cap() {  # a stage's timeout: $1 s, or less so that the deadline keeps RESERVE s for collection (at least 5)
   local t=$1
   if [ "$DEADLINE" -gt 0 ]; then
@@ -38,16 +35,6 @@ cap() {  # a stage's timeout: $1 s, or less so that the deadline keeps RESERVE s
   fi
   echo $t
 }
-if ls .whl/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/kpd_site .whl/*.whl \
-    || exit 1
-  export PYTHONPATH=/tmp/kpd_site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-tar xzf $G/data.tgz -C "$D" || exit 1
-DATA=$D/data
-nvidia-smi -L 2>/dev/null; stamp "data unpacked: $(du -sh $DATA | cut -f1)"
 LO='data.label_offsets={"afw":[0.744,0.187],"helen":[0.466,-0.004]}'
 PACKS="[\"$DATA/face5-ens5a\",\"$DATA/face5-ens5b\"]"
 COMMON=(--set "data.root=\"$DATA/face68\"" --set 'data.train_list="train_afw_helen.txt"'
@@ -57,7 +44,8 @@ COMMON=(--set "data.root=\"$DATA/face68\"" --set 'data.train_list="train_afw_hel
 
 teacher() {  # name config lr init: two stages, NAME = pack stage, then NAME_h = the human faces alone (lr 1e-4)
   local name=$1 config=$2 lr=$3 init=$4
-  local geo=(--set model.input_size=192 --set model.heatmap_size=24 --set train.num_workers=$WORKERS_A) first=()
+  local geo=(--set model.input_size=192 --set model.heatmap_size=24 --set train.num_workers=$WORKERS_A
+             --set train.batch_size=$BATCH_A) first=()
   [ -n "$init" ] && first=(--set "train.init_checkpoint=\"$init\"")
   timeout $(cap $((TA1 + 60))) $PY -m training train --config $config --run-dir $R/$name --no-export "${COMMON[@]}" \
     "${geo[@]}" --set "data.extra_train=$PACKS" --set data.extra_weight=1 --set train.epochs=200 \

@@ -172,17 +172,18 @@ def _one_thread_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def worker_loader(ds: Any, batches: list[list[int]], num_workers: int) -> DataLoader:
+def worker_loader(ds: Any, batches: list[list[int]], num_workers: int, pin_memory: bool = False) -> DataLoader:
     """A DataLoader whose forked workers decode and warp on one OpenCV thread each: several workers each with a
     pool the size of the machine oversubscribe it.
 
     The setting is made here, in the parent, and the workers inherit it. Setting it inside a forked worker
     instead deadlocks once the parent's OpenCV pool has run (validation crops, BatchNorm recalibration): the
     child waits on pool threads that fork did not copy. That hung every second epoch on a 16-core GPU machine
-    (tests/test_training_loader.py reproduces it)."""
+    (tests/test_training_loader.py reproduces it). ``pin_memory``: page-locked batches for an asynchronous
+    copy to a CUDA device."""
     cv2.setNumThreads(1)
     return DataLoader(ds, batch_sampler=batches, num_workers=num_workers, persistent_workers=False,
-                      worker_init_fn=_one_thread_worker)
+                      worker_init_fn=_one_thread_worker, pin_memory=pin_memory)
 
 
 def batches_for_epoch(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -438,7 +439,7 @@ class Trainer:
 
     def _loader(self, batches: list[list[int]]):
         if self.t.num_workers > 0:
-            for b in worker_loader(self.train_ds, batches, self.t.num_workers):
+            for b in worker_loader(self.train_ds, batches, self.t.num_workers, self.device.type == "cuda"):
                 yield {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
         else:
             for idx in batches:
