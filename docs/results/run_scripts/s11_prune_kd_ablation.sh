@@ -5,9 +5,6 @@
 # distillation" against plain fine-tuning, at equal steps. RUNS: run folders (default /work/runs).
 source "$(dirname "$0")/s4_common.sh"
 S=docs/results/run_scripts
-T=${T:-$RUNS/gpu1/teacher.pt}
-P='["/work/pseudo/face5-ens5a","/work/pseudo/face5-ens5b"]'
-LO='--set data.label_offsets={"afw":[0.744,0.187],"helen":[0.466,-0.004]}'
 STUDENT=$PWD/models/student.onnx TEACHER=$T NAME=p11_a16n ALPHA=0.5 IGNORE='["hm_head"]' EXPORT=student-0.5x \
   EPOCHS=10 PACKS="$P" SETS="--set prune.channel_multiple=16 --set distill.lambda_dp=0" bash $S/s7_prune.sh || exit 1
 ln -sfn $RUNS/p11_a16n $RUNS/k_p11_a16n_1

@@ -8,9 +8,6 @@
 # at a time, both cores. RUNS: run folders (default /work/runs).
 source "$(dirname "$0")/s4_common.sh"
 S=docs/results/run_scripts
-T=${T:-$RUNS/gpu1/teacher.pt}
-P='["/work/pseudo/face5-ens5a","/work/pseudo/face5-ens5b"]'
-LO='--set data.label_offsets={"afw":[0.744,0.187],"helen":[0.466,-0.004]}'
 CONT="$LO --set distill.lambda_dp=0.5 --set train.ema_decay=0.98"
 if [ -z "${SKIP_PRUNE:-}" ]; then
   STUDENT=$PWD/models/student.onnx TEACHER=$T NAME=p11_a16 ALPHA=0.5 IGNORE='["hm_head"]' EXPORT=student-0.5x \

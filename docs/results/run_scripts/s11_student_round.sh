@@ -4,8 +4,5 @@
 # faces + the face5-ens5 pack with feature distillation, lambda_dp 0.5, and a 0.98 weight average, then 8 x 33 steps
 # on the human faces). ARM names the run folders (default d11a); INIT the start (default models/student.onnx).
 source "$(dirname "$0")/s4_common.sh"
-T=${T:-$RUNS/gpu1/teacher.pt}
-P='["/work/pseudo/face5-ens5a","/work/pseudo/face5-ens5b"]'
-LO='--set data.label_offsets={"afw":[0.744,0.187],"helen":[0.466,-0.004]}'
 ARM=${ARM:-d11a} INIT=${INIT:-$PWD/models/student.onnx} EPOCHS1=8 LOUT=0 TEACHER=$T PACKS="$P" \
   SETS="$LO --set distill.lambda_dp=0.5 --set train.ema_decay=0.98" bash docs/results/run_scripts/s6_student_kd.sh
