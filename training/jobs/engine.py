@@ -176,7 +176,8 @@ def worker_loader(ds: Any, batches: list[list[int]], num_workers: int, pin_memor
     """A DataLoader whose forked workers decode and warp on one OpenCV thread each: several workers each with a
     pool the size of the machine oversubscribe it.
 
-    The setting is made here, in the parent, and the workers inherit it. Setting it inside a forked worker
+    The setting is made here, in the parent, and the workers inherit it (the parent keeps it too: its own OpenCV
+    work in such a run is the validation crops). Setting it inside a forked worker
     instead deadlocks once the parent's OpenCV pool has run (validation crops, BatchNorm recalibration): the
     child waits on pool threads that fork did not copy. That hung every second epoch on a 16-core GPU machine
     (tests/test_training_loader.py reproduces it). ``pin_memory``: page-locked batches for an asynchronous
