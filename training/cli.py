@@ -39,10 +39,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable], dict[s
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
-            if exc.name != modname and (exc.name or "").split(".")[0] in ("training", "kpdesk"):
+            if exc.name == modname:  # a command module this checkout does not have
+                continue
+            if (exc.name or "").split(".")[0] in ("training", "kpdesk"):
                 raise
-            if exc.name != modname:
-                unavailable[modname] = exc.name or "?"
+            unavailable[modname] = exc.name or "?"
             continue
         for name, (help_, add_args, run) in getattr(mod, "COMMANDS", {}).items():
             p = sub.add_parser(name, help=help_)
