@@ -23,8 +23,12 @@ TB=${TB:-150}                      # phase B safety budget per stage (s)
 WORKERS_A=${WORKERS_A:-7}; WORKERS_B=${WORKERS_B:-3}
 TEACHERS=${TEACHERS-tmnv2 tr50}; STUDENTS=${STUDENTS-0 0.5 1 2}  # the arms (STUDENTS="": phase A alone)
 STEPS=${STEPS:-0}                  # steps per epoch at most (0: all; a small number for the CPU test)
+# Phase B's start: the shipped student (.gpu/init/student.onnx, a fine-tune) or S_INIT=imagenet, the paper's protocol:
+# the student trained from ImageNet weights with the teacher from its first step (carry the torchvision file as
+# .gpu/init/mobilenet_v2-b0353104.pth: kpdesk.assets fetches it here); S_LR1: stage 1's learning rate (set below).
 DEADLINE=${DEADLINE:-0}; RESERVE=${RESERVE:-40}  # collection's share of the deadline (s)
 source "$(dirname "$0")/common.sh"
+S_INIT=${S_INIT:-$G/init/student.onnx}; S_LR1=${S_LR1:-0.0002}
 mkdir -p "$R"
 cap() {  # a stage's timeout: $1 s, or less so that the deadline keeps RESERVE s for collection (at least 5)
   local t=$1
@@ -74,11 +78,13 @@ $PY scripts/gpu/collect.py --runs $R --out "$OUT" --teacher "$T" > $R/collect_a.
 stamp "phase A collected: $(ls $OUT | tr '\n' ' ')"
 
 student() {  # lambda_dp
-  local a=kd$1
+  local a=kd$1 init=(--set "train.init_checkpoint=\"$S_INIT\"")
+  [ "$S_INIT" = imagenet ] && init=(--set 'train.init_checkpoint=""'
+                                    --set "train.pretrained=\"$G/init/mobilenet_v2-b0353104.pth\"")
   timeout $(cap $((TB + 60))) $PY -m training distill --config training/configs/face68_distill.json --run-dir $R/${a} \
     --no-export "${COMMON[@]}" --set "data.extra_train=$PACKS" --set data.extra_weight=1 --set train.epochs=$E1 \
-    --set train.lr=0.0002 --set train.time_budget_s=$TB --set train.num_workers=$WORKERS_B \
-    --set "train.init_checkpoint=\"$G/init/student.onnx\"" --set "distill.teacher=\"$T\"" \
+    --set train.lr=$S_LR1 --set train.time_budget_s=$TB --set train.num_workers=$WORKERS_B \
+    "${init[@]}" --set "distill.teacher=\"$T\"" \
     --set distill.lambda_dp=$1 --set distill.lambda_out=0 > $R/${a}.log 2> $R/${a}.err
   stamp "student $a stage 1 rc $?"
   timeout $(cap $((TB + 60))) $PY -m training distill --config training/configs/face68_distill.json --run-dir $R/${a}_h \
