@@ -40,6 +40,28 @@ def test_distill_loss_zero_for_identical_features():
         assert float(d(feat, torch.rand(4, 32, 2, 2))) > 1e-4
 
 
+def test_no_distillation_arm_does_not_run_the_teacher():
+    """lambda_dp 0 and lambda_out 0: the loss is LOSS alone and the teacher's forward is skipped (a no-distillation
+    arm costs what plain training costs); lambda_dp > 0 runs it once a step and adds its term."""
+    from dataclasses import replace
+
+    from training.config import DistillConfig, RunConfig
+    from training.distill.loss import FeatureDistiller, make_distill_loss
+    from training.nets.losses import landmark_loss
+
+    calls = []
+    teacher = SimpleNamespace(features=lambda x: calls.append(x.shape) or torch.rand(x.shape[0], 32, 2, 2))
+    distiller = FeatureDistiller(8, 32, 16)
+    out = {"coords": torch.rand(2, 10), "feat": torch.rand(2, 8, 2, 2)}
+    batch = {"coords": torch.rand(2, 10), "image": torch.rand(2, 3, 32, 32)}
+    plain, _ = landmark_loss(out, batch, RunConfig().train.lambda_rh)
+    for lam, runs in ((0.0, 0), (1.0, 1)):
+        cfg = replace(RunConfig(), distill=DistillConfig(lambda_dp=lam, lambda_out=0.0))
+        loss, parts = make_distill_loss(cfg, teacher, distiller)(out, batch)
+        assert len(calls) == runs and ("loss_distill" in parts) == bool(runs)
+        assert (float(loss) == float(plain)) == (not runs)
+
+
 def test_spatial_distillation_sees_where_global_pooling_cannot():
     from training.distill.loss import FeatureDistiller
 

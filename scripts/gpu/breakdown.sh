@@ -7,9 +7,7 @@
 WORKERS=${WORKERS:-7 14}; BATCH=${BATCH:-64 256}; SECONDS_EACH=${SECONDS_EACH:-6}
 EPOCH_STEPS=${EPOCH_STEPS:-40}; WORKERS_RUN=${WORKERS_RUN:-14}
 source "$(dirname "$0")/common.sh"
-COMMON=(--set "data.root=\"$DATA/face68\"" --set 'data.train_list="train_afw_helen.txt"'
-        --set 'data.val_list="val_afw_helen.txt"' --set "data.extra_train=[\"$DATA/face5-ens5a\",\"$DATA/face5-ens5b\"]"
-        --set "train.device=\"$DEVICE\"")
+COMMON=("${DATA_SETS[@]}" --set "data.extra_train=$PACKS")
 timeout 90 $PY benchmarks/gpu_step_breakdown.py --config training/configs/face68_teacher.json "${COMMON[@]}" \
   --set model.input_size=192 --set model.heatmap_size=24 --workers $WORKERS --batch $BATCH --seconds $SECONDS_EACH
 stamp "resnet50 192 rc $?"

@@ -30,9 +30,14 @@ from training.jobs.engine import TrainingError, selection_score
 MAX_FILES, MAX_TOTAL, PIECE = 7, 62 * 2**20, 15 * 2**20  # 8 files come back: one is left for the run log
 
 
-def best_of(run: Path) -> dict | None:
-    """A run folder's best.pt (or a checkpoint file itself): its path, score, epoch and decoding; None without one."""
-    p = run if run.is_file() else run / "checkpoints" / "best.pt"
+def checkpoint_of(runs: Path, candidate: str) -> Path:
+    """A candidate teacher: a checkpoint file itself, or the best.pt of the run folder RUNS/CANDIDATE."""
+    p = Path(candidate)
+    return p if p.is_file() else runs / candidate / "checkpoints" / "best.pt"
+
+
+def best_of(p: Path) -> dict | None:
+    """A checkpoint's path, the score, epoch and decoding of the best it records; None where there is no file."""
     if not p.is_file():
         return None
     st = torch.load(p, map_location="cpu", weights_only=False)
@@ -58,7 +63,8 @@ def summary(runs: Path) -> dict:
                    "img_s": _img_s(evs)}
         done = [e for e in evs if e["event"] == "done" and e.get("best")]
         b = ({"score": done[-1]["best"]["score"], "epoch": done[-1]["best"]["epoch"],
-              "decode": done[-1]["best"].get("decode")} if done else best_of(run))  # the checkpoint when no "done"
+              "decode": done[-1]["best"].get("decode")} if done
+             else best_of(run / "checkpoints" / "best.pt"))  # the checkpoint when no "done"
         if b:
             rec |= {"best_score": round(b["score"], 4), "best_epoch": b["epoch"], "decode": b["decode"]}
         out[run.name] = rec
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher")
     a = ap.parse_args(argv)
     if a.pick_teacher:
-        found = [b for b in (best_of(Path(r) if Path(r).is_file() else a.runs / r) for r in a.pick_teacher) if b]
+        found = [b for b in (best_of(checkpoint_of(a.runs, r)) for r in a.pick_teacher) if b]
         if not found:
             print("collect: no teacher run has a best.pt", file=sys.stderr)
             return 1

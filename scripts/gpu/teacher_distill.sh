@@ -40,11 +40,8 @@ cap() {  # a stage's timeout: $1 s, or less so that the deadline keeps RESERVE s
   echo $t
 }
 LO='data.label_offsets={"afw":[0.744,0.187],"helen":[0.466,-0.004]}'
-PACKS="[\"$DATA/face5-ens5a\",\"$DATA/face5-ens5b\"]"
-COMMON=(--set "data.root=\"$DATA/face68\"" --set 'data.train_list="train_afw_helen.txt"'
-        --set 'data.val_list="val_afw_helen.txt"' --set 'train.select_sources=["afw","helen"]' --set "$LO"
-        --set "train.device=\"$DEVICE\"" --set train.batch_size=64 --set train.threads=2
-        --set train.max_steps_per_epoch=$STEPS)
+COMMON=("${DATA_SETS[@]}" --set 'train.select_sources=["afw","helen"]' --set "$LO" --set train.batch_size=64
+        --set train.threads=2 --set train.max_steps_per_epoch=$STEPS)
 
 teacher() {  # name config lr init: two stages, NAME = pack stage, then NAME_h = the human faces alone (lr 1e-4)
   local name=$1 config=$2 lr=$3 init=$4

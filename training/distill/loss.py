@@ -116,7 +116,8 @@ class FeatureDistiller(nn.Module):
 
 def make_distill_loss(cfg: RunConfig, teacher: FrozenTeacher | None, distiller: FeatureDistiller | None):
     """loss_t(out, batch) = LOSS + lambda_dp * loss3 [+ lambda_out * LOSS against the teacher's labels,
-    ``training/distill/outputs.py``] (just LOSS without a teacher)."""
+    ``training/distill/outputs.py``] (just LOSS without a teacher, or when both lambdas are 0: then the step does
+    not run the teacher at all, so a no-distillation arm costs what plain training costs and learns the same)."""
     lam_rh, lam_dp, lam_out = cfg.train.lambda_rh, cfg.distill.lambda_dp, cfg.distill.lambda_out
     labels = None
     if teacher is not None and lam_out > 0:
@@ -126,8 +127,8 @@ def make_distill_loss(cfg: RunConfig, teacher: FrozenTeacher | None, distiller: 
 
     def loss_fn(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         loss, parts = landmark_loss(out, batch, lam_rh)
-        if teacher is None or distiller is None:
-            return loss, parts
+        if teacher is None or distiller is None or (lam_dp == 0 and labels is None):
+            return loss, parts  # nothing of the teacher weighs in this loss: its forward is skipped
         total = loss
         parts = {**parts, "loss_landmark": float(loss.detach())}
         if labels is not None:  # one whole-network teacher pass gives the features too
