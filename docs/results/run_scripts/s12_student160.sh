@@ -9,7 +9,8 @@ source "$(dirname "$0")/s4_common.sh"
 S=docs/results/run_scripts
 GEO="--set model.input_size=${SIZE:-160} --set model.heatmap_size=${HM:-20}"
 PREV=${PREV:-$PWD/models/student.onnx}
-# DP: lambda_dp (0: the teacher's forward still runs, its term weighs nothing); TAG: set into the run names
+# DP: lambda_dp (0: no teacher term; since session 13 the step then skips the teacher's forward); TAG: set into
+# the run names
 # (the no-distillation arm of round b: TAG=n DP=0 ROUNDS=b PREV=/work/runs/k_s160a_2/checkpoints/best.pt)
 for r in ${ROUNDS:-a}; do
   ARM=s160${TAG:-}$r INIT=$PREV EPOCHS1=8 LOUT=0 TEACHER=$T PACKS="$P" \

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Session 6, issue 16 item 4: output distillation (distill.lambda_out) against none, at equal budget, from the shipped
-# student, with TEACHER. Two stages per arm, both `training distill` (the teacher's forward runs in every arm):
+# student, with TEACHER. Two stages per arm, both `training distill` (the teacher's forward ran in every arm; since
+# session 13 an arm with LOUT 0 skips it, as lambda_dp is 0 here: the same steps, faster):
 #   1. 4 x 141 steps, lr 2e-4: AFW/HELEN train (human) + the relabelled face5 pack, pack faces weighted W;
 #   2. 8 x 33 steps, lr 1e-4: the human AFW/HELEN train faces alone (the session-5 last stage).
 # LOUT is lambda_out in both stages (0 = no distillation); lambda_dp 0 throughout (the paper's pooled term moved
