@@ -7,7 +7,8 @@
 #   2. EPOCHS2 x 33 steps, lr 1e-4: the human faces alone.
 # Both stages with a 0.98 weight average and val on the AFW+HELEN faces only; teacher T (s4_common.sh, 3.578).
 # At lambda_dp 0 `training distill` skips the teacher's forward: that arm is plain training, at its speed.
-# Run folders: $RUNS/k_in<lambda>_1 and _2 (TAG puts a suffix after <lambda>).
+# Run folders: $RUNS/k_in<lambda>_1 and _2 (TAG puts a suffix after <lambda>). SETS: more `--set key=value` words for
+# both stages (a second seed: TAG=s1 SETS="--set train.seed=1").
 source "$(dirname "$0")/s4_common.sh"
 stage() {  # run-dir lambda_dp epochs steps lr extra-train init...
   local run=$1 dp=$2 epochs=$3 steps=$4 lr=$5 extra=$6
@@ -17,7 +18,7 @@ stage() {  # run-dir lambda_dp epochs steps lr extra-train init...
     --set "data.val_list=\"$LISTS/val_afw_helen.txt\"" --set 'train.select_sources=["afw","helen"]' $LO \
     --set train.epochs=$epochs --set train.max_steps_per_epoch=$steps --set train.lr=$lr \
     --set train.ema_decay=0.98 --set train.threads=${THREADS:-2} --set train.cpu_bf16=auto \
-    --set "distill.teacher=\"$T\"" --set distill.lambda_dp=$dp --set distill.lambda_out=0 "$@" \
+    --set "distill.teacher=\"$T\"" --set distill.lambda_dp=$dp --set distill.lambda_out=0 ${SETS:-} "$@" \
     > $RUNS/$run.log 2> $RUNS/$run.err
 }
 for dp in ${ARMS:-0 1}; do
