@@ -8,11 +8,12 @@
 # nothing in sessions 4-5). ARM names the run folders k_ARM_1 and k_ARM_2. LOUT2 sets stage 2's lambda_out apart
 # (default LOUT); STAGE1_FROM=OTHER skips stage 1 and starts stage 2 from k_OTHER_1's last checkpoint.
 # PACKS2 / W2: extra packs and their weight in stage 2 (default none: human faces alone; session 7's last-stage arm:
-# PACKS2=$PACKS W2=0.2). SETS: more `--set key=value` words for both stages (no spaces inside a value; session 7: data.label_offsets).
+# PACKS2=$PACKS W2=0.2). SETS: more `--set key=value` words for both stages (no spaces inside a value; session 7:
+# data.label_offsets). LR1: stage 1's learning rate (default 2e-4).
 source "$(dirname "$0")/s4_common.sh"
 TEACHER=${TEACHER:?teacher checkpoint}
 PACKS=${PACKS:-"[\"/work/pseudo/face5-ens4a\",\"/work/pseudo/face5-ens4b\"]"}
-INIT=${INIT:-$PWD/models/student.onnx}
+INIT=${INIT-$PWD/models/student.onnx}  # INIT="": no checkpoint, the config's ImageNet start (s13_kd_imagenet.sh)
 ARM=${ARM:?arm name}; W=${W:-1}; LOUT=${LOUT:-0}
 stage() {  # name init extra weight epochs steps lr
   $PY -m training distill --config training/configs/face68_distill.json --run-dir $RUNS/$1 --no-export \
@@ -23,5 +24,5 @@ stage() {  # name init extra weight epochs steps lr
     --set distill.lambda_dp=0 --set distill.lambda_out=$LOUT ${SETS:-} > $RUNS/$1.log 2> $RUNS/$1.err
 }
 FIRST=${STAGE1_FROM:-$ARM}
-if [ -z "${STAGE1_FROM:-}" ]; then stage k_${ARM}_1 "$INIT" "$PACKS" $W ${EPOCHS1:-4} 141 0.0002 || exit 1; fi
+if [ -z "${STAGE1_FROM:-}" ]; then stage k_${ARM}_1 "$INIT" "$PACKS" $W ${EPOCHS1:-4} 141 ${LR1:-0.0002} || exit 1; fi
 LOUT=${LOUT2:-$LOUT} stage k_${ARM}_2 $RUNS/k_${FIRST}_1/checkpoints/last.pt "${PACKS2:-[]}" ${W2:-1} ${EPOCHS2:-8} 33 0.0001
