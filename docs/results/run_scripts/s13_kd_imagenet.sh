@@ -10,10 +10,10 @@
 # Both stages with a 0.98 weight average and val on the AFW+HELEN faces only; teacher T (s4_common.sh, 3.578).
 # At lambda_dp 0 `training distill` skips the teacher's forward: that arm is plain training, at its speed.
 # Run folders: $RUNS/k_in<lambda>_1 and _2 (TAG puts a suffix after <lambda>). SETS: more `--set key=value` words for
-# both stages (a second seed: TAG=s1 SETS="--set train.seed=1").
+# both stages (a second seed: TAG=s1 SETS="--set train.seed=1"). LR1: stage 1's learning rate (default 1e-3; session 14: 5e-4).
 source "$(dirname "$0")/s4_common.sh"
 for dp in ${ARMS:-0 1}; do
-  ARM=in$dp${TAG:-} INIT= LR1=0.001 EPOCHS1=${EPOCHS1:-24} EPOCHS2=${EPOCHS2:-8} LOUT=0 TEACHER=$T PACKS="$P" \
+  ARM=in$dp${TAG:-} INIT= LR1=${LR1:-0.001} EPOCHS1=${EPOCHS1:-24} EPOCHS2=${EPOCHS2:-8} LOUT=0 TEACHER=$T PACKS="$P" \
     SETS="$LO --set data.val_list=\"$LISTS/val_afw_helen.txt\" --set distill.lambda_dp=$dp --set train.ema_decay=0.98 \
 ${SETS:-}" bash docs/results/run_scripts/s6_student_kd.sh || exit 1
 done
