@@ -59,7 +59,7 @@ def test_no_distillation_arm_does_not_run_the_teacher():
         cfg = replace(RunConfig(), distill=DistillConfig(lambda_dp=lam, lambda_out=0.0))
         loss, parts = make_distill_loss(cfg, teacher, distiller)(out, batch)
         assert len(calls) == runs and ("loss_distill" in parts) == bool(runs)
-        assert (float(loss) == float(plain)) == (not runs)
+        assert (float(loss.detach()) == float(plain.detach())) == (not runs)
 
 
 def test_spatial_distillation_sees_where_global_pooling_cannot():
