@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kpdesk.vision.schema import get_schema  # noqa: E402
+from kpdesk.vision.schema import SchemaError, schema_for_points  # noqa: E402
 from training.metrics import nme_per_image  # noqa: E402
 
 
@@ -40,10 +40,10 @@ def per_face_nme(folder: Path, sources: tuple[str, ...] = ()) -> dict[str, float
     if not modes:
         raise SystemExit(f"{path}: no pred_img_* array (not a `training eval --out` file?)")
     gt, pred = d["gt_img"], d[modes[0]]
-    schema = get_schema("ibug68") if gt.shape[1] == 68 else None
-    if schema is None:
-        raise SystemExit(f"{path}: {gt.shape[1]} points; this script compares 68-point models")
-    nme = nme_per_image(pred, gt, schema, "ion") * 100.0
+    try:
+        nme = nme_per_image(pred, gt, schema_for_points(gt.shape[1]), "ion") * 100.0
+    except SchemaError as e:
+        raise SystemExit(f"{path}: {e} (ION NME needs the outer eye corners)") from None
     keep = np.isin(d["sources"], list(sources)) if sources else np.ones(len(nme), bool)
     return {str(p): v for p, v, k in zip(d["paths"], nme.tolist(), keep) if k}
 

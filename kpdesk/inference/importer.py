@@ -37,7 +37,7 @@ from kpdesk.inference.install import Installed, ModelInstallError, install_model
 from kpdesk.inference.model import LandmarkModel, ModelLoadError, graph_sha256
 from kpdesk.vision.labels import LabelError, load_labelled_folder
 from kpdesk.vision.manifest import Manifest, ManifestError
-from kpdesk.vision.schema import KeypointSchema, custom_schema, get_schema
+from kpdesk.vision.schema import KeypointSchema, schema_for_points
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,6 @@ class ImportOptions:
     origin: str = ""
     command: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def schema_for(points: int) -> KeypointSchema:
-    return {68: get_schema("ibug68"), 5: get_schema("mtfl5"), 98: get_schema("wflw98")}.get(points) \
-        or custom_schema(points)
 
 
 def layout_mapping(src: Path, schema: KeypointSchema) -> dict[str, dict[str, float]]:
@@ -261,7 +256,7 @@ def build_manifest(onnx_path: str | Path, name: str, opts: ImportOptions) -> Man
     layout = _layout(src, shape, opts.layout)
     size = _size(src, shape, layout, opts.size)
     out_name, k, hm_size = _pick_output(src, _probe(src, sess, in_name, shape, layout, size), opts)
-    schema = schema_for(k)
+    schema = schema_for_points(k)
     detector_crop = layout_mapping(src, schema)
     bgr = opts.color == "bgr"
     mean, std = _per_channel(opts.mean, "mean", bgr), _per_channel(opts.std, "std", bgr)

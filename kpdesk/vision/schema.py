@@ -233,6 +233,12 @@ def list_schemas() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def schema_for_points(num_points: int) -> KeypointSchema:
+    """The known schema of that many points (68: ibug68, 5: mtfl5, 98: wflw98), else a custom one."""
+    known = {68: "ibug68", 5: "mtfl5", 98: "wflw98"}
+    return get_schema(known[num_points]) if num_points in known else custom_schema(num_points)
+
+
 def custom_schema(num_points: int, name: str = "custom", flip_perm: list[int] | None = None) -> KeypointSchema:
     """A schema for user data with no known semantics (identity flip unless given)."""
     return KeypointSchema(

@@ -27,7 +27,7 @@ import numpy as np
 from kpdesk.vision.codecs import DECODE_MODES, LandmarkDecoder, RegressionCodec
 from kpdesk.vision.files import atomic_write_text, save_figure, save_npz
 from kpdesk.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_input
-from kpdesk.vision.schema import KeypointSchema, custom_schema, get_schema
+from kpdesk.vision.schema import KeypointSchema, schema_for_points
 from kpdesk.vision.transforms import CropSpec, apply_affine, crop_params_from_points, invert_affine, warp_crop
 from training.data.datasets import FORMATS, DataConfig, Sample, load_split
 from training.metrics import mse_normalised, per_point_nme, summarize
@@ -96,10 +96,6 @@ class Runner:
         return (decode,)
 
 
-def _schema_for_points(k: int) -> KeypointSchema:
-    return {68: get_schema("ibug68"), 5: get_schema("mtfl5"), 98: get_schema("wflw98")}.get(k) or custom_schema(k)
-
-
 def load_runner(path: str | Path, threads: int = 0) -> Runner:
     """Open ``NAME.onnx`` (+ ``NAME.json``) or a training checkpoint ``.pt``.
 
@@ -137,7 +133,7 @@ def load_runner(path: str | Path, threads: int = 0) -> Runner:
             raise EvalError(str(exc)) from None
         mc = cfg.model
         has_hm = getattr(model, "hm_head", None) is not None and mc.heatmap_size > 0
-        schema = _schema_for_points(mc.num_points)
+        schema = schema_for_points(mc.num_points)
 
         @torch.no_grad()
         def forward(x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
