@@ -194,6 +194,38 @@ def test_distill_cli_end_to_end_and_resume(tiny):
     assert torch.equal(st2["aux_state"]["teacher_weight"], st["aux_state"]["teacher_weight"])
 
 
+def test_no_distillation_run_is_plain_training(tiny, tmp_path):
+    """lambda_dp 0 and lambda_out 0: the distill job does not load the teacher and learns exactly what `training
+    train` learns from the same config (the no-distillation arm of a comparison is plain training); a missing
+    teacher file is still refused."""
+    from training.config import load_config
+    from training.distill.job import run_distill
+    from training.events import EventStream
+    from training.jobs.engine import TrainingError
+    from training.jobs.train import run_train
+
+    cfg = load_config(tiny_config_file(tmp_path / "c.json", tiny.data, train={"epochs": 2},
+                                       distill={"teacher": str(tiny.teacher), "proj_dim": 16, "lambda_dp": 0}))
+    runs = {}
+    with open(os.devnull, "w") as null:
+        for name, job in (("kd0", run_distill), ("plain", run_train)):
+            runs[name] = tmp_path / name
+            runs[name].mkdir()
+            job(cfg, runs[name], events=EventStream(runs[name], out=null), export=False)
+        kd0 = torch.load(runs["kd0"] / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+        plain = torch.load(runs["plain"] / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+        assert kd0["aux_state"] is None
+        for k, v in plain["model_state"].items():
+            assert torch.equal(kd0["model_state"][k], v), k
+        logs = [json.loads(ln).get("message", "") for ln in (runs["kd0"] / "events.jsonl").read_text().splitlines()]
+        assert any("teacher is not loaded" in m for m in logs)
+        bad = load_config(tiny_config_file(tmp_path / "b.json", tiny.data,
+                                           distill={"teacher": str(tmp_path / "gone.pt"), "lambda_dp": 0}))
+        with pytest.raises(TrainingError, match="gone.pt: no such file"):
+            run_distill(bad, tmp_path / "bad", events=EventStream(tmp_path, out=null), export=False)
+        assert not (tmp_path / "bad").exists()
+
+
 # -- output distillation (distill.lambda_out, not in the paper) -------------------------
 def _labels_for(decode: str):
     from training.config import RunConfig, TrainConfig

@@ -52,6 +52,9 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
     single_process_only("distill")
     if not cfg.distill.teacher:
         raise TrainingError("distill.teacher is empty: set it to the teacher's checkpoint (.pt) or shipped .onnx")
+    uses_teacher = cfg.distill.lambda_dp > 0 or cfg.distill.lambda_out > 0
+    if not uses_teacher and not Path(cfg.distill.teacher).expanduser().is_file():
+        raise TrainingError(f"distill.teacher {cfg.distill.teacher}: no such file")
     t0 = time.time()
     device = pick_device(cfg.train.device)
     if cfg.train.threads:
@@ -59,17 +62,26 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
     torch.manual_seed(cfg.train.seed)
     prepare_run_dir(run_dir, cfg, resume)
     events = events or EventStream(run_dir)
-    teacher = FrozenTeacher(cfg.distill.teacher, device, cfg.distill.teacher_amp, cfg.train.channels_last,
-                            flip=cfg.distill.teacher_flip, label_offset=cfg.distill.teacher_label_offset)
-    check_geometry(cfg, teacher)
+    # With both weights 0 nothing of the teacher reaches the loss: it is not loaded, and the run is plain training
+    # (the no-distillation arm of an equal-budget comparison). Data order, augmentation and the heads' start come from
+    # train.seed alone, so this arm still sees exactly what its distilled twin sees.
+    teacher = None
+    if uses_teacher:
+        teacher = FrozenTeacher(cfg.distill.teacher, device, cfg.distill.teacher_amp, cfg.train.channels_last,
+                                flip=cfg.distill.teacher_flip, label_offset=cfg.distill.teacher_label_offset)
+        check_geometry(cfg, teacher)
     train, val, schema = load_data(cfg)
     tr_ds, va_ds = make_datasets(cfg, train, val, schema)
     model = init_model(cfg, events, unaugmented_train(cfg, train, schema))
-    distiller = build_distiller(cfg, model, teacher, unaugmented(cfg, train[:CALIB_IMAGES], schema))
-    events.emit("log", message=f"teacher {teacher.path} ({teacher.cfg.model.arch}, {teacher.feat_channels} ch) "
-                               f"frozen; projections {model.backbone.out_channels}->{distiller.dim}<-"
-                               f"{teacher.feat_channels}; lambda_dp {cfg.distill.lambda_dp}, "
-                               f"lambda_out {cfg.distill.lambda_out}")
+    distiller = None
+    if teacher is None:
+        events.emit("log", message="lambda_dp 0 and lambda_out 0: the teacher is not loaded, this is plain training")
+    else:
+        distiller = build_distiller(cfg, model, teacher, unaugmented(cfg, train[:CALIB_IMAGES], schema))
+        events.emit("log", message=f"teacher {teacher.path} ({teacher.cfg.model.arch}, {teacher.feat_channels} ch) "
+                                   f"frozen; projections {model.backbone.out_channels}->{distiller.dim}<-"
+                                   f"{teacher.feat_channels}; lambda_dp {cfg.distill.lambda_dp}, "
+                                   f"lambda_out {cfg.distill.lambda_out}")
     trainer = Trainer(cfg, model, run_dir, events, tr_ds, va_ds, loss_fn=make_distill_loss(cfg, teacher, distiller),
                       aux=distiller, cancel=cancel, device=device, save_whole_model=stored_whole(model), tag="distill",
                       checkpoint_extra=lambda: {"teacher": cfg.distill.teacher, "lambda_dp": cfg.distill.lambda_dp})
