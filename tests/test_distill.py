@@ -197,7 +197,7 @@ def test_distill_cli_end_to_end_and_resume(tiny):
 def test_no_distillation_run_is_plain_training(tiny, tmp_path):
     """lambda_dp 0 and lambda_out 0: the distill job does not load the teacher and learns exactly what `training
     train` learns from the same config (the no-distillation arm of a comparison is plain training); a missing
-    teacher file is still refused."""
+    teacher file is still refused, at any lambda, before the run folder is made."""
     from training.config import load_config
     from training.distill.job import run_distill
     from training.events import EventStream
@@ -219,11 +219,12 @@ def test_no_distillation_run_is_plain_training(tiny, tmp_path):
             assert torch.equal(kd0["model_state"][k], v), k
         logs = [json.loads(ln).get("message", "") for ln in (runs["kd0"] / "events.jsonl").read_text().splitlines()]
         assert any("teacher is not loaded" in m for m in logs)
-        bad = load_config(tiny_config_file(tmp_path / "b.json", tiny.data,
-                                           distill={"teacher": str(tmp_path / "gone.pt"), "lambda_dp": 0}))
-        with pytest.raises(TrainingError, match="gone.pt: no such file"):
-            run_distill(bad, tmp_path / "bad", events=EventStream(tmp_path, out=null), export=False)
-        assert not (tmp_path / "bad").exists()
+        for lam in (0, 1):
+            bad = load_config(tiny_config_file(tmp_path / "b.json", tiny.data,
+                                               distill={"teacher": str(tmp_path / "gone.pt"), "lambda_dp": lam}))
+            with pytest.raises(TrainingError, match="distill.teacher: .*gone.pt: checkpoint not found"):
+                run_distill(bad, tmp_path / "bad", events=EventStream(tmp_path, out=null), export=False)
+            assert not (tmp_path / "bad").exists()
 
 
 # -- output distillation (distill.lambda_out, not in the paper) -------------------------

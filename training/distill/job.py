@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from kpdesk.vision.files import atomic_write_text
-from training.config import RunConfig, load_config
+from training.config import RunConfig, checkpoint_problem, load_config
 from training.distill.loss import CALIB_IMAGES, build_distiller, make_distill_loss
 from training.distill.teacher import FrozenTeacher, check_geometry
 from training.events import EventStream
@@ -52,9 +52,10 @@ def run_distill(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Can
     single_process_only("distill")
     if not cfg.distill.teacher:
         raise TrainingError("distill.teacher is empty: set it to the teacher's checkpoint (.pt) or shipped .onnx")
+    problem = checkpoint_problem(cfg.distill.teacher)  # refused before the run folder is made, used or not
+    if problem:
+        raise TrainingError(f"distill.teacher: {cfg.distill.teacher}: {problem}")
     uses_teacher = cfg.distill.lambda_dp > 0 or cfg.distill.lambda_out > 0
-    if not uses_teacher and not Path(cfg.distill.teacher).expanduser().is_file():
-        raise TrainingError(f"distill.teacher {cfg.distill.teacher}: no such file")
     t0 = time.time()
     device = pick_device(cfg.train.device)
     if cfg.train.threads:
