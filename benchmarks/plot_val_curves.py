@@ -37,6 +37,9 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="run folders holding events.jsonl")
     ap.add_argument("--sources", nargs="*", default=[], help="val sources (default: all faces)")
     ap.add_argument("--tag", default="", help="use the metric events after the last start with this tag")
+    ap.add_argument("--ymax", type=float, default=None,
+                    help="top of the y axis (a run from ImageNet weights starts far above where it ends); "
+                         "the CSV keeps every point")
     ap.add_argument("--out", required=True, help="path without suffix: writes OUT.png and OUT.csv")
     a = ap.parse_args()
     import matplotlib
@@ -54,6 +57,8 @@ def main() -> None:
         rows += [(Path(run).name, e, round(v, 4)) for e, v in pts]
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"val ION NME % ({'+'.join(a.sources) or 'all'})")
+    if a.ymax is not None:
+        ax.set_ylim(top=a.ymax)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

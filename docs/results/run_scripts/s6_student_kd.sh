@@ -9,7 +9,7 @@
 # (default LOUT); STAGE1_FROM=OTHER skips stage 1 and starts stage 2 from k_OTHER_1's last checkpoint.
 # PACKS2 / W2: extra packs and their weight in stage 2 (default none: human faces alone; session 7's last-stage arm:
 # PACKS2=$PACKS W2=0.2). SETS: more `--set key=value` words for both stages (no spaces inside a value; session 7:
-# data.label_offsets). LR1: stage 1's learning rate (default 2e-4).
+# data.label_offsets). LR1: stage 1's learning rate (default 2e-4). EPOCHS2=0: stage 1 alone (s16_kd_human.sh).
 source "$(dirname "$0")/s4_common.sh"
 TEACHER=${TEACHER:?teacher checkpoint}
 PACKS=${PACKS:-"[\"/work/pseudo/face5-ens4a\",\"/work/pseudo/face5-ens4b\"]"}
@@ -25,4 +25,5 @@ stage() {  # name init extra weight epochs steps lr
 }
 FIRST=${STAGE1_FROM:-$ARM}
 if [ -z "${STAGE1_FROM:-}" ]; then stage k_${ARM}_1 "$INIT" "$PACKS" $W ${EPOCHS1:-4} 141 ${LR1:-0.0002} || exit 1; fi
+[ "${EPOCHS2:-8}" = 0 ] && exit 0
 LOUT=${LOUT2:-$LOUT} stage k_${ARM}_2 $RUNS/k_${FIRST}_1/checkpoints/last.pt "${PACKS2:-[]}" ${W2:-1} ${EPOCHS2:-8} 33 0.0001
