@@ -1,0 +1,23 @@
+#!/bin/bash
+# Session 17 (docs/results/chain_session17.md), issue 16 item 4: the paper's feature term given faces it can use
+# and plain training cannot: session 16's setting (the student from its ImageNet weights, the 1,064 human AFW/HELEN
+# train faces, one `training distill` stage per arm) plus an unlabelled pack U of as many faces at loss weight 0
+# (data.extra_weight=0: their labels only place the crop; LOSS is the weighted mean over the labelled faces, so it
+# never sees them). loss3 is a plain mean over the whole batch: at lambda_dp > 0 the student matches the teacher's
+# pooled features on the unlabelled faces too. Batch 64 from the pooled 2 x 1,064 faces keeps ~32 labelled faces
+# a step, as in session 16; EPOCHS x 33 steps. Both arms see the same batches (same seed); at lambda_dp 0 the
+# unlabelled half only passes through BatchNorm.
+# U (default /work/pseudo/ytf-unl): a face68-layout folder (train.txt + images); session 17's is 1,064 YouTube-Faces
+# train frames drawn at random (seed 17) from ../shared/data/face68/train.txt, see chain_session17.md.
+# LOUT=1: output distillation as well (distill.lambda_out, not in the paper, training/distill/outputs.py): the
+# teacher labels every crop of the batch, the unlabelled ones included, and the student learns those labels with
+# LOSS; with ARMS=0 that is output distillation alone (session 17: TAG=o...).
+# Run folders: $RUNS/k_u<lambda><TAG>_1. Teacher T, ARMS, EPOCHS, LR, SETS as in s16_kd_human.sh.
+source "$(dirname "$0")/s4_common.sh"
+U=${U:-/work/pseudo/ytf-unl}
+for dp in ${ARMS:-0 1}; do
+  ARM=u$dp${TAG:-} INIT= LR1=${LR:-0.0005} EPOCHS1=${EPOCHS:-60} EPOCHS2=0 LOUT=${LOUT:-0} TEACHER=$T \
+    PACKS="[\"$U\"]" W=0 \
+    SETS="$LO --set data.val_list=\"$LISTS/val_afw_helen.txt\" --set distill.lambda_dp=$dp --set train.ema_decay=0.98 \
+--set train.batch_size=64 ${SETS:-}" bash docs/results/run_scripts/s6_student_kd.sh || exit 1
+done
