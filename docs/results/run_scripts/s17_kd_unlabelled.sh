@@ -12,12 +12,6 @@
 # LOUT=1: output distillation as well (distill.lambda_out, not in the paper, training/distill/outputs.py): the
 # teacher labels every crop of the batch, the unlabelled ones included, and the student learns those labels with
 # LOSS; with ARMS=0 that is output distillation alone (session 17: TAG=o...).
-# Run folders: $RUNS/k_u<lambda><TAG>_1. Teacher T, ARMS, EPOCHS, LR, SETS as in s16_kd_human.sh.
-source "$(dirname "$0")/s4_common.sh"
+# Run folders: $RUNS/k_u<lambda><TAG>_1. Teacher T, ARMS, EPOCHS, LR, SETS as in s16_kd_human.sh, which runs the arms.
 U=${U:-/work/pseudo/ytf-unl}
-for dp in ${ARMS:-0 1}; do
-  ARM=u$dp${TAG:-} INIT= LR1=${LR:-0.0005} EPOCHS1=${EPOCHS:-60} EPOCHS2=0 LOUT=${LOUT:-0} TEACHER=$T \
-    PACKS="[\"$U\"]" W=0 \
-    SETS="$LO --set data.val_list=\"$LISTS/val_afw_helen.txt\" --set distill.lambda_dp=$dp --set train.ema_decay=0.98 \
---set train.batch_size=64 ${SETS:-}" bash docs/results/run_scripts/s6_student_kd.sh || exit 1
-done
+PREFIX=u PACKS="[\"$U\"]" W=0 SETS="--set train.batch_size=64 ${SETS:-}" exec bash "$(dirname "$0")/s16_kd_human.sh"
