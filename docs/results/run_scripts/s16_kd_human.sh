@@ -12,10 +12,11 @@
 # Run folders: $RUNS/k_h<lambda><TAG>_1. SETS: more `--set key=value` words (a second seed: TAG=s1
 # SETS="--set train.seed=1").
 # PREFIX (default h), PACKS (default [], no pack), W (their weight, default 1), LOUT (lambda_out, default 0): for
-# s17_kd_unlabelled.sh, which runs this protocol with an unlabelled pack.
+# s17_kd_unlabelled.sh, which runs this protocol with an unlabelled pack. INIT (default none: the ImageNet start): a
+# model to start from instead (session 18: the shipped 0.25x, INIT=models/student-0.25x.onnx LR=0.0001).
 source "$(dirname "$0")/s4_common.sh"
 for dp in ${ARMS:-0 1}; do
-  ARM=${PREFIX:-h}$dp${TAG:-} INIT= LR1=${LR:-0.0005} EPOCHS1=${EPOCHS:-60} EPOCHS2=0 LOUT=${LOUT:-0} TEACHER=$T \
+  ARM=${PREFIX:-h}$dp${TAG:-} INIT=${INIT:-} LR1=${LR:-0.0005} EPOCHS1=${EPOCHS:-60} EPOCHS2=0 LOUT=${LOUT:-0} TEACHER=$T \
     PACKS="${PACKS:-[]}" W=${W:-1} \
     SETS="$LO --set data.val_list=\"$LISTS/val_afw_helen.txt\" --set distill.lambda_dp=$dp --set train.ema_decay=0.98 \
 ${SETS:-}" bash docs/results/run_scripts/s6_student_kd.sh || exit 1

@@ -12,6 +12,7 @@
 # LOUT=1: output distillation as well (distill.lambda_out, not in the paper, training/distill/outputs.py): the
 # teacher labels every crop of the batch, the unlabelled ones included, and the student learns those labels with
 # LOSS; with ARMS=0 that is output distillation alone (session 17: TAG=o...).
-# Run folders: $RUNS/k_u<lambda><TAG>_1. Teacher T, ARMS, EPOCHS, LR, SETS as in s16_kd_human.sh, which runs the arms.
+# Run folders: $RUNS/k_<PREFIX, default u><lambda><TAG>_1. Teacher T, ARMS, EPOCHS, LR, INIT, SETS as in
+# s16_kd_human.sh, which runs the arms.
 U=${U:-/work/pseudo/ytf-unl}
-PREFIX=u PACKS="[\"$U\"]" W=0 SETS="--set train.batch_size=64 ${SETS:-}" exec bash "$(dirname "$0")/s16_kd_human.sh"
+PREFIX=${PREFIX:-u} PACKS="[\"$U\"]" W=0 SETS="--set train.batch_size=64 ${SETS:-}" exec bash "$(dirname "$0")/s16_kd_human.sh"
