@@ -14,7 +14,7 @@ import pytest
 import torch
 from fixtures import make_face68, tiny_config
 
-from training.config import ConfigError, config_from_dict, load_config
+from training.config import ConfigError, config_from_dict, load_config, validate_config
 from training.events import EventStream
 from training.jobs.engine import CancelFlag, Cancelled, DivergedError, Trainer, load_data, make_datasets
 from training.jobs.train import run_train
@@ -269,3 +269,38 @@ def test_a_pruned_start_may_change_its_input_size_but_not_its_stride(tmp_path: P
     other = dataclasses.replace(small, model=dataclasses.replace(small.model, num_points=5))
     with pytest.raises(TrainingError, match="num_points"):
         pruned_start(other, st, "ckpt.pt")
+
+
+def test_mixed_batches_hold_a_fixed_share_of_extra_faces_and_sample_a_large_pack_across_epochs() -> None:
+    from training.jobs.engine import mixed_batches_for_epoch
+
+    base, extra = list(range(10)), list(range(100, 130))
+    ep0 = mixed_batches_for_epoch(base, extra, 6, 2, seed=3, epoch=0)
+    assert len(ep0) == 2  # 10 base faces, 4 a batch: one pass, the incomplete batch dropped
+    assert all(len(b) == 6 and sum(i >= 100 for i in b) == 2 for b in ep0)
+    assert len({i for b in ep0 for i in b if i < 100}) == 8
+    assert ep0 == mixed_batches_for_epoch(base, extra, 6, 2, seed=3, epoch=0)
+    seen = {i for e in range(8) for b in mixed_batches_for_epoch(base, extra, 6, 2, 3, e) for i in b if i >= 100}
+    assert len(seen) > 12  # a fresh extra order every epoch, not the same 4 faces
+    small = mixed_batches_for_epoch(base, [100], 6, 2, seed=3, epoch=0)  # a pack shorter than the need cycles
+    assert all(b[-2:] == [100, 100] for b in small)
+    ranks = [mixed_batches_for_epoch(base, extra, 3, 1, 3, 0, rank=r, world=2) for r in (0, 1)]
+    flat = [[i for b in r for i in b if i < 100] for r in ranks]
+    assert not set(flat[0]) & set(flat[1])
+    assert mixed_batches_for_epoch(base, extra, 6, 2, 3, 0, max_steps=1) == ep0[:1]
+
+
+def test_extra_share_fixes_the_batches_of_a_run_and_is_checked(tmp_path: Path) -> None:
+    pack, extra = make_face68(tmp_path / "face68"), make_face68(tmp_path / "extra")
+    d = tiny_config(pack, epochs=1)  # 16 faces, batch 4
+    d["data"]["extra_train"] = [str(extra)]
+    d["data"]["extra_weight"] = 0
+    d["data"]["extra_share"] = 0.25  # 3 faces of the data set and 1 extra a batch: 16 // 3 = 5 steps
+    run_train(config_from_dict(d), tmp_path / "run", export=False)
+    assert {e["steps"] for e in _events(tmp_path / "run") if e["event"] == "progress"} == {5}  # pooled: 32 // 4 = 8
+    d["data"]["extra_share"] = 0.1  # rounds to no extra face in a batch of 4
+    with pytest.raises(ConfigError, match="data.extra_share: must leave at least one face of each kind"):
+        validate_config(config_from_dict(d))
+    d["data"]["extra_share"], d["data"]["extra_train"] = 0.5, []
+    with pytest.raises(ConfigError, match="data.extra_share: needs data.extra_train packs"):
+        validate_config(config_from_dict(d))

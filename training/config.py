@@ -300,6 +300,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(d.num_points >= 0, "data.num_points", "must be >= 0 (0: from the format)")
     need(num(d.extra_weight) and d.extra_weight >= 0, "data.extra_weight", "must be a number >= 0")
     need(d.extra_max_samples >= 0, "data.extra_max_samples", "must be >= 0")
+    need(num(d.extra_share) and 0 <= d.extra_share < 1, "data.extra_share", "must be a fraction in [0, 1)")
+    need(d.extra_share == 0 or bool(d.extra_train), "data.extra_share", "needs data.extra_train packs")
+    need(d.extra_share == 0 or 1 <= round(d.extra_share * t.batch_size) < t.batch_size, "data.extra_share",
+         f"must leave at least one face of each kind in a batch of train.batch_size={t.batch_size}")
     need(pair(dl.teacher_label_offset, 16), "distill.teacher_label_offset",
          "must be [dx, dy] crop pixels, each below 16 in size")
     need(dl.teacher_flip or not any(dl.teacher_label_offset), "distill.teacher_label_offset",

@@ -46,6 +46,10 @@ class DataConfig:
             Never used for validation.
         extra_weight: loss weight of an extra-pack face relative to a face of ``root``.
         extra_max_samples: use at most this many faces of each extra pack (0 = all).
+        extra_share: the share of every training batch drawn from the extra packs, the rest
+            from ``root``'s faces (an epoch is then one pass over those); 0 = batches drawn from
+            the pooled faces. Keeps the labelled faces of a step fixed however large a pack
+            of unlabelled faces (``extra_weight`` 0) is.
         label_offsets: per source (``Sample.source``, e.g. ``"afw"``), the (dx, dy) image
             pixels between its labels and the mirror-symmetric position, as ``python -m
             training label-offset`` measures them; flip augmentation keeps that convention
@@ -66,6 +70,7 @@ class DataConfig:
     extra_train: tuple[str, ...] = ()
     extra_weight: float = 1.0
     extra_max_samples: int = 0
+    extra_share: float = 0.0
     label_offsets: dict[str, tuple[float, float]] = field(default_factory=dict)
     extra_label_shift: tuple[float, ...] = (0.0, 0.0)
 

@@ -199,6 +199,29 @@ def batches_for_epoch(n: int, batch_size: int, seed: int, epoch: int, rank: int 
     return [perm[i * batch_size:(i + 1) * batch_size].tolist() for i in range(nb)]
 
 
+def mixed_batches_for_epoch(base: list[int], extra: list[int], batch_size: int, n_extra: int, seed: int,
+                            epoch: int, rank: int = 0, world: int = 1, max_steps: int = 0) -> list[list[int]]:
+    """Batches of ``batch_size - n_extra`` faces of ``base`` and ``n_extra`` of ``extra`` (data.extra_share).
+
+    The epoch is one shuffled pass over ``base`` (the last incomplete batch dropped); ``extra``
+    follows its own shuffled order, drawn afresh each epoch and repeated when one pass is too
+    short, so a large extra pack is sampled across epochs and a small one cycles. Deterministic
+    for (seed, epoch), a rank's share under DDP."""
+    rng = np.random.default_rng((seed, epoch, 11))
+    b = np.asarray(base)[rng.permutation(len(base))][rank::world]
+    n_base = batch_size - n_extra
+    nb = len(b) // n_base
+    if max_steps:
+        nb = min(nb, max_steps)
+    if nb == 0 or not extra:
+        return []
+    need = nb * n_extra
+    e = np.asarray(extra)
+    orders = [e[rng.permutation(len(e))][rank::world] for _ in range(-(-need * world // len(e)) + 1)]
+    x = np.concatenate(orders)[:need]
+    return [b[i * n_base:(i + 1) * n_base].tolist() + x[i * n_extra:(i + 1) * n_extra].tolist() for i in range(nb)]
+
+
 def load_data(cfg: RunConfig, schema_check: int | None = None) -> tuple[list[Sample], list[Sample], KeypointSchema]:
     try:
         train, schema = load_split(cfg.data, "train")
@@ -446,14 +469,30 @@ class Trainer:
             for idx in batches:
                 yield self._batch(idx)
 
+    def _epoch_batches(self, e: int) -> list[list[int]]:
+        share, t = self.cfg.data.extra_share, self.t
+        if not share:
+            batches = batches_for_epoch(len(self.train_ds), t.batch_size, t.seed, e, self.dist.rank,
+                                        self.dist.world, t.max_steps_per_epoch)
+            if not batches:
+                raise TrainingError(f"training set of {len(self.train_ds)} samples is smaller than one batch "
+                                    f"({t.batch_size})")
+            return batches
+        is_extra = [s.source.startswith("extra:") for s in self.train_ds.samples]
+        base = [i for i, x in enumerate(is_extra) if not x]
+        extra = [i for i, x in enumerate(is_extra) if x]
+        n_extra = round(share * t.batch_size)
+        batches = mixed_batches_for_epoch(base, extra, t.batch_size, n_extra, t.seed, e, self.dist.rank,
+                                          self.dist.world, t.max_steps_per_epoch)
+        if not batches:
+            raise TrainingError(f"data.extra_share {share}: {len(base)} faces of the data set and {len(extra)} of "
+                                f"the extra packs do not fill one batch of {t.batch_size - n_extra} + {n_extra}")
+        return batches
+
     def train_epoch(self) -> dict[str, float]:
         e = self.epoch
         self.train_ds.set_epoch(e)
-        batches = batches_for_epoch(len(self.train_ds), self.t.batch_size, self.t.seed, e, self.dist.rank,
-                                    self.dist.world, self.t.max_steps_per_epoch)
-        if not batches:
-            raise TrainingError(f"training set of {len(self.train_ds)} samples is smaller than one batch "
-                                f"({self.t.batch_size})")
+        batches = self._epoch_batches(e)
         steps = len(batches)
         lr = self.lr_at(e)
         for g in self.opt.param_groups:
