@@ -9,6 +9,8 @@
 # unlabelled half only passes through BatchNorm.
 # U (default /work/pseudo/ytf-unl): a face68-layout folder (train.txt + images); session 17's is 1,064 YouTube-Faces
 # train frames drawn at random (seed 17) from ../shared/data/face68/train.txt, see chain_session17.md.
+# Session 18 (chain_session18.md section 4): U=/work/pseudo/ytf-all, all 3,462 YTF train frames, with
+# SETS="--set data.extra_share=0.5": every batch 32 human + 32 unlabelled faces, a fresh draw of U each epoch.
 # LOUT=1: output distillation as well (distill.lambda_out, not in the paper, training/distill/outputs.py): the
 # teacher labels every crop of the batch, the unlabelled ones included, and the student learns those labels with
 # LOSS; with ARMS=0 that is output distillation alone (session 17: TAG=o...).
