@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 
 
@@ -40,6 +41,9 @@ def main() -> None:
     ap.add_argument("--ymax", type=float, default=None,
                     help="top of the y axis (a run from ImageNet weights starts far above where it ends); "
                          "the CSV keeps every point")
+    ap.add_argument("--group", default="",
+                    help="regex removed from a run's name to name its arm (e.g. 's\\d+' for seeds): the runs of an "
+                         "arm share a colour, one legend entry, a line style each")
     ap.add_argument("--out", required=True, help="path without suffix: writes OUT.png and OUT.csv")
     a = ap.parse_args()
     import matplotlib
@@ -49,11 +53,23 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     rows = []
+    arms: dict[str, list[str]] = {}
+    styles = ["-", "--", ":", "-."]
     for run in a.runs:
         pts = curve(Path(run) / "events.jsonl", a.sources, a.tag)
         if not pts:
             continue
-        ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", ms=3, label=Path(run).name)
+        name = Path(run).name
+        if a.group:
+            arm = re.sub(a.group, "", name)
+            members = arms.setdefault(arm, [])
+            members.append(name)
+            style = {"color": f"C{list(arms).index(arm) % 10}", "ls": styles[(len(members) - 1) % len(styles)],
+                     "label": f"{arm} ({sum(re.sub(a.group, '', Path(r).name) == arm for r in a.runs)} runs)"
+                     if len(members) == 1 else "_nolegend_"}
+        else:
+            style = {"label": name}
+        ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", ms=3, **style)
         rows += [(Path(run).name, e, round(v, 4)) for e, v in pts]
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"val ION NME % ({'+'.join(a.sources) or 'all'})")
