@@ -288,6 +288,8 @@ def test_mixed_batches_hold_a_fixed_share_of_extra_faces_and_sample_a_large_pack
     flat = [[i for b in r for i in b if i < 100] for r in ranks]
     assert not set(flat[0]) & set(flat[1])
     assert mixed_batches_for_epoch(base, extra, 6, 2, 3, 0, max_steps=1) == ep0[:1]
+    tiny = [mixed_batches_for_epoch(base, [100], 3, 1, 3, 0, rank=r, world=2) for r in (0, 1)]
+    assert all(b[-1] == 100 for r in tiny for b in r) and all(len(r) == 2 for r in tiny)
 
 
 def test_extra_share_fixes_the_batches_of_a_run_and_is_checked(tmp_path: Path) -> None:

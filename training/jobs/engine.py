@@ -217,7 +217,8 @@ def mixed_batches_for_epoch(base: list[int], extra: list[int], batch_size: int, 
         return []
     need = nb * n_extra
     e = np.asarray(extra)
-    orders = [e[rng.permutation(len(e))][rank::world] for _ in range(-(-need * world // len(e)) + 1)]
+    stride = world if len(e) >= world else 1  # a pack smaller than the ranks: each rank draws from all of it
+    orders = [e[rng.permutation(len(e))][rank % stride::stride] for _ in range(-(-need * stride // len(e)) + 1)]
     x = np.concatenate(orders)[:need]
     return [b[i * n_base:(i + 1) * n_base].tolist() + x[i * n_extra:(i + 1) * n_extra].tolist() for i in range(nb)]
 
