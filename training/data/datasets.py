@@ -328,6 +328,14 @@ def load_split(cfg: DataConfig, split: str) -> tuple[list[Sample], KeypointSchem
     return col.samples, schema
 
 
+EXTRA_SOURCE_PREFIX = "extra:"
+
+
+def is_extra(sample: Sample) -> bool:
+    """Whether ``sample`` came from a ``data.extra_train`` pack (``load_extra_train``)."""
+    return sample.source.startswith(EXTRA_SOURCE_PREFIX)
+
+
 def load_extra_train(cfg: DataConfig, schema: KeypointSchema) -> list[Sample]:
     """The faces of ``cfg.extra_train`` packs, weighted by ``cfg.extra_weight``; each
     source is prefixed ``extra:`` so per-source metrics never mix them with human labels."""
@@ -347,6 +355,6 @@ def load_extra_train(cfg: DataConfig, schema: KeypointSchema) -> list[Sample]:
             if fx or fy:
                 side = float(np.ptp(s.pts, axis=0).max())
                 shift = (fx * side, fy * side)
-            out.append(Sample(s.path, s.pts + np.asarray(shift), f"extra:{s.source}", s.attrs, cfg.extra_weight,
-                              shift))
+            out.append(Sample(s.path, s.pts + np.asarray(shift), EXTRA_SOURCE_PREFIX + s.source, s.attrs,
+                              cfg.extra_weight, shift))
     return out

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from kpdesk.vision.codecs import LandmarkDecoder
 from kpdesk.vision.schema import KeypointSchema
 from training.config import RunConfig, TrainConfig
-from training.data.datasets import LabelError, Sample, load_extra_train, load_split, with_label_offsets
+from training.data.datasets import LabelError, Sample, is_extra, load_extra_train, load_split, with_label_offsets
 from training.data.torchdata import LandmarkDataset
 from training.events import EventStream
 from training.jobs.ema import WeightAverage
@@ -479,9 +479,9 @@ class Trainer:
                 raise TrainingError(f"training set of {len(self.train_ds)} samples is smaller than one batch "
                                     f"({t.batch_size})")
             return batches
-        is_extra = [s.source.startswith("extra:") for s in self.train_ds.samples]
-        base = [i for i, x in enumerate(is_extra) if not x]
-        extra = [i for i, x in enumerate(is_extra) if x]
+        flags = [is_extra(s) for s in self.train_ds.samples]
+        base = [i for i, x in enumerate(flags) if not x]
+        extra = [i for i, x in enumerate(flags) if x]
         n_extra = round(share * t.batch_size)
         batches = mixed_batches_for_epoch(base, extra, t.batch_size, n_extra, t.seed, e, self.dist.rank,
                                           self.dist.world, t.max_steps_per_epoch)
