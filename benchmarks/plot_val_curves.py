@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 
@@ -53,7 +54,9 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     rows = []
-    arms: dict[str, list[str]] = {}
+    arm_of = {run: re.sub(a.group, "", Path(run).name) for run in a.runs} if a.group else {}
+    size = Counter(arm_of.values())
+    drawn: Counter[str] = Counter()  # runs of each arm drawn so far: picks the line style
     styles = ["-", "--", ":", "-."]
     for run in a.runs:
         pts = curve(Path(run) / "events.jsonl", a.sources, a.tag)
@@ -61,12 +64,11 @@ def main() -> None:
             continue
         name = Path(run).name
         if a.group:
-            arm = re.sub(a.group, "", name)
-            members = arms.setdefault(arm, [])
-            members.append(name)
-            style = {"color": f"C{list(arms).index(arm) % 10}", "ls": styles[(len(members) - 1) % len(styles)],
-                     "label": f"{arm} ({sum(re.sub(a.group, '', Path(r).name) == arm for r in a.runs)} runs)"
-                     if len(members) == 1 else "_nolegend_"}
+            arm = arm_of[run]
+            k = drawn[arm]
+            drawn[arm] += 1
+            style = {"color": f"C{list(drawn).index(arm) % 10}", "ls": styles[k % len(styles)],
+                     "label": f"{arm} ({size[arm]} runs)" if k == 0 else "_nolegend_"}
         else:
             style = {"label": name}
         ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", ms=3, **style)
