@@ -93,6 +93,52 @@ def test_prune_with_a_channel_multiple_keeps_multiples(tmp_path):
     assert m(torch.randn(2, 3, S, S))["coords"].shape == (2, 136)
 
 
+def test_layer_alphas_take_the_longest_prefix_and_refuse_one_that_names_no_layer():
+    from training.jobs.engine import TrainingError
+    from training.prune.plan import PruneLayer, layer_alphas
+
+    layers = [PruneLayer(r, (r,), i, 8) for i, r in enumerate(
+        ["backbone.features.1.conv.0", "backbone.features.14.conv.2", "backbone.features.18.0", "reg_head.fc1"])]
+    got = layer_alphas(layers, 0.75, {"backbone.features.1": 0.5, "backbone": 0.6, "backbone.features.18": 0.0})
+    # "backbone.features.1" names features.1 only, not features.14 or .18 (whole module names, not text)
+    assert got == {"backbone.features.1.conv.0": 0.5, "backbone.features.14.conv.2": 0.6,
+                   "backbone.features.18.0": 0.0, "reg_head.fc1": 0.75}
+    assert layer_alphas(layers, 0.75) == {ly.root: 0.75 for ly in layers}
+    with pytest.raises(TrainingError, match="backbone.features.19"):
+        layer_alphas(layers, 0.75, {"backbone.features.19": 0.5})
+
+
+def test_per_layer_alphas_prune_each_layer_to_its_own_share():
+    from training.prune.criterion import ReconstructionImportance
+    from training.prune.plan import build_graph, keep_count, layer_alphas, plan_layers, prune_layer
+
+    m = tiny_landmark_net()
+    imp = ReconstructionImportance(m, torch.randn(8, 3, S, S))
+    dg = build_graph(m, S)
+    plan = plan_layers(m, dg, S)
+    late = {f"backbone.features.{i}": 0.5 for i in range(14, 19)}
+    alphas = layer_alphas(plan, 0.75, late)
+    assert alphas["backbone.features.18.0"] == 0.5 and alphas["backbone.features.0.0"] == 0.75
+    for ly in plan:
+        prune_layer(dg, dict(m.named_modules())[ly.root], imp, alphas[ly.root])
+    named = dict(m.named_modules())
+    for ly in plan:
+        mod = named[ly.root]
+        got = mod.out_channels if isinstance(mod, nn.Conv2d) else mod.out_features
+        assert got == keep_count(ly.channels, alphas[ly.root]), (ly.root, got)
+    assert m(torch.randn(2, 3, S, S))["coords"].shape == (2, 136)
+
+
+def test_alpha_by_prefix_is_checked_in_the_config():
+    from training.config import ConfigError, config_from_dict, validate_config
+
+    ok = config_from_dict({"prune": {"alpha_by_prefix": {"backbone.features.18": 0.5}}})
+    validate_config(ok)
+    for bad in ({"backbone.features.18": 1.0}, {"backbone.features.18": "half"}, {"": 0.5}, ["backbone"]):
+        with pytest.raises(ConfigError, match="prune.alpha_by_prefix"):
+            validate_config(config_from_dict({"prune": {"alpha_by_prefix": bad}}))
+
+
 # -- the score ---------------------------------------------------------------------------
 def brute_force_scores(m, group, calib):
     """Eq. 7 literally: for each channel i, zero it at every consumer's input and measure the
@@ -187,6 +233,7 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
 def pruned(tiny) -> SimpleNamespace:
     cfg = tiny_config_file(tiny.tmp / "prune.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16},
                       prune={"student": str(tiny.student), "alpha": 0.5, "calib_images": 8, "finetune_steps": 1,
+                             "alpha_by_prefix": {"backbone.features.18": 0.25},
                              "final_epochs": 1, "layers_per_step": 14, "latency_runs": 5})
     run = tiny.tmp / "run_prune"
     rc, ev, err = run_cli("prune", "--config", str(cfg), "--run-dir", str(run))
@@ -194,6 +241,8 @@ def pruned(tiny) -> SimpleNamespace:
 
 
 def test_prune_cli_end_to_end(pruned):
+    from training.prune.plan import keep_count
+
     rc, ev, err, run = pruned.rc, pruned.ev, pruned.err, pruned.run
     assert rc == 0, err
     steps = [e for e in ev if e["event"] == "step"]
@@ -204,9 +253,15 @@ def test_prune_cli_end_to_end(pruned):
     assert steps[-1]["params"] < steps[0]["params"] / 2
     rows = list(csv.DictReader((run / "prune_steps.csv").open()))
     assert len(rows) == 4 and rows[1]["layers"].startswith("hm_head.conv.0")
+    layer_chans = {la: ch for r in rows[1:3] for la, ch in zip(r["layers"].split(";"), r["channels"].split(";"))}
+    n18 = int(layer_chans["backbone.features.18.0"].split("->")[0])  # its own alpha (0.25), the rest at 0.5
+    assert layer_chans["backbone.features.18.0"] == f"{n18}->{keep_count(n18, 0.25)}"
+    assert all(ch == f"{ch.split('->')[0]}->{keep_count(int(ch.split('->')[0]), 0.5)}"
+               for la, ch in layer_chans.items() if la != "backbone.features.18.0")
     assert (run / "prune_nme_latency.png").stat().st_size > 1000
     man = json.loads((run / "export" / "student-0.5x.json").read_text())
     assert man["info"]["params"] == steps[-1]["params"]
+    assert man["info"]["pruned"]["alpha_by_prefix"] == {"backbone.features.18": 0.25}
     assert (run / "export" / "student-0.5x.onnx").is_file()
     assert {"exported", "done", "metric", "checkpoint"} <= {e["event"] for e in ev}
 

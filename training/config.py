@@ -103,6 +103,9 @@ class PruneConfig:
 
     student: str = ""  # checkpoint of the (distilled) student to prune
     alpha: float = 0.75
+    # per-layer pruning shares: module-name prefix -> alpha for the layers whose root it names (the longest
+    # matching prefix wins; other layers take ``alpha``), e.g. {"backbone.features.18": 0.5}
+    alpha_by_prefix: dict[str, float] = field(default_factory=dict)
     importance: str = "reconstruction"  # or "l1"
     calib_images: int = 64
     finetune_steps: int = 100
@@ -351,6 +354,9 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     need(dl.proj_dim >= 1, "distill.proj_dim", "must be >= 1")
     need(dl.pool in ("global", "spatial"), "distill.pool", "must be 'global' or 'spatial'")
     need(num(pr.alpha) and 0 < pr.alpha < 1, "prune.alpha", "must be in (0, 1) (the fraction of filters pruned)")
+    need(isinstance(pr.alpha_by_prefix, dict)
+         and all(isinstance(k, str) and k and num(v) and 0 <= v < 1 for k, v in pr.alpha_by_prefix.items()),
+         "prune.alpha_by_prefix", "must map module-name prefixes to pruning shares in [0, 1)")
     need(pr.importance in ("reconstruction", "l1"), "prune.importance", "must be 'reconstruction' or 'l1'")
     need(pr.calib_images >= 1, "prune.calib_images", "must be >= 1")
     need(pr.finetune_steps >= 0, "prune.finetune_steps", "must be >= 0")

@@ -54,7 +54,7 @@ from training.jobs.onnx_export import run_onnx, torch_to_onnx
 from training.jobs.train import add_job_args, export_best, prepare_run_dir
 from training.nets.networks import ExportWrapper, count_macs, count_params
 from training.prune.criterion import IMPORTANCES, make_importance
-from training.prune.plan import build_graph, plan_layers, prune_layer
+from training.prune.plan import build_graph, layer_alphas, plan_layers, prune_layer
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +250,13 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         extra_ign = [proj] if proj is not None else []
         plan = plan_layers(model, dg, s_in, p.ignore, extra_ign)
         state["plan"] = [asdict(ly) for ly in plan]
+        state["alphas"] = layer_alphas(plan, p.alpha, p.alpha_by_prefix)
         state["steps"] = [[ly.root for ly in plan[i:i + p.layers_per_step]]
                           for i in range(0, len(plan), p.layers_per_step)]
+        own = {r: a for r, a in state["alphas"].items() if a != p.alpha}
         events.emit("log", message=f"{len(plan)} prunable layers in {len(state['steps'])} steps, "
-                                   f"alpha {p.alpha} (keep {keep:.0%}), importance {p.importance}")
+                                   f"alpha {p.alpha} (keep {keep:.0%}), importance {p.importance}"
+                                   + (f"; own alpha for {len(own)}: {own}" if own else ""))
         m0 = measure(model, s_in, p.latency_runs)
         v0 = val_record(evaluate(model, va_ds, device, cfg.train.decode_eval, cfg.model.heatmap_size, cfg.train.sigma),
                         cfg.train.select)
@@ -294,7 +297,8 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         named = dict(model.named_modules())
         layers, chans, t_score, c_score, t_prune = [], [], 0.0, 0.0, 0.0
         for root in state["steps"][k]:
-            r = prune_layer(dg, named[root], importance, p.alpha, p.channel_multiple)
+            r = prune_layer(dg, named[root], importance, state.get("alphas", {}).get(root, p.alpha),
+                            p.channel_multiple)
             layers.append(root)
             chans.append(f"{r['before']}->{r['after']}")
             t_score += r["score_time_s"]
@@ -340,6 +344,8 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     if export:
         name = cfg.train.export_name or default_export_name(p.alpha)
         out = export_best(trainer, run_dir, name, {"pruned": {"alpha": p.alpha, "importance": p.importance,
+                                                              **({"alpha_by_prefix": dict(p.alpha_by_prefix)}
+                                                                 if p.alpha_by_prefix else {}),
                                                               "from": Path(state["student"]).name,
                                                               "dense_params": dense["params"]},
                                                    "wall_time_s": round(wall, 1)}, model=best_model)

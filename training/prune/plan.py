@@ -4,7 +4,8 @@ prunable layers in pruning order, and the removal of a layer's lowest-scoring ch
 Order and schedule: groups are ordered by the execution position of their first
 producing (non-depthwise) conv / linear; pruning goes from the last (the heads' hidden
 layers, then features.18) to the first (features.0), ``prune.layers_per_step`` groups
-per step, keeping round((1 - alpha) * n) (at least 1) of each group's n channels. The
+per step, keeping round((1 - alpha) * n) (at least 1) of each group's n channels, alpha
+being ``prune.alpha`` or, for the layers a prefix of ``prune.alpha_by_prefix`` names, its own. The
 heads' final outputs (``reg_head.fc2``, ``hm_head.out``) and the input are never
 pruned; ``prune.ignore`` adds module-name prefixes to leave alone. Each step is followed
 by ``prune.finetune_steps`` optimiser steps with loss_t (distillation from
@@ -92,7 +93,7 @@ def execution_order(model: nn.Module, input_size: int) -> dict[nn.Module, int]:
 
 def ignored_modules(model: nn.Module, prefixes: tuple[str, ...] = ()) -> list[nn.Module]:
     keep = tuple(ALWAYS_KEEP) + tuple(prefixes)
-    return [m for n, m in model.named_modules() if n and any(n == p or n.startswith(p + ".") for p in keep)]
+    return [m for n, m in model.named_modules() if n and any(_under(n, p) for p in keep)]
 
 
 def plan_layers(model: nn.Module, dg: tp.DependencyGraph, input_size: int, ignore: tuple[str, ...] = (),
@@ -113,6 +114,26 @@ def plan_layers(model: nn.Module, dg: tp.DependencyGraph, input_size: int, ignor
         layers.append(PruneLayer(names[root], tuple(sorted(names[m] for m in members)), order[root],
                                  len(group[0].idxs)))
     return sorted(layers, key=lambda ly: -ly.position)
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def layer_alphas(layers: list[PruneLayer], alpha: float, by_prefix: dict[str, float] | None = None) -> dict[str, float]:
+    """Each layer's pruning share, by its root's name: the longest prefix of ``by_prefix`` that
+    names it, else ``alpha``. A prefix that names no layer is an error (a typo would otherwise
+    silently prune that layer at ``alpha``)."""
+    by_prefix = by_prefix or {}
+    unused = [p for p in by_prefix if not any(_under(ly.root, p) for ly in layers)]
+    if unused:
+        raise TrainingError(f"prune.alpha_by_prefix: {unused} name no prunable layer; the layers are "
+                            f"{[ly.root for ly in layers]}")
+    out = {}
+    for ly in layers:
+        hits = [p for p in by_prefix if _under(ly.root, p)]
+        out[ly.root] = by_prefix[max(hits, key=len)] if hits else alpha
+    return out
 
 
 def keep_count(n: int, alpha: float, multiple: int = 1) -> int:
