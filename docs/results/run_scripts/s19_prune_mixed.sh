@@ -3,7 +3,8 @@
 # One `training prune` job from the shipped student (models/student.onnx, 3.89): 75% of every layer's filters
 # pruned by reconstruction error except the layers ALPHAS names (prune.alpha_by_prefix, module prefix -> own share;
 # default: the last stage, backbone.features.14-18, at 50%), the heatmap head left whole (as the shipped 0.25x);
-# 4 layers a step with 60 fine-tuning steps each, then EPOCHS x 33 steps. Data and loss: session 18's lever, output
+# 4 layers a step with fine-tuning after each (prune.finetune_steps=60, but a fine-tuning epoch ends after one pass
+# over the 1,064 human faces: 33 steps of 32 + 32 ran), then EPOCHS x 33 steps. Data and loss: session 18's lever, output
 # distillation from the teacher (models/teacher.onnx, lambda_out 1, no feature term) on batches of 32 human
 # AFW/HELEN train faces + 32 of all 3,462 YouTube-Faces train frames unlabelled (U, loss weight 0: only the
 # teacher's labels teach on them; chain_session18.md section 4 builds the pack), flips keeping the AFW/HELEN label
