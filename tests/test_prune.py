@@ -232,7 +232,8 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="module")
 def pruned(tiny) -> SimpleNamespace:
     cfg = tiny_config_file(tiny.tmp / "prune.json", tiny.data, distill={"teacher": str(tiny.teacher), "proj_dim": 16},
-                      prune={"student": str(tiny.student), "alpha": 0.5, "calib_images": 8, "finetune_steps": 1,
+                      prune={"student": str(tiny.student), "alpha": 0.5, "calib_images": 8,
+                             "finetune_steps": 1000,  # capped at one pass: 24 faces / 8 = 3 steps
                              "alpha_by_prefix": {"backbone.features.18": 0.25},
                              "final_epochs": 1, "layers_per_step": 14, "latency_runs": 5})
     run = tiny.tmp / "run_prune"
@@ -253,6 +254,8 @@ def test_prune_cli_end_to_end(pruned):
     assert steps[-1]["params"] < steps[0]["params"] / 2
     rows = list(csv.DictReader((run / "prune_steps.csv").open()))
     assert len(rows) == 4 and rows[1]["layers"].startswith("hm_head.conv.0")
+    assert [r["finetune_steps"] for r in rows] == ["0", "3", "3", "0"]
+    assert any("one pass over the training set is 3 steps" in e.get("message", "") for e in ev if e["event"] == "log")
     layer_chans = {la: ch for r in rows[1:3] for la, ch in zip(r["layers"].split(";"), r["channels"].split(";"))}
     n18 = int(layer_chans["backbone.features.18.0"].split("->")[0])  # its own alpha (0.25), the rest at 0.5
     assert layer_chans["backbone.features.18.0"] == f"{n18}->{keep_count(n18, 0.25)}"

@@ -108,7 +108,7 @@ class PruneConfig:
     alpha_by_prefix: dict[str, float] = field(default_factory=dict)
     importance: str = "reconstruction"  # or "l1"
     calib_images: int = 64
-    finetune_steps: int = 100
+    finetune_steps: int = 100  # after each prune step; capped at one pass over the training set (one epoch)
     final_epochs: int = 3
     layers_per_step: int = 1
     ignore: tuple[str, ...] = ()  # module-name prefixes never pruned (heads' outputs are always kept)

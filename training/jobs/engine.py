@@ -490,6 +490,10 @@ class Trainer:
                                 f"the extra packs do not fill one batch of {t.batch_size - n_extra} + {n_extra}")
         return batches
 
+    def epoch_steps(self, e: int) -> int:
+        """How many optimiser steps epoch ``e`` runs (``train.max_steps_per_epoch`` caps one pass)."""
+        return len(self._epoch_batches(e))
+
     def train_epoch(self) -> dict[str, float]:
         e = self.epoch
         self.train_ds.set_epoch(e)

@@ -59,7 +59,7 @@ from training.prune.plan import build_graph, layer_alphas, plan_layers, prune_la
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("step", "layers", "channels", "params", "macs", "onnx_bytes", "latency_ms", "nme_ion", "decode",
-               "score_time_s", "score_cpu_s", "prune_time_s", "finetune_time_s")
+               "score_time_s", "score_cpu_s", "prune_time_s", "finetune_steps", "finetune_time_s")
 
 
 # -- measurement ---------------------------------------------------------------------------
@@ -261,15 +261,21 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
         v0 = val_record(evaluate(model, va_ds, device, cfg.train.decode_eval, cfg.model.heatmap_size, cfg.train.sigma),
                         cfg.train.select)
         log_row({"step": 0, "layers": [], "channels": [], **m0, **v0, "score_time_s": 0.0, "score_cpu_s": 0.0,
-                 "prune_time_s": 0.0, "finetune_time_s": 0.0})
+                 "prune_time_s": 0.0, "finetune_steps": 0, "finetune_time_s": 0.0})
 
     ft_cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, epochs=1, max_steps_per_epoch=p.finetune_steps, lr_steps=()))
 
     def finish_step(trainer: Trainer, info: dict) -> None:
         t1 = time.time()
+        ran = 0
         if trainer.epoch < 1:
             if p.finetune_steps > 0:
+                ran = trainer.epoch_steps(0)
+                if ran < p.finetune_steps and not state.get("cap_logged"):
+                    state["cap_logged"] = True
+                    events.emit("log", message=f"prune.finetune_steps {p.finetune_steps}: one pass over the "
+                                               f"training set is {ran} steps, so each prune step fine-tunes {ran}")
                 trainer.fit(1)
             else:  # no fine-tuning: just validate and checkpoint
                 val = trainer.validate()
@@ -279,7 +285,7 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
                 trainer.save("last.pt")
                 trainer.save("best.pt")
         row = {**info, **measure(model, s_in, p.latency_runs), **val_record(trainer.best["metrics"], cfg.train.select),
-               "finetune_time_s": time.time() - t1}
+               "finetune_steps": ran, "finetune_time_s": time.time() - t1}
         log_row(row)
 
     trainer: Trainer | None = None
@@ -327,8 +333,7 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
     best_model = read_checkpoint(run_dir / "checkpoints" / "best.pt")["model_object"]
     fin = {"step": "final", "layers": [], "channels": [], **measure(best_model, s_in, p.latency_runs),
            **val_record(trainer.best["metrics"], cfg.train.select), "score_time_s": 0.0, "score_cpu_s": 0.0,
-           "prune_time_s": 0.0,
-           "finetune_time_s": 0.0}
+           "prune_time_s": 0.0, "finetune_steps": 0, "finetune_time_s": 0.0}
     if state["rows"][-1].get("step") != "final":
         log_row(fin)
     plot_nme_latency(state["rows"], run_dir / "prune_nme_latency.png",

@@ -9,7 +9,8 @@ being ``prune.alpha`` or, for the layers a prefix of ``prune.alpha_by_prefix`` n
 heads' final outputs (``reg_head.fc2``, ``hm_head.out``) and the input are never
 pruned; ``prune.ignore`` adds module-name prefixes to leave alone. Each step is followed
 by ``prune.finetune_steps`` optimiser steps with loss_t (distillation from
-``distill.teacher`` when set, else LOSS), and the run ends with ``prune.final_epochs``
+``distill.teacher`` when set, else LOSS), at most one pass over the training set (the
+steps are one epoch's, capped; the job logs the count that runs), and the run ends with ``prune.final_epochs``
 epochs of fine-tuning at ``train.lr`` with the usual schedule.
 """
 
