@@ -196,9 +196,21 @@ def test_first_conv_is_the_one_fed_by_the_input(pack: tuple[Path, Path]) -> None
     (node,) = [n for n in m.graph.node if n.name == name]
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     assert node.op_type == "Conv" and inits[node.input[1]].shape[1] == 3  # takes the 3-channel image
-    assert resolve_exclude(m, "input", ["first", name]) == [name, name]
+    assert resolve_exclude(m, "input", ["first", name]) == [name]  # each node once
     with pytest.raises(QuantizeError, match="no node of that name"):
         resolve_exclude(m, "input", ["nope"])
+    with pytest.raises(QuantizeError, match="a prefix ending in '/'"):
+        resolve_exclude(m, "input", ["/no/such/block/"])
+
+
+def test_exclude_prefix_names_every_node_of_a_block(pack: tuple[Path, Path]) -> None:
+    m = onnx.load(str(pack[0] / "tiny.onnx"))
+    names = [n.name for n in m.graph.node]
+    block = next(n.rsplit("/", 2)[0] + "/" for n in names if n.count("/") >= 3)
+    under = [n for n in names if n.startswith(block)]
+    assert len(under) >= 2 and len(under) < len(names)
+    assert resolve_exclude(m, "input", [block]) == under
+    assert resolve_exclude(m, "input", [under[0], block]) == under  # a node named twice is excluded once
 
 
 def test_gate_arithmetic() -> None:
