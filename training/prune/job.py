@@ -268,14 +268,13 @@ def run_prune(cfg: RunConfig, run_dir: Path, resume: bool = False, cancel: Cance
 
     def finish_step(trainer: Trainer, info: dict) -> None:
         t1 = time.time()
-        ran = 0
+        ran = trainer.epoch_steps(0) if p.finetune_steps > 0 else 0  # also when a resume finds it done
+        if ran < p.finetune_steps and not state.get("cap_logged"):
+            state["cap_logged"] = True
+            events.emit("log", message=f"prune.finetune_steps {p.finetune_steps}: one pass over the "
+                                       f"training set is {ran} steps, so each prune step fine-tunes {ran}")
         if trainer.epoch < 1:
             if p.finetune_steps > 0:
-                ran = trainer.epoch_steps(0)
-                if ran < p.finetune_steps and not state.get("cap_logged"):
-                    state["cap_logged"] = True
-                    events.emit("log", message=f"prune.finetune_steps {p.finetune_steps}: one pass over the "
-                                               f"training set is {ran} steps, so each prune step fine-tunes {ran}")
                 trainer.fit(1)
             else:  # no fine-tuning: just validate and checkpoint
                 val = trainer.validate()
