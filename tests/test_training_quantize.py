@@ -2,7 +2,8 @@
 ../shared needed): the int8 graph is installed like any model and loads in the app, its card
 names its parent and calibration data, a model that fails the gate is not written, bad input
 is one line. Plus the pieces: float16 weights widened exactly, the first convolution found,
-the gate's arithmetic, the interleaved timing helper and ``benchmarks/int8_speed.py``."""
+the gate's arithmetic, the interleaved timing helper, ``benchmarks/int8_speed.py`` and
+``benchmarks/int8_float_blocks.py``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from fixtures import export_tiny, make_face68
+from fixtures import export_tiny, make_face68, tiny_landmark_net
 from onnx import numpy_helper
 
 from training.cli import main as training_main
@@ -254,3 +255,30 @@ def test_int8_speed_script_times_each_pair(shipped: tuple[Path, dict], pack: tup
     assert len(row) == 1 and "| `tiny` |" in row[0]
     (pair,) = json.loads(js.read_text())["pairs"]
     assert pair["float"] == "tiny" and pair["int8_ms"]["runs"] == 4
+
+
+def test_int8_float_blocks_script_times_each_copy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``benchmarks/int8_float_blocks.py`` on a tiny MobileNetV2: the float model and one int8 copy per
+    choice of float blocks, timed together; each copy leaves more nodes in float than the one before."""
+    from kpdesk.vision.schema import get_schema
+    from training.jobs.onnx_export import export_model
+
+    m = tiny_landmark_net("mobilenetv2-tiny")
+    path = tmp_path / "mnv2.onnx"
+    export_model(m, get_schema("ibug68"), path, input_size=m.cfg.input_size, heatmap_size=m.cfg.heatmap_size,
+                 sigma=1.0, decode="fusion", arch=m.cfg.arch, tol=1e-4)
+    spec = importlib.util.spec_from_file_location("int8_float_blocks", REPO / "benchmarks" / "int8_float_blocks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert list(mod.variants(2).values()) == [["first"], ["first", "/net/backbone/features.1/"],
+                                             ["first", "/net/backbone/features.1/", "/net/backbone/features.2/"]]
+    js = tmp_path / "blocks.json"
+    assert mod.main(["--model", str(path), "--blocks", "2", "--rounds", "2", "--runs", "2", "--json", str(js)]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| float") or ln.startswith("| int8")]
+    assert len(rows) == 4
+    res = json.loads(js.read_text())
+    floats = [len(v["excluded_nodes"]) for k, v in res["info"].items() if k != "float"]
+    assert floats[0] == 1 and floats[0] < floats[1] < floats[2]
+    assert all(t["runs"] == 4 for t in res["timing"].values())
+    with pytest.raises(SystemExit):
+        mod.main(["--model", str(tmp_path / "absent.onnx")])
