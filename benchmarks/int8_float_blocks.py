@@ -25,10 +25,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    from kpdesk.vision.manifest import Manifest
 
 PREFIX = "/net/backbone/features.{}/"
 
@@ -42,14 +46,12 @@ def variants(blocks: int) -> dict[str, list[str]]:
     return out
 
 
-def build(model: Path, out: Path, blocks: int) -> dict[str, dict]:
-    """Write each int8 copy (with the float model's manifest beside it) into ``out``; returns label -> info."""
+def build(model: Path, man: Manifest, out: Path, blocks: int) -> dict[str, dict]:
+    """Write each int8 copy of ``model`` (with its manifest ``man`` beside it) into ``out``; returns label -> info."""
     import numpy as np
 
-    from kpdesk.inference.model import LandmarkModel
     from training.evaluation.quantize import quantize_graph
 
-    man = LandmarkModel.load(model, threads=1).manifest
     s = man.input_size
     calib = np.random.default_rng(0).standard_normal((32, 3, s, s)).astype(np.float32)
     info = {"float": {"path": str(model), "excluded_nodes": [], "bytes": model.stat().st_size}}
@@ -93,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--model {model}: no such file")
     from kpdesk.inference.model import LandmarkModel
 
-    size = LandmarkModel.load(model, threads=1).manifest.input_size
+    man = LandmarkModel.load(model, threads=1).manifest
+    size = man.input_size
     with tempfile.TemporaryDirectory(prefix="kpdesk-f32blocks-") as tmp:
-        info = build(model, Path(tmp), a.blocks)
+        info = build(model, man, Path(tmp), a.blocks)
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"info": info, "size": size}))
         # timing in a fresh process: no quantizer or PyTorch state beside onnxruntime
